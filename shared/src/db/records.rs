@@ -1,0 +1,183 @@
+//! Records: list, read, create, update and soft delete, each validated
+//! against its module inside the transaction that writes it.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+
+use super::modules;
+use crate::model::module::Module;
+use crate::model::paging::Paging;
+use crate::model::record::{check_values, Record, Reference};
+use crate::{Error, Id, Result};
+
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    id: Id,
+    module_id: Id,
+    user_id: Id,
+    values: Json<Map<String, Value>>,
+    created_at: DateTime<Utc>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl RecordRow {
+    fn into_record(self, module: &Module) -> Record {
+        Record {
+            id: self.id,
+            module_id: self.module_id,
+            user_id: self.user_id,
+            fields: Record::fields_in_order(module, &self.values.0),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+const COLUMNS: &str = r#"r.id, r.module_id, r.user_id, r."values", r.created_at, r.updated_at"#;
+
+fn missing(module: Id, id: Id) -> Error {
+    Error::not_found(format!("record {id} does not exist in module {module}"))
+}
+
+/// A page of a module's live records plus the total that match.
+///
+/// `filter` and `order_by` are SQL compiled by the query language from the
+/// client's text; `params` are their bound values, numbered from `$2`
+/// (`$1` is the module ID).
+pub async fn list(
+    pool: &PgPool,
+    module: &Module,
+    paging: Paging,
+    filter: Option<&str>,
+    order_by: &str,
+    params: &[String],
+) -> Result<(Vec<Record>, i64)> {
+    let filter = filter.map_or(String::new(), |sql| format!(" AND ({sql})"));
+    let scope = format!("FROM records r WHERE r.module_id = $1 AND r.deleted_at IS NULL{filter}");
+    let limit_at = params.len() + 2;
+    let page_sql = format!(
+        "SELECT {COLUMNS} {scope} ORDER BY {order_by} LIMIT ${limit_at} OFFSET ${}",
+        limit_at + 1
+    );
+    let mut page = sqlx::query_as::<_, RecordRow>(&page_sql).bind(module.id);
+    for param in params {
+        page = page.bind(param);
+    }
+    let rows = page
+        .bind(paging.per_page)
+        .bind(paging.offset())
+        .fetch_all(pool)
+        .await?;
+    // Only count when the page does not already tell the total.
+    let count = if paging.page == 0 && (rows.len() as i64) < paging.per_page {
+        rows.len() as i64
+    } else {
+        let count_sql = format!("SELECT count(*) {scope}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(module.id);
+        for param in params {
+            count = count.bind(param);
+        }
+        count.fetch_one(pool).await?
+    };
+    Ok((rows.into_iter().map(|row| row.into_record(module)).collect(), count))
+}
+
+/// One live record of a module.
+pub async fn get(pool: &PgPool, module: &Module, id: Id) -> Result<Record> {
+    sqlx::query_as::<_, RecordRow>(&format!(
+        "SELECT {COLUMNS} FROM records r WHERE r.id = $1 AND r.module_id = $2 AND r.deleted_at IS NULL"
+    ))
+    .bind(id)
+    .bind(module.id)
+    .fetch_optional(pool)
+    .await?
+    .map(|row| row.into_record(module))
+    .ok_or_else(|| missing(module.id, id))
+}
+
+/// Checks that every referenced record exists, live, in its module.
+async fn check_references(conn: &mut PgConnection, references: &[Reference]) -> Result<()> {
+    for reference in references {
+        let ids: Vec<i64> = reference.record_ids.iter().map(|id| id.get()).collect();
+        let found: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM records WHERE module_id = $1 AND id = ANY($2) AND deleted_at IS NULL",
+        )
+        .bind(reference.module_id)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        if let Some(absent) = ids.iter().find(|id| !found.contains(id)) {
+            return Err(Error::invalid(format!(
+                "field {:?}: record {absent} does not exist in module {}",
+                reference.field, reference.module_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a record in module `module_id` for `user`.
+pub async fn create(pool: &PgPool, module_id: Id, user: Id, input: Map<String, Value>) -> Result<Record> {
+    let mut tx = pool.begin().await?;
+    let module = modules::get_for_share(&mut tx, module_id).await?;
+    let checked = check_values(&module, input, None)?;
+    check_references(&mut tx, &checked.references).await?;
+    let row: RecordRow = sqlx::query_as(&format!(
+        r#"INSERT INTO records AS r (module_id, user_id, "values") VALUES ($1, $2, $3)
+           RETURNING {COLUMNS}"#
+    ))
+    .bind(module_id)
+    .bind(user)
+    .bind(Json(&checked.values))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row.into_record(&module))
+}
+
+/// Updates a record: given fields replace stored ones, `null` clears one,
+/// the rest are kept.
+pub async fn update(pool: &PgPool, module_id: Id, id: Id, input: Map<String, Value>) -> Result<Record> {
+    let mut tx = pool.begin().await?;
+    let module = modules::get_for_share(&mut tx, module_id).await?;
+    let stored: Json<Map<String, Value>> = sqlx::query_scalar(
+        r#"SELECT "values" FROM records
+           WHERE id = $1 AND module_id = $2 AND deleted_at IS NULL FOR UPDATE"#,
+    )
+    .bind(id)
+    .bind(module_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| missing(module_id, id))?;
+    let checked = check_values(&module, input, Some(&stored.0))?;
+    check_references(&mut tx, &checked.references).await?;
+    let row: RecordRow = sqlx::query_as(&format!(
+        r#"UPDATE records AS r SET "values" = $2, updated_at = now() WHERE r.id = $1
+           RETURNING {COLUMNS}"#
+    ))
+    .bind(id)
+    .bind(Json(&checked.values))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row.into_record(&module))
+}
+
+/// Soft-deletes a record; it then vanishes from lists, reports and references.
+pub async fn delete(pool: &PgPool, module_id: Id, id: Id) -> Result<()> {
+    let deleted = sqlx::query(
+        "UPDATE records SET deleted_at = now()
+         WHERE id = $1 AND module_id = $2 AND deleted_at IS NULL
+           AND EXISTS (SELECT 1 FROM modules WHERE id = $2 AND deleted_at IS NULL)",
+    )
+    .bind(id)
+    .bind(module_id)
+    .execute(pool)
+    .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(missing(module_id, id));
+    }
+    Ok(())
+}

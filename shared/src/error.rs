@@ -1,0 +1,59 @@
+//! The one error type of the shared library: what went wrong, in words a
+//! client can act on, sorted by who has to fix it.
+
+/// Result with the shared [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failure of a shared operation. The message of every variant but
+/// `Database` is written for the client and names the offending input.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input breaks a rule (a 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The thing asked for does not exist or is deleted (a 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but clashes with the current state (a 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Postgres failed; details are for the log, not the client.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(message.into())
+    }
+
+    /// Shorthand for [`Error::Conflict`].
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(message.into())
+    }
+
+    /// True when Postgres could not be reached at all (as opposed to a query
+    /// failing), which callers report as "unavailable" rather than a bug.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        )
+    }
+}
+
+/// The name of the unique constraint a database error violated, if any.
+pub(crate) fn unique_violation(err: &sqlx::Error) -> Option<&str> {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => db.constraint(),
+        _ => None,
+    }
+}

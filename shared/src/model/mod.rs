@@ -1,0 +1,34 @@
+//! Domain types as the API shows them, and the validation of input against
+//! them. Nothing here touches the database; `crate::db` does.
+
+pub mod chart;
+pub mod module;
+pub mod page;
+pub mod paging;
+pub mod record;
+
+/// Longest name or title accepted (modules, charts, pages), in characters.
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest free text accepted where no field limit is set, in characters.
+pub const MAX_TEXT_LEN: usize = 65_536;
+
+/// Checks a required, bounded, non-blank name and returns it trimmed.
+pub fn required_name(field: &str, value: &str) -> crate::Result<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(crate::Error::invalid(format!("{field}: must not be empty")));
+    }
+    bounded_text(field, trimmed, MAX_NAME_LEN)?;
+    Ok(trimmed.to_owned())
+}
+
+/// Rejects text longer than `max` characters, naming the field.
+pub fn bounded_text(field: &str, value: &str, max: usize) -> crate::Result<()> {
+    let length = value.chars().count();
+    if length > max {
+        return Err(crate::Error::invalid(format!(
+            "{field}: is {length} characters long; the limit is {max}"
+        )));
+    }
+    Ok(())
+}
