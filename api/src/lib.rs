@@ -1,1 +1,77 @@
-//! placeholder
+//! The Crust REST API as a library: `run` serves it on a listener until a
+//! shutdown token fires, so the binary and the tests start it the same way.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use axum::extract::Request;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then lets
+/// in-flight requests finish.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = AppState::new(&config)?;
+    let router = routes::router(state);
+    // Trailing slashes are optional: strip one before routing, so
+    // `/module/` and `/module` reach the same handler.
+    let app = tower::util::MapRequestLayer::new(trim_trailing_slash).layer(router);
+    tracing::info!(addr = %listener.local_addr()?, "crust-api listening");
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
+    tracing::info!("crust-api stopped");
+    Ok(())
+}
+
+fn trim_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    // The docs UI serves its assets below `/docs/` and redirects there.
+    if path.len() > 1 && path.ends_with('/') && !path.starts_with("/docs/") {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let rebuilt = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(uri) = rebuilt.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+/// Creates the database if it is missing and applies every migration.
+pub async fn migrate(db: &crust_shared::config::DbConfig) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let options = db.connect_options().map_err(anyhow::Error::msg)?;
+    crust_shared::config::create_database_if_missing(&options)
+        .await
+        .context("cannot create the database")?;
+    let pool = sqlx::PgPool::connect_with(options)
+        .await
+        .context("cannot connect to Postgres")?;
+    crust_shared::MIGRATOR
+        .run(&pool)
+        .await
+        .context("migrations failed")?;
+    tracing::info!("migrations applied");
+    pool.close().await;
+    Ok(())
+}

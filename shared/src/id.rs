@@ -81,7 +81,9 @@ impl<'de> Deserialize<'de> for Id {
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id, E> {
                 if v < 0 {
-                    return Err(E::custom(format!("{v} is not an ID (IDs are not negative)")));
+                    return Err(E::custom(format!(
+                        "{v} is not an ID (IDs are not negative)"
+                    )));
                 }
                 Ok(Id(v))
             }
@@ -137,7 +139,9 @@ mod tests {
             .contains("not an ID"));
         assert!(serde_json::from_str::<Id>("-1").is_err());
         assert!(serde_json::from_str::<Id>("18446744073709551615").is_err());
-        assert!(Id::parse("99999999999999999999").unwrap_err().contains("out of range"));
+        assert!(Id::parse("99999999999999999999")
+            .unwrap_err()
+            .contains("out of range"));
         assert!(Id::parse("").is_err());
     }
 }

@@ -44,7 +44,9 @@ fn missing(id: Id) -> Error {
 
 fn name_taken(err: sqlx::Error, name: &str) -> Error {
     match unique_violation(&err) {
-        Some("modules_live_name") => Error::conflict(format!("a module named {name:?} already exists")),
+        Some("modules_live_name") => {
+            Error::conflict(format!("a module named {name:?} already exists"))
+        }
         _ => err.into(),
     }
 }
@@ -101,9 +103,15 @@ pub async fn get_for_share(conn: &mut PgConnection, id: Id) -> Result<Module> {
 
 /// Checks that every Record field points at a live module (`this` is the
 /// module being edited, which may reference itself).
-async fn check_references(conn: &mut PgConnection, input: &ModuleInput, this: Option<Id>) -> Result<()> {
+async fn check_references(
+    conn: &mut PgConnection,
+    input: &ModuleInput,
+    this: Option<Id>,
+) -> Result<()> {
     for (index, field) in input.fields.iter().enumerate() {
-        let Some(target) = field.referenced_module().filter(|_| field.kind == FieldKind::Record)
+        let Some(target) = field
+            .referenced_module()
+            .filter(|_| field.kind == FieldKind::Record)
         else {
             continue;
         };
@@ -177,7 +185,11 @@ pub async fn update(pool: &PgPool, id: Id, input: ModuleInput) -> Result<Module>
 /// into batches of this size.
 const CONVERT_BATCH: i64 = 5_000;
 
-async fn convert_values(conn: &mut PgConnection, current: &Module, new_fields: &[Field]) -> Result<()> {
+async fn convert_values(
+    conn: &mut PgConnection,
+    current: &Module,
+    new_fields: &[Field],
+) -> Result<()> {
     let new_by_name: HashMap<&str, &Field> =
         new_fields.iter().map(|f| (f.name.as_str(), f)).collect();
     // Fields whose stored values might no longer fit, or must go.
@@ -211,8 +223,12 @@ async fn convert_values(conn: &mut PgConnection, current: &Module, new_fields: &
         let mut values = Vec::new();
         for (record_id, Json(mut stored)) in rows {
             for name in &changed {
-                let Some(old_value) = stored.remove(name) else { continue };
-                let Some(new) = new_by_name.get(name.as_str()) else { continue };
+                let Some(old_value) = stored.remove(name) else {
+                    continue;
+                };
+                let Some(new) = new_by_name.get(name.as_str()) else {
+                    continue;
+                };
                 match convert_value(new, old_value) {
                     Ok(Some(value)) => {
                         stored.insert(name.clone(), value);
@@ -254,7 +270,9 @@ fn storage_compatible(old: &Field, new: &Field) -> bool {
     old.kind == new.kind
         && old.is_multi == new.is_multi
         && old.options == new.options
-        && new.max_length.is_none_or(|max| old.max_length.is_some_and(|old_max| old_max <= max))
+        && new
+            .max_length
+            .is_none_or(|max| old.max_length.is_some_and(|old_max| old_max <= max))
 }
 
 /// Converts a stored value to a new definition of its field: numbers and
@@ -287,11 +305,12 @@ fn convert_value(field: &Field, value: Value) -> std::result::Result<Option<Valu
 /// `force`, which soft-deletes the records and removes the record page.
 pub async fn delete(pool: &PgPool, id: Id, force: bool) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let found: Option<Id> =
-        sqlx::query_scalar("SELECT id FROM modules WHERE id = $1 AND deleted_at IS NULL FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let found: Option<Id> = sqlx::query_scalar(
+        "SELECT id FROM modules WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
     if found.is_none() {
         return Err(missing(id));
     }
@@ -317,10 +336,12 @@ pub async fn delete(pool: &PgPool, id: Id, force: bool) -> Result<()> {
             )));
         }
     }
-    sqlx::query("UPDATE records SET deleted_at = now() WHERE module_id = $1 AND deleted_at IS NULL")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE records SET deleted_at = now() WHERE module_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM pages WHERE module_id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -345,13 +366,22 @@ mod tests {
     #[test]
     fn values_convert_between_kinds_where_they_fit() {
         let text = field(json!({"name": "a", "kind": "String"}));
-        assert_eq!(convert_value(&text, json!(12.5)).unwrap(), Some(json!("12.5")));
+        assert_eq!(
+            convert_value(&text, json!(12.5)).unwrap(),
+            Some(json!("12.5"))
+        );
         let number = field(json!({"name": "a", "kind": "Number"}));
         assert_eq!(convert_value(&number, json!("7")).unwrap(), Some(json!(7)));
         assert!(convert_value(&number, json!("seven")).is_err());
         let multi = field(json!({"name": "a", "kind": "String", "isMulti": true}));
-        assert_eq!(convert_value(&multi, json!("x")).unwrap(), Some(json!(["x"])));
-        assert_eq!(convert_value(&text, json!(["x"])).unwrap(), Some(json!("x")));
+        assert_eq!(
+            convert_value(&multi, json!("x")).unwrap(),
+            Some(json!(["x"]))
+        );
+        assert_eq!(
+            convert_value(&text, json!(["x"])).unwrap(),
+            Some(json!("x"))
+        );
         assert!(convert_value(&text, json!(["x", "y"])).is_err());
     }
 

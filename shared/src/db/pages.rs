@@ -96,7 +96,9 @@ async fn check_links(conn: &mut PgConnection, input: &PageInput, this: Option<Id
             .fetch_one(&mut *conn)
             .await?;
         if !exists {
-            return Err(Error::invalid(format!("selfID: page {parent} does not exist")));
+            return Err(Error::invalid(format!(
+                "selfID: page {parent} does not exist"
+            )));
         }
         if let Some(this) = this {
             // Walk up from the new parent; meeting this page means a cycle.
@@ -127,7 +129,9 @@ async fn check_links(conn: &mut PgConnection, input: &PageInput, this: Option<Id
         .fetch_one(&mut *conn)
         .await?;
         if !exists {
-            return Err(Error::invalid(format!("moduleID: module {module} does not exist")));
+            return Err(Error::invalid(format!(
+                "moduleID: module {module} does not exist"
+            )));
         }
     }
     Ok(())
@@ -216,7 +220,9 @@ pub async fn reorder(pool: &PgPool, parent: Id, order: &[Id]) -> Result<()> {
     .await?;
     for (index, id) in order.iter().enumerate() {
         if order[..index].contains(id) {
-            return Err(Error::invalid(format!("pageIDs[{index}]: page {id} is listed twice")));
+            return Err(Error::invalid(format!(
+                "pageIDs[{index}]: page {id} is listed twice"
+            )));
         }
         if !children.contains(id) {
             return Err(Error::invalid(format!(

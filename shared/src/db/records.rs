@@ -81,7 +81,12 @@ pub async fn list(
         }
         count.fetch_one(pool).await?
     };
-    Ok((rows.into_iter().map(|row| row.into_record(module)).collect(), count))
+    Ok((
+        rows.into_iter()
+            .map(|row| row.into_record(module))
+            .collect(),
+        count,
+    ))
 }
 
 /// One live record of a module.
@@ -119,7 +124,12 @@ async fn check_references(conn: &mut PgConnection, references: &[Reference]) -> 
 }
 
 /// Creates a record in module `module_id` for `user`.
-pub async fn create(pool: &PgPool, module_id: Id, user: Id, input: Map<String, Value>) -> Result<Record> {
+pub async fn create(
+    pool: &PgPool,
+    module_id: Id,
+    user: Id,
+    input: Map<String, Value>,
+) -> Result<Record> {
     let mut tx = pool.begin().await?;
     let module = modules::get_for_share(&mut tx, module_id).await?;
     let checked = check_values(&module, input, None)?;
@@ -139,7 +149,12 @@ pub async fn create(pool: &PgPool, module_id: Id, user: Id, input: Map<String, V
 
 /// Updates a record: given fields replace stored ones, `null` clears one,
 /// the rest are kept.
-pub async fn update(pool: &PgPool, module_id: Id, id: Id, input: Map<String, Value>) -> Result<Record> {
+pub async fn update(
+    pool: &PgPool,
+    module_id: Id,
+    id: Id,
+    input: Map<String, Value>,
+) -> Result<Record> {
     let mut tx = pool.begin().await?;
     let module = modules::get_for_share(&mut tx, module_id).await?;
     let stored: Json<Map<String, Value>> = sqlx::query_scalar(

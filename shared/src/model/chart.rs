@@ -48,8 +48,9 @@ impl ChartInput {
                 return Err(Error::invalid("config.reports: must be a list"));
             };
             for (index, report) in reports.iter().enumerate() {
-                ChartReport::from_value(report)
-                    .map_err(|reason| Error::invalid(format!("config.reports[{index}]: {reason}")))?;
+                ChartReport::from_value(report).map_err(|reason| {
+                    Error::invalid(format!("config.reports[{index}]: {reason}"))
+                })?;
             }
         }
         Ok(self)

@@ -333,7 +333,10 @@ mod tests {
 
     #[test]
     fn field_rules_name_the_field() {
-        assert_eq!(message(input(json!([]))), "fields: a module needs at least one field");
+        assert_eq!(
+            message(input(json!([]))),
+            "fields: a module needs at least one field"
+        );
         assert!(message(input(json!([{"name": "1x", "kind": "String"}])))
             .starts_with("fields[0].name: \"1x\" is not an identifier"));
         assert!(message(input(json!([
@@ -345,10 +348,10 @@ mod tests {
             .starts_with("fields[0].options.options"));
         assert!(message(input(json!([{"name": "r", "kind": "Record"}])))
             .starts_with("fields[0].options.moduleID"));
-        assert!(
-            message(input(json!([{"name": "n", "kind": "Number", "maxLength": 3}])))
-                .starts_with("fields[0].maxLength")
-        );
+        assert!(message(input(
+            json!([{"name": "n", "kind": "Number", "maxLength": 3}])
+        ))
+        .starts_with("fields[0].maxLength"));
         assert!(message(input(
             json!([{"name": "n", "kind": "Number", "defaultValue": "abc"}])
         ))

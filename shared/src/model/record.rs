@@ -196,7 +196,8 @@ pub fn normalise_value(field: &Field, value: Value) -> std::result::Result<Optio
             if is_empty(&item) {
                 continue;
             }
-            let value = normalise_single(field, item).map_err(|reason| format!("[{index}]: {reason}"))?;
+            let value =
+                normalise_single(field, item).map_err(|reason| format!("[{index}]: {reason}"))?;
             if !normalised.contains(&value) {
                 normalised.push(value);
             }
@@ -296,9 +297,7 @@ fn check_length(field: &Field, text: &str) -> std::result::Result<(), String> {
         .map_or(MAX_TEXT_LEN, |limit| limit as usize);
     let length = text.chars().count();
     if length > limit {
-        return Err(format!(
-            "is {length} characters long; the limit is {limit}"
-        ));
+        return Err(format!("is {length} characters long; the limit is {limit}"));
     }
     Ok(())
 }
@@ -390,9 +389,13 @@ mod tests {
             name: "Deals".into(),
             meta: json!({}),
             fields: vec![
-                field(json!({"name": "title", "kind": "String", "isRequired": true, "maxLength": 5})),
+                field(
+                    json!({"name": "title", "kind": "String", "isRequired": true, "maxLength": 5}),
+                ),
                 field(json!({"name": "amount", "kind": "Number", "options": {"precision": 2}})),
-                field(json!({"name": "stage", "kind": "Select", "options": {"options": ["new", "won"]}, "defaultValue": "new"})),
+                field(
+                    json!({"name": "stage", "kind": "Select", "options": {"options": ["new", "won"]}, "defaultValue": "new"}),
+                ),
                 field(json!({"name": "tags", "kind": "String", "isMulti": true})),
                 field(json!({"name": "closed", "kind": "DateTime"})),
                 field(json!({"name": "owner", "kind": "Record", "options": {"moduleID": "9"}})),

@@ -1,0 +1,82 @@
+//! Bearer-token authentication: a middleware that admits a request only
+//! with a valid token (header or `jwt` cookie) and records who sent it.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use crust_shared::Id;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The user a request acts for (the token's `sub`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthUser(pub Id);
+
+/// Refuses requests without a valid token, with a 401 that says why.
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = token_of(request.headers())
+        .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = state
+        .tokens
+        .verify(&token, now)
+        .map_err(ApiError::Unauthorized)?;
+    let user = claims.user_id().map_err(ApiError::Unauthorized)?;
+    request.extensions_mut().insert(AuthUser(user));
+    Ok(next.run(request).await)
+}
+
+/// The token from `Authorization: Bearer …`, else from the `jwt` cookie.
+fn token_of(headers: &axum::http::HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .find_map(|cookie| cookie.trim().strip_prefix("jwt=").map(str::to_owned))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<AuthUser>()
+            .copied()
+            .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    #[test]
+    fn tokens_come_from_the_header_or_the_cookie() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(token_of(&headers).as_deref(), Some("abc"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, "a=1; jwt=xyz".parse().unwrap());
+        assert_eq!(token_of(&headers).as_deref(), Some("xyz"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(token_of(&headers), None);
+    }
+}

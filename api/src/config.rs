@@ -1,0 +1,24 @@
+//! The API's settings (environment first, each also a `--flag`).
+
+use std::net::SocketAddr;
+
+use crust_shared::config::DbConfig;
+
+/// What `crust-api` needs to serve.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub db: DbConfig,
+
+    /// Address to listen on.
+    #[arg(long, env = "CRUST_HTTP_ADDR", default_value = "127.0.0.1:3000")]
+    pub http_addr: SocketAddr,
+
+    /// HS256 secret for bearer tokens, at least 32 bytes.
+    #[arg(long, env = "CRUST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "CRUST_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+}

@@ -1,0 +1,50 @@
+//! The OpenAPI document, derived from the handlers' annotations, served at
+//! `/openapi.json`, and a Swagger UI at `/docs` whose assets are compiled
+//! into the binary (no network needed to browse it).
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::routes::{chart, health, module, page, record};
+use crate::AppState;
+
+/// The whole API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Crust", description = "CRM modules, records, pages, charts, workflows and jobs.
+IDs are decimal strings. Every endpoint but health and docs needs `Authorization: Bearer <JWT>`."),
+    paths(
+        health::healthz, health::readyz,
+        module::list_modules, module::create_module, module::read_module, module::edit_module, module::delete_module,
+        record::list_records, record::create_record, record::read_record, record::update_record, record::delete_record,
+        page::list_pages, page::page_tree, page::create_page, page::read_page, page::edit_page, page::reorder_pages, page::delete_page,
+        chart::list_charts, chart::create_chart, chart::read_chart, chart::edit_chart, chart::delete_chart,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `/openapi.json` and the `/docs` UI.
+pub fn router() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}

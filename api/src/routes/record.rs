@@ -1,0 +1,189 @@
+//! `/module/{moduleID}/record`: list (paged, filtered, sorted), create,
+//! read, update and soft-delete records.
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use crust_shared::db::{modules, records};
+use crust_shared::model::paging::Paging;
+use crust_shared::model::record::{Record, RecordInput};
+use serde::{Deserialize, Serialize};
+
+use super::{created, ok, success, ApiResult};
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{Body, Ids, Query};
+use crate::AppState;
+
+/// Most records per page.
+pub const MAX_PER_PAGE: i64 = 100;
+
+/// `GET /module/{moduleID}/record` parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct RecordQuery {
+    /// Filter expression, e.g. `amount > 100 AND status = 'won'`.
+    pub filter: Option<String>,
+    /// Sort list, e.g. `createdAt DESC, name`; default `id DESC`.
+    pub sort: Option<String>,
+    /// 0-based page.
+    pub page: Option<i64>,
+    /// Records per page (default 50, at most 100).
+    pub per_page: Option<i64>,
+}
+
+/// What a paged record list echoes back.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordListMeta {
+    pub page: i64,
+    pub per_page: i64,
+    /// Records matching the filter, over all pages.
+    pub count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+}
+
+/// One page of records.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecordList {
+    pub meta: RecordListMeta,
+    pub records: Vec<Record>,
+}
+
+/// The SQL for a listing's filter and order, and their bound values.
+struct Listing {
+    filter: Option<String>,
+    order_by: String,
+    params: Vec<String>,
+}
+
+fn compile_listing(filter: Option<&str>, sort: Option<&str>) -> Result<Listing, ApiError> {
+    if filter.is_some_and(|f| !f.trim().is_empty()) {
+        return Err(ApiError::bad_request(
+            "filter: filtering is not supported yet",
+        ));
+    }
+    if sort.is_some_and(|s| !s.trim().is_empty()) {
+        return Err(ApiError::bad_request("sort: sorting is not supported yet"));
+    }
+    Ok(Listing {
+        filter: None,
+        order_by: "r.id DESC".into(),
+        params: Vec::new(),
+    })
+}
+
+/// List a module's records.
+#[utoipa::path(get, path = "/module/{moduleID}/record", tag = "records",
+    params(("moduleID" = String, Path, description = "Module ID"), RecordQuery),
+    responses((status = 200, body = inline(crate::extract::Envelope<RecordList>)),
+              (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn list_records(
+    State(state): State<AppState>,
+    Ids([module_id]): Ids<1>,
+    Query(query): Query<RecordQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let paging = Paging::new(query.page, query.per_page, MAX_PER_PAGE)?;
+    let module = modules::get(&state.pool, module_id).await?;
+    let listing = compile_listing(query.filter.as_deref(), query.sort.as_deref())?;
+    let (records, count) = records::list(
+        &state.pool,
+        &module,
+        paging,
+        listing.filter.as_deref(),
+        &listing.order_by,
+        &listing.params,
+    )
+    .await?;
+    Ok(ok(RecordList {
+        meta: RecordListMeta {
+            page: paging.page,
+            per_page: paging.per_page,
+            count,
+            filter: query.filter,
+            sort: query.sort,
+        },
+        records,
+    }))
+}
+
+/// Create a record.
+#[utoipa::path(post, path = "/module/{moduleID}/record", tag = "records", request_body = RecordInput,
+    params(("moduleID" = String, Path, description = "Module ID")),
+    responses((status = 201, body = inline(crate::extract::Envelope<Record>)),
+              (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn create_record(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Ids([module_id]): Ids<1>,
+    Body(input): Body<RecordInput>,
+) -> ApiResult<impl IntoResponse> {
+    let values = input.fields.into_map()?;
+    Ok(created(
+        records::create(&state.pool, module_id, user, values).await?,
+    ))
+}
+
+/// Read a record.
+#[utoipa::path(get, path = "/module/{moduleID}/record/{recordID}", tag = "records",
+    params(("moduleID" = String, Path, description = "Module ID"), ("recordID" = String, Path, description = "Record ID")),
+    responses((status = 200, body = inline(crate::extract::Envelope<Record>)), (status = 404, body = super::ErrorBody)))]
+pub async fn read_record(
+    State(state): State<AppState>,
+    Ids([module_id, record_id]): Ids<2>,
+) -> ApiResult<impl IntoResponse> {
+    let module = modules::get(&state.pool, module_id).await?;
+    Ok(ok(records::get(&state.pool, &module, record_id).await?))
+}
+
+/// Update a record: given fields replace stored ones, `null` clears one,
+/// fields not given keep their value.
+#[utoipa::path(post, path = "/module/{moduleID}/record/{recordID}", tag = "records", request_body = RecordInput,
+    params(("moduleID" = String, Path, description = "Module ID"), ("recordID" = String, Path, description = "Record ID")),
+    responses((status = 200, body = inline(crate::extract::Envelope<Record>)),
+              (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn update_record(
+    State(state): State<AppState>,
+    Ids([module_id, record_id]): Ids<2>,
+    Body(input): Body<RecordInput>,
+) -> ApiResult<impl IntoResponse> {
+    let values = input.fields.into_map()?;
+    Ok(ok(records::update(
+        &state.pool,
+        module_id,
+        record_id,
+        values,
+    )
+    .await?))
+}
+
+/// Delete a record (soft: it disappears from lists, reports and references).
+#[utoipa::path(delete, path = "/module/{moduleID}/record/{recordID}", tag = "records",
+    params(("moduleID" = String, Path, description = "Module ID"), ("recordID" = String, Path, description = "Record ID")),
+    responses((status = 200, body = super::Success), (status = 404, body = super::ErrorBody)))]
+pub async fn delete_record(
+    State(state): State<AppState>,
+    Ids([module_id, record_id]): Ids<2>,
+) -> ApiResult<impl IntoResponse> {
+    modules::get(&state.pool, module_id).await?;
+    records::delete(&state.pool, module_id, record_id).await?;
+    Ok(success())
+}
+
+/// Record routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/module/{moduleID}/record",
+            get(list_records).post(create_record),
+        )
+        .route(
+            "/module/{moduleID}/record/{recordID}",
+            get(read_record).post(update_record).delete(delete_record),
+        )
+}

@@ -1,0 +1,46 @@
+//! The one state every handler shares: pool, token key and limits.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use anyhow::Context;
+use crust_shared::auth::TokenKey;
+use sqlx::PgPool;
+
+use crate::Config;
+
+/// Cheap to clone; everything lives behind one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    pub pool: PgPool,
+    pub tokens: TokenKey,
+    pub body_limit: usize,
+}
+
+impl AppState {
+    /// Builds the state from configuration; bad settings fail here, at start.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let secret = config
+            .jwt_secret
+            .as_deref()
+            .context("CRUST_JWT_SECRET is not set; the API refuses to start without it")?;
+        let tokens = TokenKey::new(secret).map_err(anyhow::Error::msg)?;
+        let pool = config.db.pool().map_err(anyhow::Error::msg)?;
+        Ok(Self(Arc::new(Inner {
+            pool,
+            tokens,
+            body_limit: config.body_limit,
+        })))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
