@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{chart, health, module, page, record};
+use crate::routes::{chart, health, module, page, record, report};
 use crate::AppState;
 
 /// The whole API.
@@ -19,9 +19,16 @@ IDs are decimal strings. Every endpoint but health and docs needs `Authorization
         health::healthz, health::readyz,
         module::list_modules, module::create_module, module::read_module, module::edit_module, module::delete_module,
         record::list_records, record::create_record, record::read_record, record::update_record, record::delete_record,
+        report::module_report, chart::chart_data,
         page::list_pages, page::page_tree, page::create_page, page::read_page, page::edit_page, page::reorder_pages, page::delete_page,
         chart::list_charts, chart::create_chart, chart::read_chart, chart::edit_chart, chart::delete_chart,
     ),
+    components(schemas(
+        crust_shared::model::module::Module, crust_shared::model::module::Field,
+        crust_shared::model::module::FieldKind, crust_shared::model::record::Record,
+        crust_shared::model::page::Page, crust_shared::model::chart::Chart,
+        crate::routes::Success, crate::routes::ErrorBody,
+    )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -50,6 +50,24 @@ impl Error {
     }
 }
 
+/// Maps a Postgres "data exception" (SQLSTATE class 22: a value out of
+/// range, an overflow) raised while evaluating a client's query to a 400;
+/// anything else stays a database error.
+pub(crate) fn query_failure(err: sqlx::Error) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("22")) => {
+            Error::invalid(format!("the query cannot be evaluated: {}", db.message()))
+        }
+        _ => err.into(),
+    }
+}
+
+impl From<crate::query::QueryError> for Error {
+    fn from(err: crate::query::QueryError) -> Self {
+        Error::Invalid(err.to_string())
+    }
+}
+
 /// The name of the unique constraint a database error violated, if any.
 pub(crate) fn unique_violation(err: &sqlx::Error) -> Option<&str> {
     match err {

@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod id;
 pub mod model;
+pub mod query;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -4,10 +4,12 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use crust_shared::db::charts;
+use crust_shared::db::{charts, modules, reports};
 use crust_shared::model::chart::{Chart, ChartInput};
+use crust_shared::query::Report;
 
 use super::{created, ok, success, ApiResult};
+use crate::error::ApiError;
 use crate::extract::{Body, Ids};
 use crate::AppState;
 
@@ -25,9 +27,9 @@ pub async fn create_chart(
     State(state): State<AppState>,
     Body(input): Body<ChartInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(created(
-        charts::create(&state.pool, input.validate()?).await?,
-    ))
+    let input = input.validate()?;
+    compile_reports(&state, &input).await?;
+    Ok(created(charts::create(&state.pool, input).await?))
 }
 
 /// Read a chart.
@@ -51,7 +53,9 @@ pub async fn edit_chart(
     Ids([id]): Ids<1>,
     Body(input): Body<ChartInput>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(ok(charts::update(&state.pool, id, input.validate()?).await?))
+    let input = input.validate()?;
+    compile_reports(&state, &input).await?;
+    Ok(ok(charts::update(&state.pool, id, input).await?))
 }
 
 /// Delete a chart.
@@ -66,10 +70,53 @@ pub async fn delete_chart(
     Ok(success())
 }
 
+/// Compiles every report of a chart's config against its module, so a
+/// chart is only saved if it can be rendered; errors say which report.
+async fn compile_reports(state: &AppState, input: &ChartInput) -> ApiResult<Vec<Report>> {
+    let mut compiled = Vec::new();
+    for (index, report) in input.reports()?.iter().enumerate() {
+        let at = |err: crust_shared::Error| match err {
+            crust_shared::Error::Database(_) => ApiError::from(err),
+            other => ApiError::bad_request(format!("config.reports[{index}]: {other}")),
+        };
+        let module = modules::get(&state.pool, report.module_id)
+            .await
+            .map_err(at)?;
+        compiled.push(
+            reports::compile(&module, &report.metrics, &report.dimensions, &report.filter)
+                .map_err(at)?,
+        );
+    }
+    Ok(compiled)
+}
+
+/// Run every report of a chart's `config.reports`, in order.
+#[utoipa::path(get, path = "/chart/{chartID}/data", tag = "charts",
+    params(("chartID" = String, Path, description = "Chart ID")),
+    responses((status = 200, description = "one list of report rows per entry of config.reports",
+               body = inline(crate::extract::Envelope<Vec<Vec<Object>>>)),
+              (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
+pub async fn chart_data(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+) -> ApiResult<impl IntoResponse> {
+    let chart = charts::get(&state.pool, id).await?;
+    let input = ChartInput {
+        name: chart.name,
+        config: chart.config,
+    };
+    let mut results = Vec::new();
+    for report in compile_reports(&state, &input).await? {
+        results.push(reports::run(&state.pool, &report).await?);
+    }
+    Ok(ok(results))
+}
+
 /// Chart routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/chart", get(list_charts).post(create_chart))
+        .route("/chart/{chartID}/data", get(chart_data))
         .route(
             "/chart/{chartID}",
             get(read_chart).post(edit_chart).delete(delete_chart),

@@ -6,6 +6,7 @@ pub mod health;
 pub mod module;
 pub mod page;
 pub mod record;
+pub mod report;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(module::router())
         .merge(record::router())
+        .merge(report::router())
         .merge(page::router())
         .merge(chart::router())
         .route_layer(middleware::from_fn_with_state(

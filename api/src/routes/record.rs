@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{created, ok, success, ApiResult};
 use crate::auth::AuthUser;
-use crate::error::ApiError;
 use crate::extract::{Body, Ids, Query};
 use crate::AppState;
 
@@ -55,29 +54,6 @@ pub struct RecordList {
     pub records: Vec<Record>,
 }
 
-/// The SQL for a listing's filter and order, and their bound values.
-struct Listing {
-    filter: Option<String>,
-    order_by: String,
-    params: Vec<String>,
-}
-
-fn compile_listing(filter: Option<&str>, sort: Option<&str>) -> Result<Listing, ApiError> {
-    if filter.is_some_and(|f| !f.trim().is_empty()) {
-        return Err(ApiError::bad_request(
-            "filter: filtering is not supported yet",
-        ));
-    }
-    if sort.is_some_and(|s| !s.trim().is_empty()) {
-        return Err(ApiError::bad_request("sort: sorting is not supported yet"));
-    }
-    Ok(Listing {
-        filter: None,
-        order_by: "r.id DESC".into(),
-        params: Vec::new(),
-    })
-}
-
 /// List a module's records.
 #[utoipa::path(get, path = "/module/{moduleID}/record", tag = "records",
     params(("moduleID" = String, Path, description = "Module ID"), RecordQuery),
@@ -90,14 +66,12 @@ pub async fn list_records(
 ) -> ApiResult<impl IntoResponse> {
     let paging = Paging::new(query.page, query.per_page, MAX_PER_PAGE)?;
     let module = modules::get(&state.pool, module_id).await?;
-    let listing = compile_listing(query.filter.as_deref(), query.sort.as_deref())?;
     let (records, count) = records::list(
         &state.pool,
         &module,
         paging,
-        listing.filter.as_deref(),
-        &listing.order_by,
-        &listing.params,
+        query.filter.as_deref().unwrap_or_default(),
+        query.sort.as_deref().unwrap_or_default(),
     )
     .await?;
     Ok(ok(RecordList {

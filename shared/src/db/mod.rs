@@ -6,6 +6,7 @@ pub mod charts;
 pub mod modules;
 pub mod pages;
 pub mod records;
+pub mod reports;
 
 use sqlx::PgPool;
 

@@ -7,9 +7,11 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 use super::modules;
+use crate::error::query_failure;
 use crate::model::module::Module;
 use crate::model::paging::Paging;
 use crate::model::record::{check_values, Record, Reference};
+use crate::query::{compile_filter, compile_sort, Params};
 use crate::{Error, Id, Result};
 
 #[derive(sqlx::FromRow)]
@@ -41,45 +43,47 @@ fn missing(module: Id, id: Id) -> Error {
     Error::not_found(format!("record {id} does not exist in module {module}"))
 }
 
-/// A page of a module's live records plus the total that match.
-///
-/// `filter` and `order_by` are SQL compiled by the query language from the
-/// client's text; `params` are their bound values, numbered from `$2`
-/// (`$1` is the module ID).
+/// A page of a module's live records matching `filter` (query language,
+/// blank = all) in `sort` order (blank = newest first), plus the total that
+/// match. The client's text is compiled to SQL with every literal bound.
 pub async fn list(
     pool: &PgPool,
     module: &Module,
     paging: Paging,
-    filter: Option<&str>,
-    order_by: &str,
-    params: &[String],
+    filter: &str,
+    sort: &str,
 ) -> Result<(Vec<Record>, i64)> {
+    let schema = module.query_schema();
+    let mut params = Params::new();
+    let module_param = params.bind(module.id.to_string(), "bigint");
+    let filter = compile_filter(filter, &schema, &mut params)
+        .map_err(|err| Error::invalid(format!("filter: {err}")))?;
+    let order_by =
+        compile_sort(sort, &schema).map_err(|err| Error::invalid(format!("sort: {err}")))?;
     let filter = filter.map_or(String::new(), |sql| format!(" AND ({sql})"));
-    let scope = format!("FROM records r WHERE r.module_id = $1 AND r.deleted_at IS NULL{filter}");
-    let limit_at = params.len() + 2;
-    let page_sql = format!(
-        "SELECT {COLUMNS} {scope} ORDER BY {order_by} LIMIT ${limit_at} OFFSET ${}",
-        limit_at + 1
+    let scope = format!(
+        "FROM records r WHERE r.module_id = {module_param} AND r.deleted_at IS NULL{filter}"
     );
-    let mut page = sqlx::query_as::<_, RecordRow>(&page_sql).bind(module.id);
-    for param in params {
+    let limit = params.bind(paging.per_page.to_string(), "bigint");
+    let offset = params.bind(paging.offset().to_string(), "bigint");
+    let page_sql =
+        format!("SELECT {COLUMNS} {scope} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}");
+    let mut page = sqlx::query_as::<_, RecordRow>(&page_sql);
+    for param in &params.values {
         page = page.bind(param);
     }
-    let rows = page
-        .bind(paging.per_page)
-        .bind(paging.offset())
-        .fetch_all(pool)
-        .await?;
-    // Only count when the page does not already tell the total.
+    let rows = page.fetch_all(pool).await.map_err(query_failure)?;
+    // Count only when the page itself does not tell the total.
     let count = if paging.page == 0 && (rows.len() as i64) < paging.per_page {
         rows.len() as i64
     } else {
         let count_sql = format!("SELECT count(*) {scope}");
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(module.id);
-        for param in params {
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+        // The count binds the same parameters but LIMIT and OFFSET.
+        for param in &params.values[..params.values.len() - 2] {
             count = count.bind(param);
         }
-        count.fetch_one(pool).await?
+        count.fetch_one(pool).await.map_err(query_failure)?
     };
     Ok((
         rows.into_iter()

@@ -37,23 +37,32 @@ impl ChartInput {
     /// Checks the name and the config's shape.
     pub fn validate(mut self) -> Result<ChartInput> {
         self.name = required_name("name", &self.name)?;
-        let Some(config) = self.config.as_object() else {
+        if !self.config.is_object() {
             return Err(Error::invalid("config: must be a JSON object"));
-        };
+        }
         if self.config.to_string().len() > super::MAX_TEXT_LEN * 4 {
             return Err(Error::invalid("config: is larger than 256 KiB"));
         }
-        if let Some(reports) = config.get("reports") {
-            let Some(reports) = reports.as_array() else {
-                return Err(Error::invalid("config.reports: must be a list"));
-            };
-            for (index, report) in reports.iter().enumerate() {
-                ChartReport::from_value(report).map_err(|reason| {
-                    Error::invalid(format!("config.reports[{index}]: {reason}"))
-                })?;
-            }
-        }
+        self.reports()?;
         Ok(self)
+    }
+
+    /// The entries of `config.reports` (none when absent).
+    pub fn reports(&self) -> Result<Vec<ChartReport>> {
+        let Some(reports) = self.config.get("reports") else {
+            return Ok(Vec::new());
+        };
+        let Some(reports) = reports.as_array() else {
+            return Err(Error::invalid("config.reports: must be a list"));
+        };
+        reports
+            .iter()
+            .enumerate()
+            .map(|(index, report)| {
+                ChartReport::from_value(report)
+                    .map_err(|reason| Error::invalid(format!("config.reports[{index}]: {reason}")))
+            })
+            .collect()
     }
 }
 

@@ -141,6 +141,22 @@ impl Field {
         self.option_flag("onlyTime")
     }
 
+    /// How the query language types this field's values. Times of day are
+    /// stored as `HH:MM:SS`, which compares correctly as text.
+    pub fn query_type(&self) -> crate::query::FieldType {
+        use crate::query::FieldType;
+        match self.kind {
+            FieldKind::String | FieldKind::Email | FieldKind::Url | FieldKind::Select => {
+                FieldType::Text
+            }
+            FieldKind::Number => FieldType::Number,
+            FieldKind::Bool => FieldType::Bool,
+            FieldKind::DateTime if self.only_time() => FieldType::Text,
+            FieldKind::DateTime => FieldType::Timestamp,
+            FieldKind::Record | FieldKind::User => FieldType::Id,
+        }
+    }
+
     /// Checks the definition itself (not values); `at` locates it in input.
     fn validate(&mut self, at: &str) -> Result<()> {
         let name = self.name.trim().to_owned();
@@ -203,28 +219,25 @@ impl Field {
                     )));
                 }
             }
-            FieldKind::Record => {
-                if self.referenced_module().is_none_or(|id| id == Id::ZERO) {
-                    return Err(Error::invalid(format!(
-                        "{at}.options.moduleID: a Record field needs the ID of the module it references"
-                    )));
-                }
+            FieldKind::Record if self.referenced_module().is_none_or(|id| id == Id::ZERO) => {
+                return Err(Error::invalid(format!(
+                    "{at}.options.moduleID: a Record field needs the ID of the module it references"
+                )));
             }
-            FieldKind::Number => {
-                if let Some(precision) = self.options.get("precision") {
-                    if precision.as_u64().is_none_or(|p| p > 12) {
-                        return Err(Error::invalid(format!(
-                            "{at}.options.precision: must be a whole number from 0 to 12"
-                        )));
-                    }
-                }
+            FieldKind::Number
+                if self
+                    .options
+                    .get("precision")
+                    .is_some_and(|p| p.as_u64().is_none_or(|p| p > 12)) =>
+            {
+                return Err(Error::invalid(format!(
+                    "{at}.options.precision: must be a whole number from 0 to 12"
+                )));
             }
-            FieldKind::DateTime => {
-                if self.only_date() && self.only_time() {
-                    return Err(Error::invalid(format!(
-                        "{at}.options: onlyDate and onlyTime cannot both be set"
-                    )));
-                }
+            FieldKind::DateTime if self.only_date() && self.only_time() => {
+                return Err(Error::invalid(format!(
+                    "{at}.options: onlyDate and onlyTime cannot both be set"
+                )));
             }
             _ => {}
         }
@@ -252,6 +265,21 @@ impl Module {
     /// The field called `name`, if the module has one.
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|field| field.name == name)
+    }
+
+    /// The module's fields as the query language types them.
+    pub fn query_schema(&self) -> crate::query::Schema {
+        crate::query::Schema {
+            fields: self
+                .fields
+                .iter()
+                .map(|field| crate::query::FieldSpec {
+                    name: field.name.clone(),
+                    ty: field.query_type(),
+                    multi: field.is_multi,
+                })
+                .collect(),
+        }
     }
 }
 
