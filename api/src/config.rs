@@ -3,12 +3,16 @@
 use std::net::SocketAddr;
 
 use crust_shared::config::DbConfig;
+use crust_shared::queue::AmqpConfig;
 
 /// What `crust-api` needs to serve.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     #[command(flatten)]
     pub db: DbConfig,
+
+    #[command(flatten)]
+    pub amqp: AmqpConfig,
 
     /// Address to listen on.
     #[arg(long, env = "CRUST_HTTP_ADDR", default_value = "127.0.0.1:3000")]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod publisher;
 pub mod routes;
 pub mod state;
 
@@ -24,7 +25,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = AppState::new(&config)?;
+    let state = AppState::new(&config, shutdown.clone())?;
     let router = routes::router(state);
     // Trailing slashes are optional: strip one before routing, so
     // `/module/` and `/module` reach the same handler.

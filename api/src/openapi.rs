@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{chart, health, module, page, record, report};
+use crate::routes::{chart, health, job, module, page, record, report, workflow};
 use crate::AppState;
 
 /// The whole API.
@@ -22,11 +22,15 @@ IDs are decimal strings. Every endpoint but health and docs needs `Authorization
         report::module_report, chart::chart_data,
         page::list_pages, page::page_tree, page::create_page, page::read_page, page::edit_page, page::reorder_pages, page::delete_page,
         chart::list_charts, chart::create_chart, chart::read_chart, chart::edit_chart, chart::delete_chart,
+        workflow::list_workflows, workflow::create_workflow, workflow::read_workflow, workflow::update_workflow, workflow::delete_workflow,
+        job::list_jobs, job::create_job, job::read_job, job::update_job, job::cancel_job, job::job_logs,
     ),
     components(schemas(
         crust_shared::model::module::Module, crust_shared::model::module::Field,
         crust_shared::model::module::FieldKind, crust_shared::model::record::Record,
         crust_shared::model::page::Page, crust_shared::model::chart::Chart,
+        crust_shared::model::workflow::Workflow, crust_shared::model::workflow::Task,
+        crust_shared::model::job::Job, crust_shared::model::job::JobStatus, crust_shared::model::job::LogEntry,
         crate::routes::Success, crate::routes::ErrorBody,
     )),
     modifiers(&BearerAuth),

@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use crust_shared::auth::TokenKey;
+use crust_shared::queue::Publisher;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
+use crate::publisher::JobQueue;
 use crate::Config;
 
 /// Cheap to clone; everything lives behind one `Arc`.
@@ -18,21 +21,29 @@ pub struct Inner {
     pub pool: PgPool,
     pub tokens: TokenKey,
     pub body_limit: usize,
+    /// Publishes jobs to RabbitMQ after their rows commit.
+    pub queue: JobQueue,
 }
 
 impl AppState {
     /// Builds the state from configuration; bad settings fail here, at start.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub fn new(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let secret = config
             .jwt_secret
             .as_deref()
             .context("CRUST_JWT_SECRET is not set; the API refuses to start without it")?;
         let tokens = TokenKey::new(secret).map_err(anyhow::Error::msg)?;
         let pool = config.db.pool().map_err(anyhow::Error::msg)?;
+        let queue = JobQueue::start(
+            Arc::new(Publisher::new(&config.amqp)),
+            pool.clone(),
+            shutdown,
+        );
         Ok(Self(Arc::new(Inner {
             pool,
             tokens,
             body_limit: config.body_limit,
+            queue,
         })))
     }
 }

@@ -1,1 +1,28 @@
-fn main() {}
+//! `crust-bench`: benchmarks of a running Crust, each measured against the
+//! physical limit (Postgres alone) in the same run on the same machine.
+
+mod records;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "crust-bench", version, about = "Benchmarks of a running Crust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Record create and read throughput through the API, against direct
+    /// single-row INSERTs and SELECTs in Postgres.
+    Records(records::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Records(args) => records::run(args).await,
+    }
+}

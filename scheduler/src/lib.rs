@@ -1,9 +1,20 @@
-//! The Crust scheduler as a library: `run` works until the shutdown token
-//! fires, so the binary and the tests start it the same way.
+//! The Crust scheduler as a library: the only process that acts on time.
+//! It releases delayed jobs at their `startAt`, publishes jobs the api could
+//! not, requeues jobs whose worker died, fires cron schedules and prunes old
+//! jobs. It sleeps until the next thing is due (read from Postgres, on
+//! Postgres's clock) and is woken early by a notification when a nearer job
+//! is created. Several replicas are safe together: every pass claims rows
+//! with `FOR UPDATE SKIP LOCKED`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crust_shared::config::DbConfig;
+use crust_shared::db::jobs::{self, RELEASE_CHANNEL};
+use crust_shared::model::job::JobStatus;
+use crust_shared::queue::{AmqpConfig, Message, Outgoing, Publisher};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -13,24 +24,187 @@ pub struct Config {
     #[command(flatten)]
     pub db: DbConfig,
 
+    #[command(flatten)]
+    pub amqp: AmqpConfig,
+
     /// Address of the health endpoints (`/healthz`, `/readyz`).
     #[arg(long, env = "CRUST_HTTP_ADDR", default_value = "127.0.0.1:0")]
     pub http_addr: std::net::SocketAddr,
+
+    /// Runs a job may lose to dead workers before it ends `error`.
+    #[arg(long, env = "CRUST_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: i32,
+
+    /// How long finished jobs and their logs are kept (e.g. 7d, 12h).
+    #[arg(long, env = "CRUST_JOB_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub retention: Duration,
 }
 
-/// Serves health probes on `listener` until `shutdown` is cancelled.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    crust_shared::auth::parse_ttl(text).map(|seconds| Duration::from_secs(seconds as u64))
+}
+
+/// Longest sleep between passes, so housekeeping runs and a missed
+/// notification costs at most this much.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+/// Jobs released per transaction.
+const RELEASE_BATCH: i64 = 500;
+/// How often old jobs are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Schedules until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let pool = config.db.pool().map_err(anyhow::Error::msg)?;
+    let publisher = Arc::new(Publisher::new(&config.amqp));
     tracing::info!(addr = %listener.local_addr()?, "crust-scheduler started");
-    let ready: crust_shared::health::ReadyCheck = Arc::new(move || {
-        let pool = pool.clone();
+    let health = tokio::spawn(crust_shared::health::serve(
+        listener,
+        ready_check(pool.clone(), publisher.clone()),
+        shutdown.clone(),
+    ));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(listen(pool.clone(), wake.clone(), shutdown.clone()));
+
+    let mut backoff = Duration::from_millis(100);
+    let mut last_prune: Option<Instant> = None;
+    while !shutdown.is_cancelled() {
+        let pause = match pass(&config, &pool, &publisher, &mut last_prune).await {
+            Ok(()) => {
+                backoff = Duration::from_millis(100);
+                match jobs::next_wake(&pool).await {
+                    Ok((Some(next), now)) => {
+                        (next - now).to_std().unwrap_or_default().min(MAX_SLEEP)
+                    }
+                    Ok((None, _)) => MAX_SLEEP,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the next wake-up");
+                        MAX_SLEEP
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?backoff, "scheduler pass failed");
+                let pause = backoff;
+                backoff = (backoff * 2).min(MAX_SLEEP);
+                pause
+            }
+        };
+        if pause.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+    let _ = health.await;
+    tracing::info!("crust-scheduler stopped");
+    Ok(())
+}
+
+fn ready_check(pool: PgPool, publisher: Arc<Publisher>) -> crust_shared::health::ReadyCheck {
+    Arc::new(move || {
+        let (pool, publisher) = (pool.clone(), publisher.clone());
         Box::pin(async move {
             crust_shared::db::ping(&pool)
                 .await
-                .map_err(|err| format!("postgres: {err}"))
+                .map_err(|err| format!("postgres: {err}"))?;
+            publisher
+                .check()
+                .await
+                .map_err(|err| format!("rabbitmq: {err}"))
         })
-    });
-    crust_shared::health::serve(listener, ready, shutdown).await?;
-    tracing::info!("crust-scheduler stopped");
+    })
+}
+
+/// Wakes the main loop on every notification; reconnects by itself.
+async fn listen(pool: PgPool, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let listener = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(RELEASE_CHANNEL).await?;
+            // Anything created while we were not listening is found by the
+            // pass this triggers.
+            wake.notify_one();
+            loop {
+                listener.recv().await?;
+                wake.notify_one();
+            }
+        };
+        let result: Result<(), sqlx::Error> = tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = listener => result,
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "notification listener lost; reconnecting");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+/// One round of everything that is due.
+async fn pass(
+    config: &Config,
+    pool: &PgPool,
+    publisher: &Publisher,
+    last_prune: &mut Option<Instant>,
+) -> anyhow::Result<()> {
+    let fired = jobs::fire_schedules(pool).await?;
+    if fired > 0 {
+        tracing::info!(jobs = fired, "cron slots fired");
+    }
+    for rescued in jobs::rescue_expired(pool, config.max_attempts).await? {
+        match rescued.status {
+            JobStatus::Queued => {
+                tracing::warn!(job.id = %rescued.id, attempt = rescued.attempt, "worker lost; job requeued")
+            }
+            status => tracing::warn!(job.id = %rescued.id, %status, "worker lost; job ended"),
+        }
+    }
+    release(pool, publisher).await?;
+    if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+        *last_prune = Some(Instant::now());
+        let pruned = jobs::prune(pool, config.retention, 1_000).await?;
+        if pruned > 0 {
+            tracing::info!(jobs = pruned, "old jobs pruned");
+        }
+    }
     Ok(())
+}
+
+/// Publishes every job whose release time has come, inside the transaction
+/// that locks them, and marks them published only after the broker
+/// confirmed: a crash in between yields a duplicate message, never a lost
+/// job.
+async fn release(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<()> {
+    loop {
+        let mut tx = pool.begin().await?;
+        let due = jobs::lock_releasable(&mut tx, RELEASE_BATCH).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<Outgoing> = due
+            .iter()
+            .map(|job| Outgoing {
+                message: Message::RunJob { job_id: job.id },
+                trace_parent: job.trace_parent.clone(),
+            })
+            .collect();
+        publisher.publish(&batch).await?;
+        let ids: Vec<_> = due.iter().map(|job| job.id).collect();
+        jobs::mark_released(&mut tx, &ids).await?;
+        tx.commit().await?;
+        tracing::debug!(jobs = ids.len(), "jobs released");
+        if (ids.len() as i64) < RELEASE_BATCH {
+            return Ok(());
+        }
+    }
 }

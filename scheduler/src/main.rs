@@ -17,7 +17,8 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.config.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", cli.config.http_addr))?;
-    let result = crust_scheduler::run(cli.config, listener, crust_shared::shutdown::on_signal()).await;
+    let result =
+        crust_scheduler::run(cli.config, listener, crust_shared::shutdown::on_signal()).await;
     telemetry.shutdown();
     result
 }

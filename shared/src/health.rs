@@ -18,7 +18,11 @@ pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, ready: ReadyCheck, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    ready: ReadyCheck,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))

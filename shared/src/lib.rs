@@ -10,6 +10,7 @@ pub mod health;
 pub mod id;
 pub mod model;
 pub mod query;
+pub mod queue;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -3,10 +3,12 @@
 
 pub mod chart;
 pub mod health;
+pub mod job;
 pub mod module;
 pub mod page;
 pub mod record;
 pub mod report;
+pub mod workflow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -32,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .merge(report::router())
         .merge(page::router())
         .merge(chart::router())
+        .merge(workflow::router())
+        .merge(job::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_token,

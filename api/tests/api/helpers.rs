@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crust_api::Config;
 use crust_shared::auth::TokenKey;
 use crust_shared::config::DbConfig;
+use crust_shared::queue::{self, AmqpConfig, Names};
 use crust_shared::Id;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -88,7 +89,24 @@ pub struct TestApp {
     pub user: Id,
     pub db_name: String,
     pub db_url: String,
+    pub queue_prefix: String,
     shutdown: CancellationToken,
+}
+
+/// The broker the tests use.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Deletes every exchange and queue of `prefix`, so a test leaves the
+/// broker as it found it.
+pub async fn delete_queues(prefix: &str) {
+    if let Ok(connection) = queue::connect(&amqp_url()).await {
+        if let Ok(channel) = connection.create_channel().await {
+            let _ = queue::delete_topology(&channel, &Names::new(prefix)).await;
+        }
+        let _ = connection.close(200, "test done").await;
+    }
 }
 
 /// Starts the API over a database of its own.
@@ -118,6 +136,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
             database_url: db_url.clone(),
             db_pool_size: 8,
         },
+        amqp: AmqpConfig {
+            amqp_url: amqp_url(),
+            queue_prefix: db_name.clone(),
+        },
         http_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(SECRET.into()),
         body_limit: 1024 * 1024,
@@ -141,6 +163,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         client: reqwest::Client::new(),
         token,
         user,
+        queue_prefix: db_name.clone(),
         db_name,
         db_url,
         shutdown,
@@ -151,6 +174,7 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
         let name = self.db_name.clone();
+        let prefix = self.queue_prefix.clone();
         // Drop runs outside async; use a thread with its own runtime.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -158,6 +182,7 @@ impl Drop for TestApp {
                 .build()
                 .unwrap();
             runtime.block_on(async {
+                delete_queues(&prefix).await;
                 let mut admin = admin().await;
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut admin)

@@ -4,6 +4,7 @@
 mod auth;
 mod charts;
 mod helpers;
+mod jobs;
 mod modules;
 mod pages;
 mod query;

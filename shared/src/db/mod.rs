@@ -3,10 +3,12 @@
 //! queries. Multi-statement writes take a transaction.
 
 pub mod charts;
+pub mod jobs;
 pub mod modules;
 pub mod pages;
 pub mod records;
 pub mod reports;
+pub mod workflows;
 
 use sqlx::PgPool;
 

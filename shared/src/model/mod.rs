@@ -2,10 +2,13 @@
 //! them. Nothing here touches the database; `crate::db` does.
 
 pub mod chart;
+pub mod job;
 pub mod module;
 pub mod page;
 pub mod paging;
 pub mod record;
+pub mod task;
+pub mod workflow;
 
 /// Longest name or title accepted (modules, charts, pages), in characters.
 pub const MAX_NAME_LEN: usize = 255;

@@ -1,0 +1,110 @@
+//! Hands jobs to RabbitMQ off the request path: handlers enqueue job IDs
+//! here after their transaction commits, and one task publishes them in
+//! batches with confirms, then marks them published. If the broker is down
+//! the jobs simply stay unpublished and the scheduler publishes them later,
+//! so a broker outage never fails a request and never loses a job.
+
+use std::sync::Arc;
+
+use crust_shared::db::jobs;
+use crust_shared::queue::{Message, Outgoing, Publisher};
+use crust_shared::Id;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Most messages in one publish round.
+const BATCH: usize = 256;
+/// Jobs waiting for the publisher before new ones are left to the scheduler.
+const BACKLOG: usize = 10_000;
+
+/// The sending side, kept in the app state.
+#[derive(Clone)]
+pub struct JobQueue {
+    sender: mpsc::Sender<Outgoing>,
+    publisher: Arc<Publisher>,
+}
+
+impl JobQueue {
+    /// Starts the publishing task; it stops when `shutdown` fires, after
+    /// draining what is already queued.
+    pub fn start(publisher: Arc<Publisher>, pool: PgPool, shutdown: CancellationToken) -> Self {
+        let (sender, receiver) = mpsc::channel(BACKLOG);
+        tokio::spawn(publish_loop(publisher.clone(), pool, receiver, shutdown));
+        Self { sender, publisher }
+    }
+
+    /// Queues a run message for a committed job.
+    pub fn run(&self, job_id: Id, trace_parent: Option<String>) {
+        self.send(Outgoing {
+            message: Message::RunJob { job_id },
+            trace_parent,
+        });
+    }
+
+    /// Tells every worker to stop `job_id` (best effort: workers also see
+    /// the request on their next heartbeat).
+    pub fn cancel(&self, job_id: Id) {
+        self.send(Outgoing {
+            message: Message::CancelJob { job_id },
+            trace_parent: None,
+        });
+    }
+
+    fn send(&self, outgoing: Outgoing) {
+        if self.sender.try_send(outgoing).is_err() {
+            tracing::warn!("publish backlog full; the scheduler will publish this job");
+        }
+    }
+
+    /// Whether the broker connection is up.
+    pub async fn is_connected(&self) -> bool {
+        self.publisher.is_connected().await
+    }
+}
+
+async fn publish_loop(
+    publisher: Arc<Publisher>,
+    pool: PgPool,
+    mut receiver: mpsc::Receiver<Outgoing>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let first = tokio::select! {
+            next = receiver.recv() => next,
+            () = shutdown.cancelled() => {
+                receiver.close();
+                receiver.recv().await
+            }
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        while batch.len() < BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match publisher.publish(&batch).await {
+            Ok(()) => {
+                let ids: Vec<Id> = batch
+                    .iter()
+                    .filter_map(|outgoing| match outgoing.message {
+                        Message::RunJob { job_id } => Some(job_id),
+                        Message::CancelJob { .. } => None,
+                    })
+                    .collect();
+                if let Err(err) = jobs::mark_published(&pool, &ids).await {
+                    // Unmarked jobs get published again by the scheduler;
+                    // the duplicate message is dropped by the worker.
+                    tracing::warn!(error = %err, "cannot mark jobs published");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, jobs = batch.len(), "publish failed; the scheduler will retry");
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,208 @@
+//! `/job`: list, create, read, update (log, status, definition), cancel and
+//! read logs. Creating a job commits it first and publishes after.
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use crust_shared::db::jobs;
+use crust_shared::model::job::{Job, JobInput, JobStatus, JobUpdate, LogEntry};
+use crust_shared::model::paging::Paging;
+use serde::{Deserialize, Serialize};
+
+use super::{created, ok, ApiResult};
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{Body, Ids, Query};
+use crate::AppState;
+
+/// Most jobs per page and most log entries per page.
+pub const MAX_PER_PAGE: i64 = 100;
+pub const MAX_LOGS_PER_PAGE: i64 = 1000;
+
+/// `GET /job/` parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// queued, running, ok, error or cancelled.
+    pub status: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+/// Paging parameters of the log list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    pub page: Option<i64>,
+    /// Entries per page (default 50, at most 1000).
+    pub per_page: Option<i64>,
+}
+
+/// What a job list echoes back.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobListMeta {
+    pub page: i64,
+    pub per_page: i64,
+    pub count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<JobStatus>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub meta: JobListMeta,
+    pub jobs: Vec<Job>,
+}
+
+/// What a log list echoes back.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogListMeta {
+    pub page: i64,
+    pub per_page: i64,
+    pub count: i64,
+}
+
+/// A page of log entries.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LogList {
+    pub meta: LogListMeta,
+    pub logs: Vec<LogEntry>,
+}
+
+/// List jobs, newest first.
+#[utoipa::path(get, path = "/job/", tag = "jobs", params(JobQuery),
+    responses((status = 200, body = inline(crate::extract::Envelope<JobList>)), (status = 400, body = super::ErrorBody)))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    Query(query): Query<JobQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let paging = Paging::new(query.page, query.per_page, MAX_PER_PAGE)?;
+    let status = query
+        .status
+        .as_deref()
+        .filter(|status| !status.is_empty())
+        .map(|status| {
+            JobStatus::parse(status)
+                .map_err(|reason| ApiError::bad_request(format!("status: {reason}")))
+        })
+        .transpose()?;
+    let (jobs, count) = jobs::list(&state.pool, status, paging).await?;
+    Ok(ok(JobList {
+        meta: JobListMeta {
+            page: paging.page,
+            per_page: paging.per_page,
+            count,
+            status,
+        },
+        jobs,
+    }))
+}
+
+/// Create a job: queued now, run at once or at `startAt`.
+#[utoipa::path(post, path = "/job/", tag = "jobs", request_body = JobInput,
+    responses((status = 201, body = inline(crate::extract::Envelope<Job>)), (status = 400, body = super::ErrorBody)))]
+pub async fn create_job(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Body(input): Body<JobInput>,
+) -> ApiResult<impl IntoResponse> {
+    let created_job = jobs::create(
+        &state.pool,
+        input.workflow_id,
+        user,
+        input.start_at.as_deref(),
+        input.parameters,
+        None,
+    )
+    .await?;
+    if created_job.due_now {
+        state.queue.run(created_job.job.id, None);
+    }
+    Ok(created(created_job.job))
+}
+
+/// Read a job.
+#[utoipa::path(get, path = "/job/{jobID}", tag = "jobs",
+    params(("jobID" = String, Path, description = "Job ID")),
+    responses((status = 200, body = inline(crate::extract::Envelope<Job>)), (status = 404, body = super::ErrorBody)))]
+pub async fn read_job(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(ok(jobs::get(&state.pool, id).await?))
+}
+
+/// Update a job: append a `log` entry, move `status` along a legal edge,
+/// or change `workflowID`/`startAt`/`parameters` while it is queued.
+#[utoipa::path(post, path = "/job/{jobID}", tag = "jobs", request_body = JobUpdate,
+    params(("jobID" = String, Path, description = "Job ID")),
+    responses((status = 200, body = inline(crate::extract::Envelope<Job>)), (status = 400, body = super::ErrorBody),
+              (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn update_job(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+    Body(input): Body<JobUpdate>,
+) -> ApiResult<impl IntoResponse> {
+    let updated = jobs::update(&state.pool, id, input).await?;
+    if updated.publish {
+        state.queue.run(id, None);
+    }
+    if updated.cancel {
+        state.queue.cancel(id);
+    }
+    Ok(ok(updated.job))
+}
+
+/// Cancel a job: a queued one never starts; a running one is stopped within
+/// a second and ends `cancelled`. A finished job cannot be cancelled (409).
+#[utoipa::path(delete, path = "/job/{jobID}", tag = "jobs",
+    params(("jobID" = String, Path, description = "Job ID")),
+    responses((status = 200, body = super::Success), (status = 404, body = super::ErrorBody),
+              (status = 409, body = super::ErrorBody)))]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+) -> ApiResult<impl IntoResponse> {
+    if jobs::cancel(&state.pool, id).await? == jobs::Cancelled::Running {
+        state.queue.cancel(id);
+    }
+    Ok(super::success())
+}
+
+/// A job's log entries, in order.
+#[utoipa::path(get, path = "/job/{jobID}/logs", tag = "jobs",
+    params(("jobID" = String, Path, description = "Job ID"), LogQuery),
+    responses((status = 200, body = inline(crate::extract::Envelope<LogList>)), (status = 404, body = super::ErrorBody)))]
+pub async fn job_logs(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+    Query(query): Query<LogQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let paging = Paging::new(query.page, query.per_page, MAX_LOGS_PER_PAGE)?;
+    let (logs, count) = jobs::logs(&state.pool, id, paging).await?;
+    Ok(ok(LogList {
+        meta: LogListMeta {
+            page: paging.page,
+            per_page: paging.per_page,
+            count,
+        },
+        logs,
+    }))
+}
+
+/// Job routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/job", get(list_jobs).post(create_job))
+        .route(
+            "/job/{jobID}",
+            get(read_job).post(update_job).delete(cancel_job),
+        )
+        .route("/job/{jobID}/logs", get(job_logs))
+}

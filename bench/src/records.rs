@@ -1,0 +1,521 @@
+//! `crust-bench records`: record create and read throughput through the API,
+//! against single-row INSERTs and SELECTs sent straight to Postgres at the
+//! same concurrency in the same run (the physical limit on this machine).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use crust_shared::auth::TokenKey;
+use crust_shared::Id;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::types::Json;
+use sqlx::PgPool;
+
+use crate::stats::{ms, run_load, Phase, Summary, Table};
+
+/// One request in flight, as the load driver runs it.
+type Op<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send>>;
+
+/// The user the bench token speaks for and the direct INSERTs write as.
+const BENCH_USER: Id = Id(1);
+/// Lifetime of the bench token.
+const TOKEN_TTL_SECONDS: i64 = 3600;
+/// How many failure bodies to print per phase.
+const SHOWN_ERRORS: usize = 3;
+/// Target: API create throughput as a share of direct INSERT throughput.
+const TARGET_CREATE_SHARE: f64 = 0.50;
+/// Target: API p99 latency.
+const TARGET_P99: Duration = Duration::from_millis(20);
+
+/// Options of `crust-bench records`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Base URL of the running API.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    api: String,
+
+    /// The API's Postgres, for the direct baseline and the clean-up.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/crust"
+    )]
+    database_url: String,
+
+    /// The API's HS256 secret, to mint a bearer token.
+    #[arg(long, env = "CRUST_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+
+    /// Concurrent clients (HTTP connections, and Postgres connections for
+    /// the baseline).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    clients: u32,
+
+    /// Requests per measured phase.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    requests: u64,
+
+    /// Unmeasured creates (API) and INSERTs (Postgres) before measuring.
+    #[arg(long, default_value_t = 500)]
+    warmup: u64,
+}
+
+/// Runs the bench; the bench module and its records are removed afterwards
+/// whether or not the measurement succeeded.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let clients = usize::try_from(args.clients).context("--clients does not fit in usize")?;
+    let requests = usize::try_from(args.requests).context("--requests does not fit in usize")?;
+    let warmup = usize::try_from(args.warmup).context("--warmup does not fit in usize")?;
+
+    let key = TokenKey::new(&args.jwt_secret)
+        .map_err(anyhow::Error::msg)
+        .context("--jwt-secret / CRUST_JWT_SECRET")?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    let now_secs = i64::try_from(now.as_secs()).context("the system clock is out of range")?;
+    let token = key.sign(BENCH_USER, now_secs, TOKEN_TTL_SECONDS);
+
+    let api = Api {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?,
+        base: args.api.trim_end_matches('/').to_owned(),
+        auth: format!("Bearer {token}"),
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(args.clients)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(&args.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to Postgres at {}",
+                redact(&args.database_url)
+            )
+        })?;
+
+    let module_name = format!("bench_records_{}", now.as_nanos());
+    let module_id = api
+        .create_module(&module_name)
+        .await
+        .context("cannot create the bench module")?;
+    println!("bench module {module_name} (id {module_id}) created");
+
+    let measured = measure(&api, &pool, module_id, clients, requests, warmup).await;
+    let cleaned = clean_up(&api, &pool, module_id).await;
+    pool.close().await;
+    let report = measured?;
+    cleaned?;
+    report.print(clients, requests);
+    Ok(())
+}
+
+/// The four measured phases.
+struct Report {
+    api_create: Summary,
+    api_read: Summary,
+    pg_insert: Summary,
+    pg_select: Summary,
+}
+
+async fn measure(
+    api: &Api,
+    pool: &PgPool,
+    module_id: Id,
+    clients: usize,
+    requests: usize,
+    warmup: usize,
+) -> anyhow::Result<Report> {
+    eprintln!("warming up: {warmup} API creates, {warmup} direct INSERTs");
+    // Open every pooled connection before anything is timed.
+    let mut held = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        held.push(
+            pool.acquire()
+                .await
+                .context("cannot open a Postgres connection")?,
+        );
+    }
+    drop(held);
+    let warm = run_load(clients, warmup, api_create(api, module_id)).await?;
+    show_errors("warm-up create (API)", &warm);
+    let warm_pg = run_load(clients, warmup, pg_insert(pool, module_id)).await?;
+    show_errors("warm-up INSERT (Postgres)", &warm_pg);
+    if warmup > 0 && (warm.values.is_empty() || warm_pg.values.is_empty()) {
+        bail!("every warm-up request failed; not measuring");
+    }
+
+    eprintln!("phase A: {requests} creates through the API, {clients} clients");
+    let mut create = run_load(clients, requests, api_create(api, module_id)).await?;
+    show_errors("create (API)", &create);
+    let api_ids = Arc::new(std::mem::take(&mut create.values));
+
+    eprintln!("phase B: {requests} reads through the API");
+    let mut read = run_load(clients, requests, api_read(api, module_id, &api_ids)).await?;
+    show_errors("read (API)", &read);
+
+    eprintln!("baseline: {requests} single-row INSERTs straight into Postgres");
+    let mut insert = run_load(clients, requests, pg_insert(pool, module_id)).await?;
+    show_errors("INSERT (Postgres)", &insert);
+    let pg_ids = Arc::new(std::mem::take(&mut insert.values));
+
+    eprintln!("baseline: {requests} single-row SELECTs straight from Postgres");
+    let mut select = run_load(clients, requests, pg_select(pool, &pg_ids)).await?;
+    show_errors("SELECT (Postgres)", &select);
+
+    Ok(Report {
+        api_create: Summary::of(&mut create),
+        api_read: Summary::of(&mut read),
+        pg_insert: Summary::of(&mut insert),
+        pg_select: Summary::of(&mut select),
+    })
+}
+
+/// The record every create and INSERT writes, varied a little by index.
+fn record_fields(index: usize) -> Value {
+    json!({
+        "title": format!("deal {index}"),
+        "amount": 1234.5,
+        "stage": "won",
+        "closeAt": "2019-05-01T10:00:00Z",
+        "email": format!("a{index}@example.com"),
+    })
+}
+
+/// The API client shared by every load task.
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+impl Api {
+    /// Sends a request and reads the whole body; any status but `expected`
+    /// becomes an error carrying the start of the body.
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+        expected: StatusCode,
+    ) -> Result<Value, String> {
+        let response = request
+            .header(reqwest::header::AUTHORIZATION, &self.auth)
+            .send()
+            .await
+            .map_err(|err| format!("request failed: {err}"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| format!("HTTP {status}, body unreadable: {err}"))?;
+        if status != expected {
+            let text = String::from_utf8_lossy(&body);
+            let cut: String = text.chars().take(300).collect();
+            return Err(format!("HTTP {status} (expected {expected}): {cut}"));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|err| format!("HTTP {status}, body is not JSON: {err}"))
+    }
+
+    async fn create_module(&self, name: &str) -> anyhow::Result<Id> {
+        let body = json!({
+            "name": name,
+            "fields": [
+                {"name": "title", "kind": "String", "isRequired": true},
+                {"name": "amount", "kind": "Number"},
+                {"name": "stage", "kind": "Select", "options": {"options": ["new", "won", "lost"]}},
+                {"name": "closeAt", "kind": "DateTime"},
+                {"name": "email", "kind": "Email"},
+            ],
+        });
+        let url = format!("{}/module/", self.base);
+        let answer = self
+            .call(self.http.post(&url).json(&body), StatusCode::CREATED)
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("POST {url}"))?;
+        response_id(&answer, "moduleID")
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("POST {url}"))
+    }
+
+    async fn delete_module(&self, id: Id) -> anyhow::Result<()> {
+        let url = format!("{}/module/{id}?force=true", self.base);
+        self.call(self.http.delete(&url), StatusCode::OK)
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("DELETE {url}"))?;
+        Ok(())
+    }
+}
+
+/// `response.<field>` of an API answer, as an ID.
+fn response_id(answer: &Value, field: &str) -> Result<Id, String> {
+    let text = answer
+        .pointer(&format!("/response/{field}"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("answer has no response.{field} string"))?;
+    Id::parse(text)
+}
+
+/// `POST /module/{id}/record`, expecting 201; yields the new record's ID.
+fn api_create(api: &Api, module_id: Id) -> impl Fn(usize) -> Op<Id> + Clone + Send + 'static {
+    let api = api.clone();
+    let url: Arc<str> = format!("{}/module/{module_id}/record", api.base).into();
+    move |index| {
+        let api = api.clone();
+        let url = Arc::clone(&url);
+        Box::pin(async move {
+            let body = json!({ "fields": record_fields(index) });
+            let answer = api
+                .call(api.http.post(&*url).json(&body), StatusCode::CREATED)
+                .await?;
+            response_id(&answer, "recordID")
+        })
+    }
+}
+
+/// `GET /module/{id}/record/{recordID}` over `ids` round-robin, expecting 200.
+fn api_read(
+    api: &Api,
+    module_id: Id,
+    ids: &Arc<Vec<Id>>,
+) -> impl Fn(usize) -> Op<()> + Clone + Send + 'static {
+    let api = api.clone();
+    let ids = Arc::clone(ids);
+    let prefix: Arc<str> = format!("{}/module/{module_id}/record/", api.base).into();
+    move |index| {
+        let api = api.clone();
+        let target = pick(&ids, index).map(|id| format!("{prefix}{id}"));
+        Box::pin(async move {
+            let url = target?;
+            api.call(api.http.get(&url), StatusCode::OK).await.map(drop)
+        })
+    }
+}
+
+/// One autocommit single-row INSERT; yields the new row's ID.
+fn pg_insert(pool: &PgPool, module_id: Id) -> impl Fn(usize) -> Op<Id> + Clone + Send + 'static {
+    let pool = pool.clone();
+    move |index| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            // RETURNING id costs no extra round trip and gives the SELECT
+            // baseline its rows.
+            sqlx::query_scalar::<_, i64>(
+                r#"INSERT INTO records (module_id, user_id, "values") VALUES ($1, $2, $3) RETURNING id"#,
+            )
+            .bind(module_id.get())
+            .bind(BENCH_USER.get())
+            .bind(Json(record_fields(index)))
+            .fetch_one(&pool)
+            .await
+            .map(Id)
+            .map_err(|err| format!("INSERT failed: {err}"))
+        })
+    }
+}
+
+/// One single-row SELECT by primary key over `ids` round-robin.
+fn pg_select(
+    pool: &PgPool,
+    ids: &Arc<Vec<Id>>,
+) -> impl Fn(usize) -> Op<()> + Clone + Send + 'static {
+    let pool = pool.clone();
+    let ids = Arc::clone(ids);
+    move |index| {
+        let pool = pool.clone();
+        let id = pick(&ids, index);
+        Box::pin(async move {
+            let id = id?;
+            let row: Option<(i64, Json<Value>)> =
+                sqlx::query_as(r#"SELECT id, "values" FROM records WHERE id = $1"#)
+                    .bind(id.get())
+                    .fetch_optional(&pool)
+                    .await
+                    .map_err(|err| format!("SELECT failed: {err}"))?;
+            row.map(drop)
+                .ok_or_else(|| format!("record {id} not found"))
+        })
+    }
+}
+
+/// The `index`-th ID, wrapping around; an error when there are none.
+fn pick(ids: &[Id], index: usize) -> Result<Id, String> {
+    if ids.is_empty() {
+        return Err("no records were created, so there is nothing to read".into());
+    }
+    Ok(ids[index % ids.len()])
+}
+
+/// Prints how many requests of a phase failed and the first few messages.
+fn show_errors<T>(what: &str, phase: &Phase<T>) {
+    if phase.errors == 0 {
+        return;
+    }
+    eprintln!(
+        "{what}: {} of {} requests failed; first ones:",
+        phase.errors,
+        phase.latencies.len()
+    );
+    for message in phase.error_samples.iter().take(SHOWN_ERRORS) {
+        eprintln!("  {message}");
+    }
+}
+
+/// Removes the bench records directly, then the module through the API,
+/// then the module's soft-deleted row, so the bench leaves nothing behind.
+async fn clean_up(api: &Api, pool: &PgPool, module_id: Id) -> anyhow::Result<()> {
+    let deleted = sqlx::query("DELETE FROM records WHERE module_id = $1")
+        .bind(module_id.get())
+        .execute(pool)
+        .await
+        .with_context(|| format!("cannot delete the records of bench module {module_id}"))?;
+    api.delete_module(module_id)
+        .await
+        .with_context(|| format!("cannot delete bench module {module_id}"))?;
+    // The API only soft-deletes modules; drop the row it left.
+    sqlx::query("DELETE FROM modules WHERE id = $1 AND deleted_at IS NOT NULL")
+        .bind(module_id.get())
+        .execute(pool)
+        .await
+        .with_context(|| format!("cannot remove the deleted bench module {module_id}"))?;
+    eprintln!(
+        "cleaned up: {} records and module {module_id} removed",
+        deleted.rows_affected()
+    );
+    Ok(())
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Report {
+    fn print(&self, clients: usize, requests: usize) {
+        let cores = std::thread::available_parallelism().map_or(0, usize::from);
+        println!();
+        println!("machine: nproc {cores}, clients {clients}, requests {requests} per phase");
+        let mut table = Table::new([
+            "op", "path", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "api÷pg",
+        ]);
+        let pairs = [
+            (
+                "create",
+                "api POST",
+                &self.api_create,
+                "pg INSERT",
+                &self.pg_insert,
+            ),
+            (
+                "read",
+                "api GET",
+                &self.api_read,
+                "pg SELECT",
+                &self.pg_select,
+            ),
+        ];
+        for (op, api_name, api, pg_name, pg) in pairs {
+            let share = format!("{:.1}%", 100.0 * ratio(api, pg));
+            table.row(row(op, api_name, api, share));
+            table.row(row(op, pg_name, pg, String::new()));
+        }
+        print!("{}", table.render());
+        println!("req/s counts successful requests over the phase's wall-clock time; latencies include failures.");
+
+        let share = ratio(&self.api_create, &self.pg_insert);
+        let share_met = share >= TARGET_CREATE_SHARE;
+        let p99_met = self.api_create.p99 < TARGET_P99 && self.api_read.p99 < TARGET_P99;
+        println!(
+            "targets: create ≥ {:.0}% of direct INSERT: {:.1}% {}; API p99 < {} ms: create {} ms, read {} ms {}; overall {}",
+            100.0 * TARGET_CREATE_SHARE,
+            100.0 * share,
+            verdict(share_met),
+            TARGET_P99.as_millis(),
+            ms(self.api_create.p99),
+            ms(self.api_read.p99),
+            verdict(p99_met),
+            verdict(share_met && p99_met),
+        );
+    }
+}
+
+fn row(op: &str, path: &str, summary: &Summary, share: String) -> Vec<String> {
+    vec![
+        op.to_owned(),
+        path.to_owned(),
+        summary.requests.to_string(),
+        format!("{:.0}", summary.per_second),
+        ms(summary.p50),
+        ms(summary.p99),
+        ms(summary.max),
+        summary.errors.to_string(),
+        share,
+    ]
+}
+
+fn ratio(api: &Summary, pg: &Summary) -> f64 {
+    if pg.per_second > 0.0 {
+        api.per_second / pg.per_second
+    } else {
+        0.0
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "MET"
+    } else {
+        "NOT MET"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_read_from_the_envelope() {
+        let answer = json!({"response": {"recordID": "42", "moduleID": "7"}});
+        assert_eq!(response_id(&answer, "recordID"), Ok(Id(42)));
+        assert!(response_id(&answer, "pageID").is_err());
+        assert!(response_id(&json!({"response": {"recordID": 42}}), "recordID").is_err());
+    }
+
+    #[test]
+    fn reads_wrap_around_the_created_ids() {
+        let ids = [Id(5), Id(6)];
+        assert_eq!(pick(&ids, 3), Ok(Id(6)));
+        assert!(pick(&[], 0).is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@host/db"),
+            "postgres://u:***@host/db"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1:5432/crust"),
+            "postgres://postgres@127.0.0.1:5432/crust"
+        );
+    }
+}

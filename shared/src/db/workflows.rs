@@ -1,0 +1,141 @@
+//! Workflows: list, read, create, update and delete, keeping each cron
+//! schedule's next slot in `next_fire_at` for the scheduler.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::PgPool;
+
+use crate::model::workflow::{Task, ValidWorkflow, Workflow};
+use crate::{Error, Id, Result};
+
+#[derive(sqlx::FromRow)]
+struct WorkflowRow {
+    id: Id,
+    name: String,
+    tasks: Json<Vec<Task>>,
+    on_error: Json<Vec<Task>>,
+    timeout_secs: i32,
+    schedule: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<WorkflowRow> for Workflow {
+    fn from(row: WorkflowRow) -> Self {
+        Workflow {
+            id: row.id,
+            name: row.name,
+            tasks: row.tasks.0,
+            on_error: row.on_error.0,
+            timeout: row.timeout_secs.max(0) as u32,
+            schedule: row.schedule,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, tasks, on_error, timeout_secs, schedule, created_at, updated_at";
+
+fn missing(id: Id) -> Error {
+    Error::not_found(format!("workflow {id} does not exist"))
+}
+
+/// Live workflows, by ID.
+pub async fn list(pool: &PgPool) -> Result<Vec<Workflow>> {
+    let rows: Vec<WorkflowRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM workflows WHERE deleted_at IS NULL ORDER BY id"
+    ))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Workflow::from).collect())
+}
+
+/// One live workflow.
+pub async fn get(pool: &PgPool, id: Id) -> Result<Workflow> {
+    sqlx::query_as::<_, WorkflowRow>(&format!(
+        "SELECT {COLUMNS} FROM workflows WHERE id = $1 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .map(Workflow::from)
+    .ok_or_else(|| missing(id))
+}
+
+fn next_fire(input: &ValidWorkflow) -> Option<DateTime<Utc>> {
+    input
+        .schedule
+        .as_ref()
+        .and_then(|schedule| schedule.next_after(Utc::now()))
+}
+
+/// Creates a workflow.
+pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
+    let row: WorkflowRow = sqlx::query_as(&format!(
+        "INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    ))
+    .bind(&input.name)
+    .bind(Json(&input.tasks))
+    .bind(Json(&input.on_error))
+    .bind(input.timeout as i32)
+    .bind(input.schedule.as_ref().map(|s| s.text.clone()))
+    .bind(next_fire(&input))
+    .fetch_one(pool)
+    .await?;
+    Ok(row.into())
+}
+
+/// Replaces a workflow's definition. Jobs already running keep the
+/// definition they started with; queued ones pick up the new one.
+pub async fn update(pool: &PgPool, id: Id, input: ValidWorkflow) -> Result<Workflow> {
+    sqlx::query_as::<_, WorkflowRow>(&format!(
+        "UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
+                schedule = $6, next_fire_at = $7, updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&input.name)
+    .bind(Json(&input.tasks))
+    .bind(Json(&input.on_error))
+    .bind(input.timeout as i32)
+    .bind(input.schedule.as_ref().map(|s| s.text.clone()))
+    .bind(next_fire(&input))
+    .fetch_optional(pool)
+    .await?
+    .map(Workflow::from)
+    .ok_or_else(|| missing(id))
+}
+
+/// Deletes a workflow (softly, so its finished jobs keep their history).
+/// A workflow with queued or running jobs is refused with a 409.
+pub async fn delete(pool: &PgPool, id: Id) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let found: Option<Id> = sqlx::query_scalar(
+        "SELECT id FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if found.is_none() {
+        return Err(missing(id));
+    }
+    let active: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE workflow_id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if active > 0 {
+        return Err(Error::conflict(format!(
+            "workflow {id} has {active} queued or running job(s); cancel them or wait for them to finish"
+        )));
+    }
+    sqlx::query("UPDATE workflows SET deleted_at = now(), next_fire_at = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

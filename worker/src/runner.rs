@@ -1,0 +1,328 @@
+//! Runs one claimed job: its tasks in order, each try bounded by the task's
+//! timeout and retried after the task's delays, the whole bounded by the
+//! workflow's timeout; on failure the `onError` tasks run with the error in
+//! their context. The run stops early when it is cancelled, when it loses
+//! its claim, or when the worker hands it back at shutdown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crust_shared::db::jobs::Claimed;
+use crust_shared::model::job::JobStatus;
+use crust_shared::model::workflow::Task;
+use crust_shared::Id;
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::JobLogger;
+use crate::tasks::{self, TaskContext, TaskEnv};
+
+/// Why a run was told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Someone cancelled the job: end it `cancelled`.
+    Cancelled,
+    /// The claim was lost (another run owns the job): write nothing.
+    Lost,
+    /// The worker is shutting down: give the job back unfinished.
+    HandBack,
+}
+
+/// How a run is told to stop.
+#[derive(Debug, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl Stop {
+    /// Stops the run; the first reason given wins.
+    pub fn stop(&self, reason: StopReason) {
+        if let Ok(mut slot) = self.reason.lock() {
+            slot.get_or_insert(reason);
+        }
+        self.token.cancel();
+    }
+
+    /// Why it was stopped, if it was.
+    pub fn reason(&self) -> Option<StopReason> {
+        self.reason.lock().ok().and_then(|slot| *slot)
+    }
+
+    /// Fires when the run is stopped.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+/// A held run: its attempt and how to stop it.
+type Held = (i32, Arc<Stop>);
+
+/// The runs this worker holds, by job ID, with their attempt.
+#[derive(Debug, Default, Clone)]
+pub struct Runs {
+    inner: Arc<Mutex<HashMap<Id, Held>>>,
+}
+
+impl Runs {
+    /// Registers a run and returns its stop handle.
+    pub fn insert(&self, id: Id, attempt: i32) -> Arc<Stop> {
+        let stop = Arc::new(Stop::default());
+        if let Ok(mut runs) = self.inner.lock() {
+            runs.insert(id, (attempt, stop.clone()));
+        }
+        stop
+    }
+
+    /// Forgets a run.
+    pub fn remove(&self, id: Id) {
+        if let Ok(mut runs) = self.inner.lock() {
+            runs.remove(&id);
+        }
+    }
+
+    /// Every run as (job, attempt).
+    pub fn snapshot(&self) -> Vec<(Id, i32)> {
+        self.inner
+            .lock()
+            .map(|runs| {
+                runs.iter()
+                    .map(|(id, (attempt, _))| (*id, *attempt))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stops the run of `id` if this worker holds it.
+    pub fn stop(&self, id: Id, reason: StopReason) -> bool {
+        let stop = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|runs| runs.get(&id).map(|(_, stop)| stop.clone()));
+        match stop {
+            Some(stop) => {
+                stop.stop(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every run.
+    pub fn stop_all(&self, reason: StopReason) {
+        if let Ok(runs) = self.inner.lock() {
+            for (_, stop) in runs.values() {
+                stop.stop(reason);
+            }
+        }
+    }
+
+    /// How many runs are held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|runs| runs.len()).unwrap_or(0)
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How a run ended, before it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Write this status (and error).
+    Finish(JobStatus, Option<String>),
+    /// The claim was lost: write nothing.
+    Lost,
+    /// Give the job back to the queue.
+    HandBack,
+}
+
+/// Why the task list stopped.
+enum Halt {
+    Failed(String),
+    Stopped,
+}
+
+/// Runs a claimed job to its ending.
+pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> Ending {
+    log.log(
+        "info",
+        None,
+        format!("job started (attempt {})", job.attempt),
+        None,
+    );
+    let mut outputs = Map::new();
+    let timeout = (job.timeout > 0).then(|| Duration::from_secs(u64::from(job.timeout)));
+    let tasks_done = run_tasks(env, job, &job.tasks, &mut outputs, None, log, stop);
+    let result = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, tasks_done).await {
+            Ok(result) => result,
+            Err(_) => Err(Halt::Failed(format!(
+                "workflow timed out after {} s",
+                job.timeout
+            ))),
+        },
+        None => tasks_done.await,
+    };
+    match result {
+        Ok(()) => {
+            log.log("info", None, "job finished", None);
+            Ending::Finish(JobStatus::Ok, None)
+        }
+        Err(Halt::Stopped) => stopped(stop, log),
+        Err(Halt::Failed(error)) => {
+            log.log("error", None, format!("job failed: {error}"), None);
+            if !job.on_error.is_empty() {
+                // The handlers get their own task timeouts, not what is left
+                // of the workflow's (which may be what ran out).
+                let handled = run_tasks(
+                    env,
+                    job,
+                    &job.on_error,
+                    &mut outputs,
+                    Some(&error),
+                    log,
+                    stop,
+                )
+                .await;
+                if let Err(Halt::Stopped) = handled {
+                    return stopped(stop, log);
+                }
+                if let Err(Halt::Failed(handler_error)) = handled {
+                    log.log(
+                        "error",
+                        None,
+                        format!("onError failed: {handler_error}"),
+                        None,
+                    );
+                }
+            }
+            Ending::Finish(JobStatus::Error, Some(error))
+        }
+    }
+}
+
+fn stopped(stop: &Stop, log: &JobLogger) -> Ending {
+    match stop.reason() {
+        Some(StopReason::Lost) => Ending::Lost,
+        Some(StopReason::HandBack) => {
+            log.log("warn", None, "worker shutting down; job handed back", None);
+            Ending::HandBack
+        }
+        Some(StopReason::Cancelled) | None => {
+            log.log("warn", None, "job cancelled", None);
+            Ending::Finish(JobStatus::Cancelled, None)
+        }
+    }
+}
+
+async fn run_tasks(
+    env: &TaskEnv,
+    job: &Claimed,
+    list: &[Task],
+    outputs: &mut Map<String, Value>,
+    error: Option<&str>,
+    log: &JobLogger,
+    stop: &Stop,
+) -> Result<(), Halt> {
+    for task in list {
+        let output = run_task(env, job, task, outputs, error, log, stop).await?;
+        outputs.insert(task.name.clone(), output);
+    }
+    Ok(())
+}
+
+async fn run_task(
+    env: &TaskEnv,
+    job: &Claimed,
+    task: &Task,
+    outputs: &Map<String, Value>,
+    error: Option<&str>,
+    log: &JobLogger,
+    stop: &Stop,
+) -> Result<Value, Halt> {
+    let name = Some(task.name.as_str());
+    let limit = (task.timeout > 0).then(|| Duration::from_secs(u64::from(task.timeout)));
+    let tries = task.retries.len() + 1;
+    for try_number in 1..=tries {
+        if stop.token().is_cancelled() {
+            return Err(Halt::Stopped);
+        }
+        log.log(
+            "info",
+            name,
+            format!("task {} ({}) started", task.name, task.kind),
+            None,
+        );
+        // Each try gets its own token so a timed-out try is told to stop.
+        let try_token = stop.token().child_token();
+        let context = TaskContext {
+            env,
+            job_id: job.id,
+            user: job.created_by,
+            task_name: &task.name,
+            parameters: &job.parameters,
+            outputs,
+            error,
+            log,
+            timeout: limit,
+            cancel: &try_token,
+        };
+        let attempt = tasks::run(&task.kind, &task.params, &context);
+        let result = tokio::select! {
+            biased;
+            () = stop.token().cancelled() => return Err(Halt::Stopped),
+            result = with_limit(limit, attempt) => result,
+        };
+        try_token.cancel();
+        let message = match result {
+            Some(Ok(output)) => {
+                log.log(
+                    "info",
+                    name,
+                    format!("task {} ok", task.name),
+                    Some(json!({"output": output})),
+                );
+                return Ok(output);
+            }
+            Some(Err(err)) => err.to_string(),
+            None => format!("timed out after {} s", task.timeout),
+        };
+        if try_number < tries {
+            let delay = task.retries[try_number - 1];
+            log.log(
+                "warn",
+                name,
+                format!("task {} failed (try {try_number} of {tries}): {message}; retrying in {delay} s", task.name),
+                None,
+            );
+            tokio::select! {
+                () = stop.token().cancelled() => return Err(Halt::Stopped),
+                () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {}
+            }
+        } else {
+            log.log(
+                "error",
+                name,
+                format!("task {} failed: {message}", task.name),
+                None,
+            );
+            return Err(Halt::Failed(format!("task {}: {message}", task.name)));
+        }
+    }
+    Err(Halt::Failed(format!("task {}: no tries left", task.name)))
+}
+
+async fn with_limit<T>(
+    limit: Option<Duration>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, work).await.ok(),
+        None => Some(work.await),
+    }
+}

@@ -1,0 +1,174 @@
+//! The one task that writes to Postgres for every run of this worker: log
+//! lines in multi-row batches (deadpool-postgres), then final statuses in
+//! one fenced update per batch. A run's lines are always written before its
+//! final status, because a finish request is handled only after every line
+//! sent before it.
+
+use std::time::Duration;
+
+use crust_shared::db::jobs::{self, Outcome, APPEND_LOGS_SQL};
+use crust_shared::Id;
+use deadpool_postgres::Pool as LogPool;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::logs::LogLine;
+
+/// Most lines per insert statement.
+const MAX_LINES: usize = 2_000;
+
+/// A request to end a run; answered with whether the fenced update applied.
+pub struct Finish {
+    pub outcome: Outcome,
+    pub done: oneshot::Sender<bool>,
+}
+
+/// Handles to the writer.
+#[derive(Clone)]
+pub struct Writer {
+    pub lines: mpsc::UnboundedSender<LogLine>,
+    finishes: mpsc::UnboundedSender<Finish>,
+}
+
+impl Writer {
+    /// Starts the writer task; it ends when every sender is dropped, after
+    /// writing what it holds.
+    pub fn start(pool: PgPool, log_pool: LogPool) -> (Writer, tokio::task::JoinHandle<()>) {
+        let (lines, line_rx) = mpsc::unbounded_channel();
+        let (finishes, finish_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write_loop(pool, log_pool, line_rx, finish_rx));
+        (Writer { lines, finishes }, task)
+    }
+
+    /// Ends a run once its lines are written; true if the run still held its
+    /// claim (false: another run owns the job now, nothing was written).
+    pub async fn finish(&self, outcome: Outcome) -> bool {
+        let (done, answer) = oneshot::channel();
+        if self.finishes.send(Finish { outcome, done }).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+async fn write_loop(
+    pool: PgPool,
+    log_pool: LogPool,
+    mut line_rx: mpsc::UnboundedReceiver<LogLine>,
+    mut finish_rx: mpsc::UnboundedReceiver<Finish>,
+) {
+    let mut lines: Vec<LogLine> = Vec::new();
+    let mut finishes: Vec<Finish> = Vec::new();
+    let (mut lines_open, mut finishes_open) = (true, true);
+    while lines_open || finishes_open {
+        tokio::select! {
+            line = line_rx.recv(), if lines_open => match line {
+                Some(line) => lines.push(line),
+                None => lines_open = false,
+            },
+            finish = finish_rx.recv(), if finishes_open => match finish {
+                Some(finish) => finishes.push(finish),
+                None => finishes_open = false,
+            },
+        }
+        // Take the finishes first, then every line queued by now: a run
+        // sends its lines before its finish, so they are all in the channel
+        // and get written before the finish that follows them.
+        while let Ok(finish) = finish_rx.try_recv() {
+            finishes.push(finish);
+        }
+        loop {
+            while lines.len() < MAX_LINES {
+                match line_rx.try_recv() {
+                    Ok(line) => lines.push(line),
+                    Err(_) => break,
+                }
+            }
+            if lines.is_empty() {
+                break;
+            }
+            let full = lines.len() == MAX_LINES;
+            write_lines(&log_pool, &lines).await;
+            lines.clear();
+            if !full {
+                break;
+            }
+        }
+        if !finishes.is_empty() {
+            write_finishes(&pool, std::mem::take(&mut finishes)).await;
+        }
+    }
+}
+
+/// Writes lines, retrying with backoff while Postgres is unreachable; lines
+/// of runs that lost their claim are dropped by the statement's fence.
+async fn write_lines(log_pool: &LogPool, lines: &[LogLine]) {
+    let mut job_ids = Vec::with_capacity(lines.len());
+    let mut attempts = Vec::with_capacity(lines.len());
+    let mut stamps = Vec::with_capacity(lines.len());
+    let mut levels = Vec::with_capacity(lines.len());
+    let mut tasks = Vec::with_capacity(lines.len());
+    let mut messages = Vec::with_capacity(lines.len());
+    let mut data = Vec::with_capacity(lines.len());
+    for line in lines {
+        job_ids.push(line.job_id.get());
+        attempts.push(line.attempt);
+        stamps.push(line.entry.ts);
+        levels.push(line.entry.level.as_str());
+        tasks.push(line.entry.task.as_deref());
+        messages.push(line.entry.message.as_str());
+        data.push(line.entry.data.clone());
+    }
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..8 {
+        let result = async {
+            let client = log_pool.get().await.map_err(|err| err.to_string())?;
+            let statement = client
+                .prepare_cached(APPEND_LOGS_SQL)
+                .await
+                .map_err(|err| err.to_string())?;
+            client
+                .execute(
+                    &statement,
+                    &[
+                        &job_ids, &attempts, &stamps, &levels, &tasks, &messages, &data,
+                    ],
+                )
+                .await
+                .map_err(|err| err.to_string())
+        }
+        .await;
+        match result {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, lines = lines.len(), "cannot write log lines; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::error!(
+        lines = lines.len(),
+        "log lines dropped after repeated failures"
+    );
+}
+
+async fn write_finishes(pool: &PgPool, finishes: Vec<Finish>) {
+    let outcomes: Vec<Outcome> = finishes.iter().map(|f| f.outcome.clone()).collect();
+    let mut delay = Duration::from_millis(50);
+    let applied: Vec<Id> = loop {
+        match jobs::finish(pool, &outcomes).await {
+            Ok(applied) => break applied,
+            Err(err) => {
+                // Keep trying: the lease runs out meanwhile and the job is
+                // rescued, after which this fenced update simply misses.
+                tracing::warn!(error = %err, "cannot record job outcomes; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    for finish in finishes {
+        let _ = finish.done.send(applied.contains(&finish.outcome.id));
+    }
+}
