@@ -14,16 +14,20 @@ CREATE TABLE modules (
 -- Two live modules may not share a name (case-insensitively).
 CREATE UNIQUE INDEX modules_live_name ON modules (lower(name)) WHERE deleted_at IS NULL;
 
+-- Partitioned by module: each module's records live in their own partition
+-- (records_m<ID>, created with the module), so a module's per-field indexes
+-- cover only its rows and are built without touching other modules.
 CREATE TABLE records (
-    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          BIGINT GENERATED ALWAYS AS IDENTITY,
     module_id   BIGINT      NOT NULL REFERENCES modules (id),
     user_id     BIGINT      NOT NULL,
     -- One JSON object per record, {fieldName: value}, so a read needs no join.
     "values"    JSONB       NOT NULL,
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at  TIMESTAMPTZ,
-    deleted_at  TIMESTAMPTZ
-);
+    deleted_at  TIMESTAMPTZ,
+    PRIMARY KEY (module_id, id)
+) PARTITION BY LIST (module_id);
 -- Listing a module's live records newest first is the default query.
 CREATE INDEX records_module_live ON records (module_id, id DESC) WHERE deleted_at IS NULL;
 

@@ -13,6 +13,8 @@ pub mod query;
 pub mod queue;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, Result};
 pub use id::Id;

@@ -111,8 +111,19 @@ pub enum QueueError {
     Nacked,
 }
 
+/// AMQP heartbeat used unless the URL sets one (`?heartbeat=N`): short, so
+/// the broker soon drops a frozen consumer and redelivers what it held.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+
 /// Connects with tokio as lapin's executor and reactor.
 pub async fn connect(url: &str) -> Result<Connection, QueueError> {
+    let url = if url.contains("heartbeat=") {
+        url.to_owned()
+    } else {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}heartbeat={DEFAULT_HEARTBEAT_SECS}")
+    };
+    let url = url.as_str();
     let properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);

@@ -39,8 +39,12 @@ pub struct RecordQuery {
 pub struct RecordListMeta {
     pub page: i64,
     pub per_page: i64,
-    /// Records matching the filter, over all pages.
+    /// Records matching the filter, over all pages: exact up to 10 000,
+    /// beyond that the planner's estimate (see `countIsEstimate`).
     pub count: i64,
+    /// Present (true) when `count` is an estimate.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub count_is_estimate: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,7 +82,8 @@ pub async fn list_records(
         meta: RecordListMeta {
             page: paging.page,
             per_page: paging.per_page,
-            count,
+            count: count.value,
+            count_is_estimate: !count.exact,
             filter: query.filter,
             sort: query.sort,
         },

@@ -1,85 +1,18 @@
 //! Starts a real crust-api on a port-0 listener over a fresh database cloned
 //! from a migrated template, and talks to it over HTTP.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crust_api::Config;
 use crust_shared::auth::TokenKey;
 use crust_shared::config::DbConfig;
-use crust_shared::queue::{self, AmqpConfig, Names};
+use crust_shared::queue::AmqpConfig;
+use crust_shared::testing::{amqp_url, TestDb};
 use crust_shared::Id;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
-use tokio::sync::OnceCell;
+use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret";
-
-static TEMPLATE: OnceCell<String> = OnceCell::const_new();
-static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
-
-fn server_options() -> PgConnectOptions {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    url.parse::<PgConnectOptions>()
-        .expect("DATABASE_URL is a Postgres URL")
-        .database("postgres")
-}
-
-async fn admin() -> PgConnection {
-    server_options()
-        .connect()
-        .await
-        .expect("Postgres is running")
-}
-
-/// A database with every migration applied, named after the migrations'
-/// checksums so a changed migration gets a new template. Built under a
-/// temporary name and renamed, so a crash never leaves a half-made template.
-async fn template() -> &'static str {
-    TEMPLATE
-        .get_or_init(|| async {
-            let mut digest = 0u64;
-            for migration in crust_shared::MIGRATOR.iter() {
-                for byte in migration.checksum.iter() {
-                    digest = digest.wrapping_mul(31).wrapping_add(u64::from(*byte));
-                }
-            }
-            let name = format!("crust_test_tpl_{digest:016x}");
-            let mut admin = admin().await;
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                    .bind(&name)
-                    .fetch_one(&mut admin)
-                    .await
-                    .unwrap();
-            if !exists {
-                let building = format!("{name}_{}", std::process::id());
-                sqlx::query(&format!("CREATE DATABASE {building}"))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
-                let mut conn = server_options()
-                    .database(&building)
-                    .connect()
-                    .await
-                    .unwrap();
-                crust_shared::MIGRATOR.run(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-                // Another test process may have won the race; that is fine.
-                let _ = sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
-                    .execute(&mut admin)
-                    .await;
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {building}"))
-                    .execute(&mut admin)
-                    .await;
-            }
-            name
-        })
-        .await
-}
 
 /// A running API and a client with a valid token.
 pub struct TestApp {
@@ -87,26 +20,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub token: String,
     pub user: Id,
-    pub db_name: String,
-    pub db_url: String,
-    pub queue_prefix: String,
+    pub db: TestDb,
     shutdown: CancellationToken,
-}
-
-/// The broker the tests use.
-pub fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// Deletes every exchange and queue of `prefix`, so a test leaves the
-/// broker as it found it.
-pub async fn delete_queues(prefix: &str) {
-    if let Ok(connection) = queue::connect(&amqp_url()).await {
-        if let Ok(channel) = connection.create_channel().await {
-            let _ = queue::delete_topology(&channel, &Names::new(prefix)).await;
-        }
-        let _ = connection.close(200, "test done").await;
-    }
 }
 
 /// Starts the API over a database of its own.
@@ -116,29 +31,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the API after letting the test adjust its configuration.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let template = template().await;
-    let db_name = format!(
-        "crust_test_{}_{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut admin = admin().await;
-    sqlx::query(&format!("CREATE DATABASE {db_name} TEMPLATE {template}"))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
-    let db_url = server_options()
-        .database(&db_name)
-        .to_url_lossy()
-        .to_string();
+    let db = TestDb::new().await;
     let mut config = Config {
         db: DbConfig {
-            database_url: db_url.clone(),
+            database_url: db.url.clone(),
             db_pool_size: 8,
         },
         amqp: AmqpConfig {
             amqp_url: amqp_url(),
-            queue_prefix: db_name.clone(),
+            queue_prefix: db.name.clone(),
         },
         http_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(SECRET.into()),
@@ -163,9 +64,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         client: reqwest::Client::new(),
         token,
         user,
-        queue_prefix: db_name.clone(),
-        db_name,
-        db_url,
+        db,
         shutdown,
     }
 }
@@ -173,23 +72,6 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let name = self.db_name.clone();
-        let prefix = self.queue_prefix.clone();
-        // Drop runs outside async; use a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                delete_queues(&prefix).await;
-                let mut admin = admin().await;
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await;
-            });
-        })
-        .join();
     }
 }
 
@@ -267,7 +149,7 @@ impl TestApp {
 
     /// A direct connection to this test's database.
     pub async fn db(&self) -> PgConnection {
-        PgConnection::connect(&self.db_url).await.unwrap()
+        self.db.connect().await
     }
 }
 

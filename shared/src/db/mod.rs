@@ -6,6 +6,7 @@ pub mod charts;
 pub mod jobs;
 pub mod modules;
 pub mod pages;
+pub mod partitions;
 pub mod records;
 pub mod reports;
 pub mod workflows;

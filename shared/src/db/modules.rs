@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
+use super::partitions;
 use crate::error::unique_violation;
 use crate::model::module::{Field, FieldKind, Module, ModuleInput};
 use crate::model::record::normalise_value;
@@ -146,6 +147,7 @@ pub async fn create(pool: &PgPool, input: ModuleInput) -> Result<Module> {
     .fetch_one(&mut *tx)
     .await
     .map_err(|err| name_taken(err, &input.name))?;
+    partitions::create(&mut tx, row.id, &input.fields).await?;
     tx.commit().await?;
     Ok(row.into())
 }
@@ -177,6 +179,7 @@ pub async fn update(pool: &PgPool, id: Id, input: ModuleInput) -> Result<Module>
     .fetch_one(&mut *tx)
     .await
     .map_err(|err| name_taken(err, &input.name))?;
+    partitions::sync_indexes(&mut tx, id, &input.fields).await?;
     tx.commit().await?;
     Ok(row.into())
 }
@@ -248,10 +251,11 @@ async fn convert_values(
             sqlx::query(
                 r#"UPDATE records r SET "values" = v.values
                    FROM unnest($1::bigint[], $2::jsonb[]) AS v(id, values)
-                   WHERE r.id = v.id"#,
+                   WHERE r.module_id = $3 AND r.id = v.id"#,
             )
             .bind(&ids)
             .bind(&values)
+            .bind(current.id)
             .execute(&mut *conn)
             .await?;
         }

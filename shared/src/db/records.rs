@@ -43,47 +43,88 @@ fn missing(module: Id, id: Id) -> Error {
     Error::not_found(format!("record {id} does not exist in module {module}"))
 }
 
+/// Above this many matches the total is estimated, not counted.
+pub const EXACT_COUNT_LIMIT: i64 = 10_000;
+
+/// How many records match a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub value: i64,
+    /// False when the total passed [`EXACT_COUNT_LIMIT`] and `value` is
+    /// the planner's estimate.
+    pub exact: bool,
+}
+
 /// A page of a module's live records matching `filter` (query language,
-/// blank = all) in `sort` order (blank = newest first), plus the total that
-/// match. The client's text is compiled to SQL with every literal bound.
+/// blank = all) in `sort` order (blank = newest first), plus how many match.
+/// The client's text is compiled to SQL with every literal bound.
 pub async fn list(
     pool: &PgPool,
     module: &Module,
     paging: Paging,
     filter: &str,
     sort: &str,
-) -> Result<(Vec<Record>, i64)> {
+) -> Result<(Vec<Record>, Count)> {
     let schema = module.query_schema();
     let mut params = Params::new();
-    let module_param = params.bind(module.id.to_string(), "bigint");
     let filter = compile_filter(filter, &schema, &mut params)
         .map_err(|err| Error::invalid(format!("filter: {err}")))?;
     let order_by =
         compile_sort(sort, &schema).map_err(|err| Error::invalid(format!("sort: {err}")))?;
     let filter = filter.map_or(String::new(), |sql| format!(" AND ({sql})"));
+    // The module ID is our own integer, written as a literal so Postgres
+    // prunes to the module's partition while planning.
     let scope = format!(
-        "FROM records r WHERE r.module_id = {module_param} AND r.deleted_at IS NULL{filter}"
+        "FROM records r WHERE r.module_id = {} AND r.deleted_at IS NULL{filter}",
+        module.id
     );
-    let limit = params.bind(paging.per_page.to_string(), "bigint");
-    let offset = params.bind(paging.offset().to_string(), "bigint");
+    let mut page_params = params.clone();
+    let limit = page_params.bind(paging.per_page.to_string(), "bigint");
+    let offset = page_params.bind(paging.offset().to_string(), "bigint");
     let page_sql =
         format!("SELECT {COLUMNS} {scope} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}");
-    let mut page = sqlx::query_as::<_, RecordRow>(&page_sql);
-    for param in &params.values {
-        page = page.bind(param);
-    }
-    let rows = page.fetch_all(pool).await.map_err(query_failure)?;
-    // Count only when the page itself does not tell the total.
+    let rows = bind_all(
+        sqlx::query_as::<_, RecordRow>(&page_sql),
+        &page_params.values,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(query_failure)?;
+    // Count only when the page itself does not tell the total, and at most
+    // up to the limit; past it, ask the planner.
     let count = if paging.page == 0 && (rows.len() as i64) < paging.per_page {
-        rows.len() as i64
-    } else {
-        let count_sql = format!("SELECT count(*) {scope}");
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-        // The count binds the same parameters but LIMIT and OFFSET.
-        for param in &params.values[..params.values.len() - 2] {
-            count = count.bind(param);
+        Count {
+            value: rows.len() as i64,
+            exact: true,
         }
-        count.fetch_one(pool).await.map_err(query_failure)?
+    } else {
+        let capped_sql = format!(
+            "SELECT count(*) FROM (SELECT 1 {scope} LIMIT {}) capped",
+            EXACT_COUNT_LIMIT + 1
+        );
+        let mut counting = sqlx::query_scalar::<_, i64>(&capped_sql);
+        for value in &params.values {
+            counting = counting.bind(value);
+        }
+        let counted = counting.fetch_one(pool).await.map_err(query_failure)?;
+        if counted <= EXACT_COUNT_LIMIT {
+            Count {
+                value: counted,
+                exact: true,
+            }
+        } else {
+            let explain_sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 {scope}");
+            let mut explaining = sqlx::query_scalar::<_, Json<Value>>(&explain_sql);
+            for value in &params.values {
+                explaining = explaining.bind(value);
+            }
+            let plan = explaining.fetch_one(pool).await.map_err(query_failure)?;
+            let estimate = plan.0[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
+            Count {
+                value: estimate.max(counted),
+                exact: false,
+            }
+        }
     };
     Ok((
         rows.into_iter()
@@ -91,6 +132,13 @@ pub async fn list(
             .collect(),
         count,
     ))
+}
+
+fn bind_all<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    values: &'q [String],
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    values.iter().fold(query, |query, value| query.bind(value))
 }
 
 /// One live record of a module.
@@ -173,11 +221,13 @@ pub async fn update(
     let checked = check_values(&module, input, Some(&stored.0))?;
     check_references(&mut tx, &checked.references).await?;
     let row: RecordRow = sqlx::query_as(&format!(
-        r#"UPDATE records AS r SET "values" = $2, updated_at = now() WHERE r.id = $1
+        r#"UPDATE records AS r SET "values" = $2, updated_at = now()
+           WHERE r.module_id = $3 AND r.id = $1
            RETURNING {COLUMNS}"#
     ))
     .bind(id)
     .bind(Json(&checked.values))
+    .bind(module_id)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -1001,6 +1001,7 @@ pub fn compile_sort(src: &str, schema: &Schema) -> Result<String> {
     let mut c = Compiler::new(schema, &mut params, Ctx::Sort);
     let mut parts = Vec::with_capacity(items.len() + 1);
     let mut has_id = false;
+    let mut last_descending = true;
     for item in &items {
         let (s, _) = match c.expr(&item.expr)? {
             Val::Sql(s, t) => (s, t),
@@ -1009,14 +1010,22 @@ pub fn compile_sort(src: &str, schema: &Schema) -> Result<String> {
             }
         };
         has_id |= s == "r.id";
+        last_descending = item.descending;
         let dir = if item.descending { "DESC" } else { "ASC" };
-        parts.push(format!("{s} {dir} NULLS LAST"));
+        // Postgres's own null order (last ascending, first descending), so
+        // one index per field serves both directions.
+        parts.push(format!("{s} {dir}"));
     }
     if !params.values.is_empty() {
         return Err(QueryError::new("literals are not allowed in a sort", None));
     }
     if !has_id {
-        parts.push("r.id DESC".into());
+        // The tie-breaker follows the last key's direction, which is what
+        // an index on (field, id) delivers by scanning one way.
+        parts.push(format!(
+            "r.id {}",
+            if last_descending { "DESC" } else { "ASC" }
+        ));
     }
     Ok(parts.join(", "))
 }
@@ -1038,7 +1047,9 @@ pub fn compile_report(
     filter: &str,
 ) -> Result<Report> {
     let mut params = Params::new();
-    let module = params.bind(module_id.to_string(), "bigint");
+    // Our own integer, not client text: written as a literal so Postgres
+    // prunes to the module's partition when it plans the query.
+    let module = module_id.to_string();
     let metric_items = parse_select_list(metrics).map_err(|e| in_part("metrics", e))?;
     let dim_items = parse_select_list(dimensions).map_err(|e| in_part("dimensions", e))?;
 
@@ -1727,12 +1738,12 @@ mod tests {
         assert_eq!(compile_sort("  ", &s).unwrap(), "r.id DESC");
         assert_eq!(
             compile_sort("amount DESC, name", &s).unwrap(),
-            "crust_num(r.values->'amount') DESC NULLS LAST, crust_text(r.values->'name') ASC NULLS LAST, r.id DESC"
+            "crust_num(r.values->'amount') DESC, crust_text(r.values->'name') ASC, r.id ASC"
         );
-        assert_eq!(compile_sort("id asc", &s).unwrap(), "r.id ASC NULLS LAST");
+        assert_eq!(compile_sort("id asc", &s).unwrap(), "r.id ASC");
         assert_eq!(
             compile_sort("DATE(closedAt) DESC", &s).unwrap(),
-            "(crust_ts(r.values->'closedAt'))::date DESC NULLS LAST, r.id DESC"
+            "(crust_ts(r.values->'closedAt'))::date DESC, r.id DESC"
         );
         let err = |src: &str| compile_sort(src, &s).unwrap_err().to_string();
         assert_eq!(
@@ -1766,11 +1777,11 @@ mod tests {
             "SELECT count(*)::float8 AS c0, (sum(crust_num(r.values->'money')))::float8 AS c1, \
              to_char((crust_ts(r.values->'foo'))::date, 'YYYY-MM-DD') AS c2, \
              (crust_text(r.values->'status'))::text AS c3 \
-             FROM records r WHERE r.module_id = $1::bigint AND r.deleted_at IS NULL \
-             AND ((extract(year from (crust_ts(r.values->'foo'))::date) > $2::numeric)) \
+             FROM records r WHERE r.module_id = 7 AND r.deleted_at IS NULL \
+             AND ((extract(year from (crust_ts(r.values->'foo'))::date) > $1::numeric)) \
              GROUP BY 3, 4 ORDER BY 3, 4"
         );
-        assert_eq!(r.params, strs(&["7", "2010"]));
+        assert_eq!(r.params, strs(&["2010"]));
         let keys: Vec<(&str, bool)> = r
             .columns
             .iter()
@@ -1792,15 +1803,15 @@ mod tests {
         let r = compile_report(1, &schema(), "", "", "amount = 1 OR money = 2").unwrap();
         assert_eq!(
             r.sql,
-            "SELECT count(*)::float8 AS c0 FROM records r WHERE r.module_id = $1::bigint AND r.deleted_at IS NULL \
-             AND (((crust_num(r.values->'amount') = $2::numeric) OR (crust_num(r.values->'money') = $3::numeric)))"
+            "SELECT count(*)::float8 AS c0 FROM records r WHERE r.module_id = 1 AND r.deleted_at IS NULL \
+             AND (((crust_num(r.values->'amount') = $1::numeric) OR (crust_num(r.values->'money') = $2::numeric)))"
         );
         let r = compile_report(1, &schema(), "", "", "").unwrap();
         assert_eq!(
             r.sql,
-            "SELECT count(*)::float8 AS c0 FROM records r WHERE r.module_id = $1::bigint AND r.deleted_at IS NULL"
+            "SELECT count(*)::float8 AS c0 FROM records r WHERE r.module_id = 1 AND r.deleted_at IS NULL"
         );
-        assert_eq!(r.params, strs(&["1"]));
+        assert_eq!(r.params, strs(&[]));
         assert_eq!(
             r.columns,
             vec![ReportColumn {
@@ -1828,10 +1839,10 @@ mod tests {
              ((max(crust_num(r.values->'amount')) / NULLIF(count(crust_text(r.values->'status')), 0)))::float8 AS c4, \
              (count(*))::float8 AS c5, \
              to_char((r.created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS c6, \
-             (to_char(crust_ts(r.values->'foo'), $2::text))::text AS c7, \
+             (to_char(crust_ts(r.values->'foo'), $1::text))::text AS c7, \
              (crust_bool(r.values->'active'))::text AS c8, \
              (extract(year from crust_ts(r.values->'foo'))::int)::text AS c9 \
-             FROM records r WHERE r.module_id = $1::bigint AND r.deleted_at IS NULL \
+             FROM records r WHERE r.module_id = 1 AND r.deleted_at IS NULL \
              GROUP BY 7, 8, 9, 10 ORDER BY 7, 8, 9, 10"
         );
         let keys: Vec<&str> = r.columns.iter().map(|c| c.key.as_str()).collect();
@@ -1850,7 +1861,7 @@ mod tests {
                 "dimension_4"
             ]
         );
-        assert_eq!(r.params, strs(&["1", "YYYY"]));
+        assert_eq!(r.params, strs(&["YYYY"]));
     }
 
     #[test]

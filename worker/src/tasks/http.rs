@@ -1,0 +1,398 @@
+//! `http`: one HTTP request with the worker's shared client; the response
+//! (status, lower-cased headers, JSON-parsed or text body) is the output.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::{Method, Response, Url};
+use serde_json::{json, Map, Value};
+
+use super::{TaskContext, TaskError};
+use crust_shared::model::task::{HttpBody, HttpParams};
+
+/// Largest response body read, in bytes (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most characters of a failed response's body put in the log.
+pub const LOGGED_BODY_CHARS: usize = 4096;
+
+/// Sends the request; fails on a transport error, a timeout, a body over
+/// [`MAX_BODY_BYTES`] or a status other than the expected ones.
+pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+    let url = Url::parse(params.url.trim())
+        .map_err(|err| TaskError::failed(format!("url: {:?}: {err}", params.url)))?;
+    let shown = redacted(&url);
+    let what = format!("http {} {shown}", params.method);
+    let method = Method::from_bytes(params.method.as_bytes()).map_err(|_| {
+        TaskError::failed(format!("method: {:?} is not an HTTP method", params.method))
+    })?;
+    let mut request = ctx.env.http.request(method, url);
+    for (name, value) in &params.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request = match params.body {
+        None => request,
+        Some(HttpBody::Raw(text)) => request.body(text),
+        Some(HttpBody::Json(value)) => request.json(&value),
+    };
+    let limit = match (
+        params
+            .timeout
+            .and_then(|s| Duration::try_from_secs_f64(s).ok()),
+        ctx.timeout,
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(limit) = limit {
+        request = request.timeout(limit);
+    }
+    let started = Instant::now();
+    let exchange = async {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = read_body(response).await?;
+        Ok::<_, ReadError>((status, headers, body))
+    };
+    let (status, headers, body) = tokio::select! {
+        result = exchange => result.map_err(|err| match err {
+            ReadError::Http(err) if err.is_timeout() => TaskError::failed(format!(
+                "{what}: timed out after {}",
+                limit.map_or_else(|| "the client's timeout".into(), seconds)
+            )),
+            ReadError::Http(err) => TaskError::failed(format!("{what}: {}", chain(&err.without_url()))),
+            ReadError::TooLarge => TaskError::failed(format!(
+                "{what}: the response body is larger than {MAX_BODY_BYTES} bytes"
+            )),
+        })?,
+        _ = ctx.cancel.cancelled() => return Err(TaskError::cancelled()),
+    };
+    let millis = started.elapsed().as_millis();
+    let line = format!("{} {shown} → {status} in {millis} ms", params.method);
+    let output = json!({
+        "status": status,
+        "headers": header_map(&headers),
+        "body": parse_body(&headers, &body),
+    });
+    if !params.expect_status.allows(status) {
+        let mut logged = output.clone();
+        logged["body"] =
+            Value::String(truncate(&String::from_utf8_lossy(&body), LOGGED_BODY_CHARS));
+        ctx.log("error", line, Some(logged));
+        return Err(TaskError::failed(format!(
+            "{what}: expected {}, got {status}",
+            params.expect_status.describe()
+        )));
+    }
+    ctx.log("info", line, None);
+    Ok(output)
+}
+
+enum ReadError {
+    Http(reqwest::Error),
+    TooLarge,
+}
+
+impl From<reqwest::Error> for ReadError {
+    fn from(err: reqwest::Error) -> Self {
+        ReadError::Http(err)
+    }
+}
+
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
+async fn read_body(mut response: Response) -> Result<Vec<u8>, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Headers by lower-cased name; repeated headers are joined with ", ".
+fn header_map(headers: &HeaderMap) -> Value {
+    let mut map = Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match map.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                map.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+/// JSON when the server says so (or the text plainly is an object or
+/// array), else the text.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Value {
+    let says_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
+    let text = String::from_utf8_lossy(body);
+    let looks_json = matches!(text.trim_start().chars().next(), Some('{' | '['));
+    if says_json || looks_json {
+        if let Ok(value) = serde_json::from_slice(body) {
+            return value;
+        }
+    }
+    Value::String(text.into_owned())
+}
+
+/// The URL without a password, for logs and errors.
+fn redacted(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    url.to_string()
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
+}
+
+/// The error and its causes, `: `-separated.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::extract::Request;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::{any, get};
+    use axum::{Json, Router};
+    use serde_json::json;
+
+    use crate::tasks::test_support::Harness;
+
+    /// Serves a few endpoints on 127.0.0.1:0; returns the base URL.
+    async fn server() -> String {
+        let app = Router::new()
+            .route(
+                "/json",
+                get(|| async { Json(json!({"items": [{"id": 1}, {"id": 2}]})) }),
+            )
+            .route("/text", get(|| async { "plain text" }))
+            .route(
+                "/status/503",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance") }),
+            )
+            .route(
+                "/created",
+                any(|| async { (StatusCode::CREATED, [("X-Thing", "yes")], "") }),
+            )
+            .route(
+                "/echo",
+                any(|headers: HeaderMap, request: Request| async move {
+                    let method = request.method().to_string();
+                    let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap();
+                    Json(json!({
+                        "method": method,
+                        "contentType": headers.get("content-type").map(|v| v.to_str().unwrap().to_owned()),
+                        "token": headers.get("x-token").map(|v| v.to_str().unwrap().to_owned()),
+                        "body": String::from_utf8_lossy(&body),
+                    }))
+                    .into_response()
+                }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    "late"
+                }),
+            )
+            .route("/big", get(|| async { "x".repeat(super::MAX_BODY_BYTES + 1) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    #[tokio::test]
+    async fn parses_json_and_logs_a_line() {
+        let base = server().await;
+        let mut h = Harness::new();
+        let out = h
+            .run("http", json!({"url": format!("{base}/json")}))
+            .await
+            .unwrap();
+        assert_eq!(out["status"], json!(200));
+        assert_eq!(out["body"]["items"][1]["id"], json!(2));
+        assert_eq!(out["headers"]["content-type"], json!("application/json"));
+        let logged = h.logged();
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0].0, "info");
+        assert!(
+            logged[0]
+                .1
+                .starts_with(&format!("GET {base}/json → 200 in ")),
+            "{}",
+            logged[0].1
+        );
+        assert!(logged[0].1.ends_with(" ms"));
+
+        let out = h
+            .run("http", json!({"url": format!("{base}/text")}))
+            .await
+            .unwrap();
+        assert_eq!(out["body"], json!("plain text"));
+    }
+
+    #[tokio::test]
+    async fn sends_headers_and_bodies() {
+        let base = server().await;
+        let h = Harness::new();
+        let out = h
+            .run(
+                "http",
+                json!({"method": "post", "url": format!("{base}/echo"), "headers": {"X-Token": "s3cret"}, "body": {"a": [1, 2]}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out["body"],
+            json!({"method": "POST", "contentType": "application/json", "token": "s3cret", "body": "{\"a\":[1,2]}"})
+        );
+        let out = h
+            .run(
+                "http",
+                json!({"method": "PUT", "url": format!("{base}/echo"), "body": "raw text"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out["body"]["body"], json!("raw text"));
+        assert_eq!(out["body"]["method"], json!("PUT"));
+    }
+
+    #[tokio::test]
+    async fn checks_the_status() {
+        let base = server().await;
+        let mut h = Harness::new();
+        let err = h
+            .run("http", json!({"url": format!("{base}/status/503")}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("http GET {base}/status/503: expected 2xx, got 503")
+        );
+        let logged = h.logged();
+        assert_eq!(logged[0].0, "error");
+        let data = logged[0].2.clone().unwrap();
+        assert_eq!(data["status"], json!(503));
+        assert_eq!(data["body"], json!("down for maintenance"));
+
+        let out = h
+            .run(
+                "http",
+                json!({"method": "POST", "url": format!("{base}/created"), "expectStatus": 201}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out["status"], json!(201));
+        assert_eq!(out["headers"]["x-thing"], json!("yes"));
+        assert_eq!(out["body"], json!(""));
+        let err = h
+            .run(
+                "http",
+                json!({"url": format!("{base}/json"), "expectStatus": [201, 204]}),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().ends_with("expected 201 or 204, got 200"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn times_out_and_caps_the_body() {
+        let base = server().await;
+        let mut h = Harness::new();
+        let err = h
+            .run(
+                "http",
+                json!({"url": format!("{base}/slow"), "timeout": 0.2}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("http GET {base}/slow: timed out after 0.2 s")
+        );
+        // The try's own timeout applies when it is shorter.
+        h.timeout = Some(Duration::from_millis(100));
+        let err = h
+            .run("http", json!({"url": format!("{base}/slow"), "timeout": 5}))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().ends_with("timed out after 0.1 s"), "{err}");
+        h.timeout = None;
+        let err = h
+            .run("http", json!({"url": format!("{base}/big")}))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("larger than 1048576 bytes"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reports_connection_errors_and_redacts_passwords() {
+        // A port that was just free: nothing listens there.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let h = Harness::new();
+        let err = h
+            .run(
+                "http",
+                json!({"url": format!("http://u:pw@127.0.0.1:{port}/x")}),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("http GET http://u:***@127.0.0.1:{port}/x: ")),
+            "{err}"
+        );
+        assert!(!err.contains("pw"));
+    }
+}

@@ -1,0 +1,238 @@
+//! `record.create`, `record.update`, `record.delete` and `record.query`:
+//! record operations through `crust_shared::db`, with the same validation
+//! (and messages) as the API. Scripts call the same operations.
+
+use serde_json::{json, Map, Value};
+use sqlx::PgPool;
+
+use super::{TaskContext, TaskError};
+use crust_shared::db::{modules, records};
+use crust_shared::model::paging::Paging;
+use crust_shared::model::task::{
+    RecordCreateParams, RecordDeleteParams, RecordQueryParams, RecordUpdateParams,
+    MAX_QUERY_PER_PAGE,
+};
+use crust_shared::Id;
+
+/// Creates a record as the job's user; the output is the record.
+pub async fn create(params: RecordCreateParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+    create_record(&ctx.env.pool, params.module_id, ctx.user, params.fields)
+        .await
+        .map_err(TaskError::Failed)
+}
+
+/// Updates a record; the output is the record after the change.
+pub async fn update(params: RecordUpdateParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+    update_record(
+        &ctx.env.pool,
+        params.module_id,
+        params.record_id,
+        params.fields,
+    )
+    .await
+    .map_err(TaskError::Failed)
+}
+
+/// Deletes a record; the output is `{"deleted": "<id>"}`.
+pub async fn delete(params: RecordDeleteParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+    delete_record(&ctx.env.pool, params.module_id, params.record_id)
+        .await
+        .map_err(TaskError::Failed)
+}
+
+/// Lists records; the output is `{"count": total, "records": [...]}`.
+pub async fn query(params: RecordQueryParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+    query_records(
+        &ctx.env.pool,
+        params.module_id,
+        &params.filter,
+        &params.sort,
+        params.page,
+        params.per_page,
+    )
+    .await
+    .map_err(TaskError::Failed)
+}
+
+/// Creates a record in `module_id` for `user`, as JSON.
+pub async fn create_record(
+    pool: &PgPool,
+    module_id: Id,
+    user: Id,
+    fields: Map<String, Value>,
+) -> Result<Value, String> {
+    let record = records::create(pool, module_id, user, fields)
+        .await
+        .map_err(|err| err.to_string())?;
+    to_json(&record)
+}
+
+/// Updates record `record_id` of `module_id`, as JSON.
+pub async fn update_record(
+    pool: &PgPool,
+    module_id: Id,
+    record_id: Id,
+    fields: Map<String, Value>,
+) -> Result<Value, String> {
+    let record = records::update(pool, module_id, record_id, fields)
+        .await
+        .map_err(|err| err.to_string())?;
+    to_json(&record)
+}
+
+/// Deletes record `record_id` of `module_id`: `{"deleted": "<id>"}`.
+pub async fn delete_record(pool: &PgPool, module_id: Id, record_id: Id) -> Result<Value, String> {
+    records::delete(pool, module_id, record_id)
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(json!({ "deleted": record_id }))
+}
+
+/// A page of `module_id`'s records: `{"count": total, "records": [...]}`.
+pub async fn query_records(
+    pool: &PgPool,
+    module_id: Id,
+    filter: &str,
+    sort: &str,
+    page: Option<i64>,
+    per_page: Option<i64>,
+) -> Result<Value, String> {
+    let paging = Paging::new(page, per_page, MAX_QUERY_PER_PAGE).map_err(|err| err.to_string())?;
+    let module = modules::get(pool, module_id)
+        .await
+        .map_err(|err| err.to_string())?;
+    let (found, count) = records::list(pool, &module, paging, filter, sort)
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(json!({ "count": count.value, "records": to_json(&found)? }))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Value, String> {
+    serde_json::to_value(value).map_err(|err| format!("cannot show the record: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tasks::test_support::Harness;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn create_update_query_and_delete() {
+        let (h, module) = Harness::with_db().await;
+        let created = h
+            .run(
+                "record.create",
+                json!({"moduleID": module.to_string(), "fields": {"name": "Ada", "email": "ada@example.com", "score": 3}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created["moduleID"], json!(module.to_string()));
+        assert_eq!(created["userID"], json!("7"));
+        assert_eq!(
+            created["fields"],
+            json!([{"name": "name", "value": "Ada"}, {"name": "email", "value": "ada@example.com"}, {"name": "score", "value": 3}])
+        );
+        let id = created["recordID"].as_str().unwrap().to_owned();
+
+        let created2 = h
+            .run(
+                "record.create",
+                json!({"moduleID": module.get(), "fields": [{"name": "name", "value": "Bob"}]}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            created2["fields"],
+            json!([{"name": "name", "value": "Bob"}])
+        );
+
+        let updated = h
+            .run(
+                "record.update",
+                json!({"moduleID": module.get(), "recordID": id, "fields": {"score": 5}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated["fields"][2], json!({"name": "score", "value": 5}));
+        assert!(updated["updatedAt"].is_string());
+
+        let found = h
+            .run(
+                "record.query",
+                json!({"moduleID": module.get(), "filter": "score > 4", "perPage": 10}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(found["count"], json!(1));
+        assert_eq!(found["records"][0]["recordID"], json!(id));
+        let all = h
+            .run(
+                "record.query",
+                json!({"moduleID": module.get(), "sort": "name DESC"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(all["count"], json!(2));
+        assert_eq!(all["records"][0]["fields"][0]["value"], json!("Bob"));
+
+        let deleted = h
+            .run(
+                "record.delete",
+                json!({"moduleID": module.get(), "recordID": id}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(deleted, json!({"deleted": id}));
+        let err = h
+            .run(
+                "record.delete",
+                json!({"moduleID": module.get(), "recordID": id}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("record {id} does not exist in module {module}")
+        );
+    }
+
+    #[tokio::test]
+    async fn validation_errors_fail_the_task_with_the_api_message() {
+        let (h, module) = Harness::with_db().await;
+        let err = h
+            .run(
+                "record.create",
+                json!({"moduleID": module.get(), "fields": {"name": "A", "email": "nope"}}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field \"email\": not a valid email address"
+        );
+        let err = h
+            .run(
+                "record.create",
+                json!({"moduleID": module.get(), "fields": {"email": "a@b.io"}}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "field \"name\": is required");
+        let err = h
+            .run(
+                "record.create",
+                json!({"moduleID": "999", "fields": {"name": "A"}}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "module 999 does not exist");
+        let err = h
+            .run(
+                "record.query",
+                json!({"moduleID": module.get(), "filter": "nope = 1"}),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("filter: "), "{err}");
+    }
+}

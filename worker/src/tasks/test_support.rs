@@ -1,0 +1,131 @@
+//! Test helpers: a task context over a channel logger, and fresh migrated
+//! databases that are dropped afterwards.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{TaskContext, TaskEnv, TaskError};
+use crate::logs::{JobLogger, LogLine};
+use crust_shared::model::job::Parameters;
+use crust_shared::model::module::ModuleInput;
+use crust_shared::Id;
+
+/// A database of the test's own (dropped on drop) with a pool over it.
+pub struct TestDb {
+    pub pool: PgPool,
+    _db: crust_shared::testing::TestDb,
+}
+
+impl TestDb {
+    /// Clones the migrated template into a fresh database.
+    pub async fn new() -> TestDb {
+        let db = crust_shared::testing::TestDb::new().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&db.url)
+            .await
+            .unwrap();
+        TestDb { pool, _db: db }
+    }
+
+    /// Creates a module `contacts` with a required `name` and an `email`.
+    pub async fn contacts(&self) -> Id {
+        let input: ModuleInput = serde_json::from_value(json!({
+            "name": "contacts",
+            "fields": [
+                {"name": "name", "kind": "String", "isRequired": true},
+                {"name": "email", "kind": "Email"},
+                {"name": "score", "kind": "Number"},
+            ],
+        }))
+        .unwrap();
+        crust_shared::db::modules::create(&self.pool, input.validate().unwrap())
+            .await
+            .unwrap()
+            .id
+    }
+}
+
+/// Everything a [`TaskContext`] borrows, owned by the test.
+pub struct Harness {
+    pub env: TaskEnv,
+    pub parameters: Parameters,
+    pub outputs: Map<String, Value>,
+    pub error: Option<String>,
+    pub logger: JobLogger,
+    pub lines: mpsc::UnboundedReceiver<LogLine>,
+    pub timeout: Option<Duration>,
+    pub cancel: CancellationToken,
+    pub user: Id,
+    _db: Option<TestDb>,
+}
+
+impl Harness {
+    /// A harness whose pool never connects (for tasks without records).
+    pub fn new() -> Harness {
+        let pool = PgPoolOptions::new().connect_lazy_with(crust_shared::testing::server_options());
+        Self::with_pool(pool, None)
+    }
+
+    /// A harness over a fresh database.
+    pub async fn with_db() -> (Harness, Id) {
+        let db = TestDb::new().await;
+        let module = db.contacts().await;
+        (Self::with_pool(db.pool.clone(), Some(db)), module)
+    }
+
+    fn with_pool(pool: PgPool, db: Option<TestDb>) -> Harness {
+        let (tx, lines) = mpsc::unbounded_channel();
+        Harness {
+            env: TaskEnv {
+                pool,
+                http: reqwest::Client::new(),
+            },
+            parameters: Parameters::new(),
+            outputs: Map::new(),
+            error: None,
+            logger: JobLogger::new(Id(1), 1, tx),
+            lines,
+            timeout: None,
+            cancel: CancellationToken::new(),
+            user: Id(7),
+            _db: db,
+        }
+    }
+
+    /// The context of a try of task `t`.
+    pub fn ctx(&self) -> TaskContext<'_> {
+        TaskContext {
+            env: &self.env,
+            job_id: Id(1),
+            user: self.user,
+            task_name: "t",
+            parameters: &self.parameters,
+            outputs: &self.outputs,
+            error: self.error.as_deref(),
+            log: &self.logger,
+            timeout: self.timeout,
+            cancel: &self.cancel,
+        }
+    }
+
+    /// Runs a task through [`super::run`].
+    pub async fn run(&self, kind: &str, params: Value) -> Result<Value, TaskError> {
+        super::run(kind, &params, &self.ctx()).await
+    }
+
+    /// The log lines written so far, as `(level, message, data)`.
+    pub fn logged(&mut self) -> Vec<(String, String, Option<Value>)> {
+        let mut out = Vec::new();
+        while let Ok(line) = self.lines.try_recv() {
+            assert_eq!(line.entry.task.as_deref(), Some("t"));
+            out.push((line.entry.level, line.entry.message, line.entry.data));
+        }
+        out
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the job pipeline against real Postgres and RabbitMQ:
+//! api, scheduler and workers through their real `run` functions (and the
+//! real worker binary where a process must die), each test with a database
+//! and queue names of its own. Every guarantee of DESIGN.md's "Workflows
+//! and jobs" has a test here that fails if it breaks.
+
+mod crashes;
+mod helpers;
+mod runs;
+mod scheduling;
