@@ -16,7 +16,7 @@ use crate::AppState;
     info(title = "Crust", description = "CRM modules, records, pages, charts, workflows and jobs.
 IDs are decimal strings. Every endpoint but health and docs needs `Authorization: Bearer <JWT>`."),
     paths(
-        health::healthz, health::readyz,
+        health::healthz, health::readyz, health::metrics,
         module::list_modules, module::create_module, module::read_module, module::edit_module, module::delete_module,
         record::list_records, record::create_record, record::read_record, record::update_record, record::delete_record,
         report::module_report, chart::chart_data,

@@ -57,9 +57,9 @@ impl JobQueue {
         }
     }
 
-    /// Whether the broker connection is up.
-    pub async fn is_connected(&self) -> bool {
-        self.publisher.is_connected().await
+    /// Connects to the broker if needed; says why it cannot.
+    pub async fn check(&self) -> Result<(), crust_shared::queue::QueueError> {
+        self.publisher.check().await
     }
 }
 

@@ -111,9 +111,12 @@ fn ready_check(pool: PgPool, publisher: Arc<Publisher>) -> crust_shared::health:
     Arc::new(move || {
         let (pool, publisher) = (pool.clone(), publisher.clone());
         Box::pin(async move {
-            crust_shared::db::ping(&pool)
-                .await
-                .map_err(|err| format!("postgres: {err}"))?;
+            let postgres = crust_shared::db::ping(&pool).await;
+            crust_shared::metrics::metrics()
+                .db_up
+                .set(i64::from(postgres.is_ok()));
+            crust_shared::metrics::observe_pool(&pool);
+            postgres.map_err(|err| format!("postgres: {err}"))?;
             publisher
                 .check()
                 .await
@@ -161,7 +164,11 @@ async fn pass(
     if fired > 0 {
         tracing::info!(jobs = fired, "cron slots fired");
     }
-    for rescued in jobs::rescue_expired(pool, config.max_attempts).await? {
+    let rescued_runs = jobs::rescue_expired(pool, config.max_attempts).await?;
+    crust_shared::metrics::metrics()
+        .jobs_rescued
+        .inc_by(rescued_runs.len() as u64);
+    for rescued in rescued_runs {
         match rescued.status {
             JobStatus::Queued => {
                 tracing::warn!(job.id = %rescued.id, attempt = rescued.attempt, "worker lost; job requeued")
@@ -170,6 +177,7 @@ async fn pass(
         }
     }
     release(pool, publisher).await?;
+    observe_queue(publisher).await;
     if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
         *last_prune = Some(Instant::now());
         let pruned = jobs::prune(pool, config.retention, 1_000).await?;
@@ -178,6 +186,30 @@ async fn pass(
         }
     }
     Ok(())
+}
+
+/// Reads the jobs queue's depth and consumers from the broker for the
+/// dashboards (the scheduler is the one process that always runs).
+async fn observe_queue(publisher: &Publisher) {
+    let metrics = crust_shared::metrics::metrics();
+    let queue = publisher.names().jobs_queue.clone();
+    match publisher.queue_stats(&queue).await {
+        Ok((messages, consumers)) => {
+            metrics
+                .queue_messages
+                .with_label_values(&[queue.as_str()])
+                .set(i64::from(messages));
+            metrics
+                .queue_consumers
+                .with_label_values(&[queue.as_str()])
+                .set(i64::from(consumers));
+            metrics.amqp_connected.set(1);
+        }
+        Err(err) => {
+            metrics.amqp_connected.set(0);
+            tracing::debug!(error = %err, "cannot read queue depth");
+        }
+    }
 }
 
 /// Publishes every job whose release time has come, inside the transaction

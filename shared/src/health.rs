@@ -1,5 +1,6 @@
-//! The health and readiness endpoints the scheduler and worker serve on
-//! their own small HTTP port (the API serves its own, behind its router).
+//! The health, readiness and metrics endpoints the scheduler and worker
+//! serve on their own small HTTP port (the API serves its own, behind its
+//! router).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// Serves `/healthz` and `/readyz` on `listener` until `shutdown`.
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until
+/// `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     ready: ReadyCheck,
@@ -26,6 +28,7 @@ pub async fn serve(
     let router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(|| async { crate::metrics::render() }))
         .with_state(ready);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())

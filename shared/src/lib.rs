@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod id;
+pub mod metrics;
 pub mod model;
 pub mod query;
 pub mod queue;

@@ -290,6 +290,32 @@ impl Publisher {
         })
     }
 
+    /// Ready messages and consumers of `queue`, as the broker counts them.
+    pub async fn queue_stats(&self, queue: &str) -> Result<(u32, u32), QueueError> {
+        let mut slot = self.channel.lock().await;
+        let work = async {
+            let channel = self.channel(&mut slot).await?;
+            let declared = channel
+                .queue_declare(
+                    queue,
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok::<_, QueueError>((declared.message_count(), declared.consumer_count()))
+        };
+        let result = tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or(Err(QueueError::Timeout(self.timeout)));
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
+
     /// Connects if not connected; for readiness probes.
     pub async fn check(&self) -> Result<(), QueueError> {
         let mut slot = self.channel.lock().await;

@@ -163,10 +163,16 @@ fn ready_check(worker: Arc<Worker>) -> crust_shared::health::ReadyCheck {
     Arc::new(move || {
         let worker = worker.clone();
         Box::pin(async move {
-            crust_shared::db::ping(&worker.env.pool)
-                .await
-                .map_err(|err| format!("postgres: {err}"))?;
-            if !worker.consuming.load(Ordering::Relaxed) {
+            let postgres = crust_shared::db::ping(&worker.env.pool).await;
+            crust_shared::metrics::metrics()
+                .db_up
+                .set(i64::from(postgres.is_ok()));
+            postgres.map_err(|err| format!("postgres: {err}"))?;
+            let consuming = worker.consuming.load(Ordering::Relaxed);
+            let metrics = crust_shared::metrics::metrics();
+            metrics.amqp_connected.set(i64::from(consuming));
+            crust_shared::metrics::observe_pool(&worker.env.pool);
+            if !consuming {
                 return Err("not consuming from RabbitMQ".into());
             }
             Ok(())
@@ -348,7 +354,7 @@ async fn claim_and_start(worker: &Arc<Worker>, batch: Vec<Delivery>) {
         let job = claimed.iter().find(|job| job.id == id);
         match job {
             Some(job) if started.insert(id) => {
-                let span = tracing::info_span!("job", job.id = %id, attempt = job.attempt);
+                let span = job_span(job);
                 tokio::spawn(
                     run_claimed(worker.clone(), job.clone(), delivery.acker).instrument(span),
                 );
@@ -361,8 +367,31 @@ async fn claim_and_start(worker: &Arc<Worker>, batch: Vec<Delivery>) {
     }
 }
 
+/// The span of one run. The first run continues the trace of the request
+/// (or schedule) that created the job; a later run, after a lost worker,
+/// starts a new trace linked to that origin.
+fn job_span(job: &Claimed) -> tracing::Span {
+    let span = tracing::info_span!("job", job.id = %job.id, attempt = job.attempt);
+    if let Some(origin) = job.trace_parent.as_deref() {
+        if job.attempt == 1 {
+            crust_shared::telemetry::set_parent(&span, origin);
+        } else {
+            crust_shared::telemetry::add_link(&span, origin);
+        }
+    }
+    span
+}
+
 /// Runs a claimed job, writes its ending, and only then acknowledges.
 async fn run_claimed(worker: Arc<Worker>, job: Claimed, acker: Acker) {
+    let metrics = crust_shared::metrics::metrics();
+    metrics.jobs_started.inc();
+    match job.late {
+        Some(late) => metrics.job_start_lateness.observe(late.max(0.0)),
+        None => metrics.job_start_latency.observe(job.waited.max(0.0)),
+    }
+    metrics.running_jobs.inc();
+    let started = std::time::Instant::now();
     let stop = worker.runs.insert(job.id, job.attempt);
     let logger = JobLogger::new(job.id, job.attempt, worker.writer.lines.clone());
     let ending = runner::run(&worker.env, &job, &logger, &stop).await;
@@ -374,7 +403,16 @@ async fn run_claimed(worker: Arc<Worker>, job: Claimed, acker: Acker) {
                 status,
                 error,
             };
-            if !worker.writer.finish(outcome).await {
+            let status_label = outcome.status.as_str();
+            if worker.writer.finish(outcome).await {
+                metrics
+                    .jobs_finished
+                    .with_label_values(&[status_label])
+                    .inc();
+                metrics
+                    .job_run_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            } else {
                 tracing::warn!(job.id = %job.id, "run lost its claim; outcome not written");
             }
             let _ = acker.ack(BasicAckOptions::default()).await;
@@ -399,6 +437,7 @@ async fn run_claimed(worker: Arc<Worker>, job: Claimed, acker: Acker) {
         }
     }
     worker.runs.remove(job.id);
+    metrics.running_jobs.dec();
 }
 
 /// Renews leases four times per lease; stops runs that lost their claim or

@@ -14,6 +14,7 @@ use crust_shared::model::workflow::Task;
 use crust_shared::Id;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::logs::JobLogger;
 use crate::tasks::{self, TaskContext, TaskEnv};
@@ -272,7 +273,8 @@ async fn run_task(
             timeout: limit,
             cancel: &try_token,
         };
-        let attempt = tasks::run(&task.kind, &task.params, &context);
+        let span = tracing::info_span!("task", task.name = %task.name, task.kind = %task.kind, task.try = try_number);
+        let attempt = tasks::run(&task.kind, &task.params, &context).instrument(span);
         let result = tokio::select! {
             biased;
             () = stop.token().cancelled() => return Err(Halt::Stopped),

@@ -139,7 +139,12 @@ async fn write_lines(log_pool: &LogPool, lines: &[LogLine]) {
         }
         .await;
         match result {
-            Ok(_) => return,
+            Ok(_) => {
+                crust_shared::metrics::metrics()
+                    .log_lines
+                    .inc_by(lines.len() as u64);
+                return;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, lines = lines.len(), "cannot write log lines; retrying");
                 tokio::time::sleep(delay).await;

@@ -1,4 +1,4 @@
-//! Liveness and readiness probes, open without a token.
+//! Liveness, readiness and metrics, open without a token.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,23 +14,38 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Postgres answers.
+/// Ready when Postgres answers. RabbitMQ's state is reported but does not
+/// make the api unready: jobs created during a broker outage are committed
+/// and published later, so taking the api out of service then would turn a
+/// broker outage into an api outage.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
-    (status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
+    (status = 200, description = "ready"), (status = 503, description = "Postgres is unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match crust_shared::db::ping(&state.pool).await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ok", "postgres": "ok"})),
-        ),
-        Err(err) => {
-            tracing::warn!(error = %err, "not ready: postgres");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "postgres": "unreachable"})),
-            )
-        }
+    let postgres = crust_shared::db::ping(&state.pool).await;
+    let rabbitmq = state.queue.check().await;
+    let metrics = crust_shared::metrics::metrics();
+    metrics.db_up.set(i64::from(postgres.is_ok()));
+    metrics.amqp_connected.set(i64::from(rabbitmq.is_ok()));
+    let body = json!({
+        "status": if postgres.is_ok() { "ok" } else { "unavailable" },
+        "postgres": if postgres.is_ok() { "ok".to_owned() } else { "unreachable".to_owned() },
+        "rabbitmq": match &rabbitmq {
+            Ok(()) => "ok".to_owned(),
+            Err(err) => format!("unreachable ({err}); new jobs wait to be published"),
+        },
+    });
+    if let Err(err) = postgres {
+        tracing::warn!(error = %err, "not ready: postgres");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
+    (StatusCode::OK, Json(body))
+}
+
+/// Prometheus metrics of this process.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<AppState>) -> String {
+    crust_shared::metrics::observe_pool(&state.pool);
+    crust_shared::metrics::render()
 }
 
 /// Probe routes.
@@ -38,4 +53,5 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }

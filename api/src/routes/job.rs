@@ -112,17 +112,20 @@ pub async fn create_job(
     AuthUser(user): AuthUser,
     Body(input): Body<JobInput>,
 ) -> ApiResult<impl IntoResponse> {
+    // The job's first run continues this request's trace.
+    let trace_parent = crust_shared::telemetry::current_traceparent();
     let created_job = jobs::create(
         &state.pool,
         input.workflow_id,
         user,
         input.start_at.as_deref(),
         input.parameters,
-        None,
+        trace_parent.as_deref(),
     )
     .await?;
+    crust_shared::metrics::metrics().jobs_created.inc();
     if created_job.due_now {
-        state.queue.run(created_job.job.id, None);
+        state.queue.run(created_job.job.id, trace_parent);
     }
     Ok(created(created_job.job))
 }

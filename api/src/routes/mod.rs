@@ -114,10 +114,11 @@ async fn observe(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
-        method = %request.method(),
+        method = %method,
         route = %route,
     );
     let mut response = REQUEST_ID
@@ -125,7 +126,17 @@ async fn observe(request: Request, next: Next) -> Response {
         .instrument(span.clone())
         .await;
     let status = response.status();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    let elapsed = started.elapsed().as_secs_f64();
+    let metrics = crust_shared::metrics::metrics();
+    metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[route.as_str(), method.as_str()])
+        .observe(elapsed);
+    let elapsed_ms = elapsed * 1e3;
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), elapsed_ms, "request failed");

@@ -454,10 +454,16 @@ pub struct Claimed {
     pub on_error: Vec<Task>,
     /// Seconds the whole job may take; 0 = no limit.
     pub timeout: u32,
+    /// Seconds from creation to this claim (on the database's clock).
+    pub waited: f64,
+    /// For a delayed job: seconds this claim came after `startAt`.
+    pub late: Option<f64>,
 }
 
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
+    waited: f64,
+    late: Option<f64>,
     id: Id,
     attempt: i32,
     parameters: Json<Parameters>,
@@ -484,12 +490,15 @@ pub async fn claim(
                     lease_until = now() + $3 * interval '1 millisecond', worker = $2, updated_at = now()
              WHERE id = ANY($1) AND status = 'queued' AND NOT cancel_requested
                AND (start_at IS NULL OR start_at <= now())
-             RETURNING id, attempt, workflow_id, parameters, created_by, trace_parent),
+             RETURNING id, attempt, workflow_id, parameters, created_by, trace_parent,
+                       extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
+                       CASE WHEN start_at > created_at
+                            THEN extract(epoch from clock_timestamp() - start_at)::float8 END AS late),
          early AS (
              UPDATE jobs SET published_at = NULL
              WHERE id = ANY($1) AND status = 'queued' AND start_at > now())
          SELECT c.id, c.attempt, c.parameters, c.created_by, c.trace_parent,
-                w.tasks, w.on_error, w.timeout_secs
+                w.tasks, w.on_error, w.timeout_secs, c.waited, c.late
          FROM c JOIN workflows w ON w.id = c.workflow_id",
     )
     .bind(ids)
@@ -508,6 +517,8 @@ pub async fn claim(
             tasks: row.tasks.0,
             on_error: row.on_error.0,
             timeout: row.timeout_secs.max(0) as u32,
+            waited: row.waited,
+            late: row.late,
         })
         .collect())
 }

@@ -26,6 +26,11 @@ pub struct System {
     pub db: TestDb,
     pub base: String,
     pub amqp_url: String,
+    /// The database URL the processes use.
+    pub db_url: String,
+    /// Health ports of the schedulers and workers, in start order.
+    pub scheduler_health: Vec<std::net::SocketAddr>,
+    pub worker_health: Vec<std::net::SocketAddr>,
     client: reqwest::Client,
     token: String,
     api: CancellationToken,
@@ -41,6 +46,8 @@ pub struct Options {
     pub drain_secs: u64,
     /// The broker as the processes see it (a proxy in outage tests).
     pub amqp_url: Option<String>,
+    /// Postgres's port as the processes see it (a proxy in outage tests).
+    pub db_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -51,6 +58,7 @@ impl Default for Options {
             lease_ms: 1_000,
             drain_secs: 10,
             amqp_url: None,
+            db_port: None,
         }
     }
 }
@@ -59,9 +67,20 @@ impl Default for Options {
 pub async fn start(options: Options) -> System {
     let db = TestDb::new().await;
     let amqp_url = options.amqp_url.clone().unwrap_or_else(amqp_url);
+    let db_url = match options.db_port {
+        Some(port) => {
+            let mut url = url::Url::parse(&db.url).unwrap();
+            url.set_port(Some(port)).unwrap();
+            url.to_string()
+        }
+        None => db.url.clone(),
+    };
     let mut system = System {
         base: String::new(),
         amqp_url,
+        db_url,
+        scheduler_health: Vec::new(),
+        worker_health: Vec::new(),
         client: reqwest::Client::new(),
         token: TokenKey::new(SECRET)
             .unwrap()
@@ -96,7 +115,7 @@ pub async fn start(options: Options) -> System {
 impl System {
     fn db_config(&self) -> DbConfig {
         DbConfig {
-            database_url: self.db.url.clone(),
+            database_url: self.db_url.clone(),
             db_pool_size: 8,
         }
     }
@@ -123,6 +142,7 @@ impl System {
             retention: Duration::from_secs(7 * 86_400),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.scheduler_health.push(listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         self.schedulers.push(stop.clone());
         tokio::spawn(async move { crust_scheduler::run(config, listener, stop).await.unwrap() });
@@ -147,6 +167,7 @@ impl System {
             name: Some(format!("test-worker-{}", self.workers.len())),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.worker_health.push(listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         let handle = tokio::spawn(run_worker(config, listener, stop.clone()));
         self.workers.push((stop, handle));
@@ -296,6 +317,27 @@ impl Drop for System {
             stop.cancel();
             handle.abort();
         }
+    }
+}
+
+/// The status code of a health endpoint.
+pub async fn probe(addr: std::net::SocketAddr, path: &str) -> u16 {
+    match reqwest::get(format!("http://{addr}{path}")).await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Polls until `check` holds, or fails at the deadline saying `what`.
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

