@@ -1,6 +1,8 @@
 //! `crust-bench`: benchmarks of a running Crust, each measured against the
 //! physical limit (Postgres alone) in the same run on the same machine.
 
+mod jobs;
+mod query;
 mod records;
 mod stats;
 
@@ -18,11 +20,20 @@ enum Command {
     /// Record create and read throughput through the API, against direct
     /// single-row INSERTs and SELECTs in Postgres.
     Records(records::Args),
+    /// Filtered listing and reports over a million records, against the
+    /// same report in plain SQL on a native typed table.
+    Query(query::Args),
+    /// Job throughput, start latency, delayed-start lateness, cancel
+    /// latency and worker memory, against the same row work done directly
+    /// in Postgres.
+    Jobs(jobs::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Records(args) => records::run(args).await,
+        Command::Query(args) => query::run(args).await,
+        Command::Jobs(args) => jobs::run(args).await,
     }
 }

@@ -47,9 +47,9 @@ ensure_python_tools() {
     return
   fi
   step "installing ${PIP_PACKAGES[*]} (pip)"
-  if ! pip_install "$PY" "${PIP_PACKAGES[@]}"; then
+  if ! pip_install "$PY" "${PIP_PACKAGES[@]}" 2>"$tmp/pip.log"; then
     # e.g. an externally managed system Python (PEP 668): use a venv of our own
-    echo "   pip could not install into $PY; using a virtualenv at $VENV"
+    echo "   pip could not install into $PY ($(grep -m1 -i 'error' "$tmp/pip.log" || true)); using a virtualenv at $VENV"
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     PY=$VENV/bin/python
     pip_install "$PY" "${PIP_PACKAGES[@]}"
