@@ -58,8 +58,8 @@ CREATE TABLE charts (
 
 -- Typed accessors over record values, used by the query language. They are
 -- IMMUTABLE so expression indexes can be built on them; values are validated
--- and normalised on write (numbers as JSON numbers, date-times as RFC 3339 UTC
--- strings, IDs as decimal strings), and anything else reads as NULL rather
+-- and normalised on write (numbers as JSON numbers, date-times as epoch seconds,
+-- IDs as decimal strings), and anything else reads as NULL rather
 -- than raising, so a stale value can never make a query fail.
 CREATE FUNCTION crust_num(v JSONB) RETURNS NUMERIC
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -78,11 +78,9 @@ CREATE FUNCTION crust_id(v JSONB) RETURNS BIGINT
     AS $$ SELECT CASE WHEN jsonb_typeof(v) = 'string' AND (v #>> '{}') ~ '^[0-9]{1,18}$'
                       THEN (v #>> '{}')::bigint END $$;
 
--- Date-times are stored as 'YYYY-MM-DDTHH:MM:SSZ' (or 'YYYY-MM-DD' for
--- date-only fields); parsing that shape as a UTC timestamp does not depend on
--- any session setting, which is what makes IMMUTABLE honest here.
+-- Date-times are stored as epoch seconds (a JSON number), so reading one is
+-- a numeric cast, not a text parse: reports over millions of rows depend on
+-- it. The API shows them as RFC 3339 strings.
 CREATE FUNCTION crust_ts(v JSONB) RETURNS TIMESTAMPTZ
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT CASE WHEN jsonb_typeof(v) = 'string'
-                       AND (v #>> '{}') ~ '^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d+)?Z?)?$'
-                      THEN ((v #>> '{}')::timestamp AT TIME ZONE 'UTC') END $$;
+    AS $$ SELECT CASE WHEN jsonb_typeof(v) = 'number' THEN to_timestamp(v::float8) END $$;

@@ -163,8 +163,8 @@ where
                'title', 'Deal ' || g,
                'amount', ((g * 7919) % 1000000) / 100.0,
                'stage', (ARRAY['new', 'open', 'won', 'lost'])[1 + g % 4],
-               'closeAt', to_char(timestamp '2018-01-01' + (g % 730) * interval '1 day' + (g % 86400) * interval '1 second',
-                                  'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+               'closeAt', extract(epoch from timestamptz '2018-01-01 00:00:00+00'
+                                  + (g % 730) * interval '1 day' + (g % 86400) * interval '1 second')::bigint,
                'email', 'user' || g || '@example.com',
                'score', g % 100,
                'active', g % 3 = 0,
@@ -203,7 +203,7 @@ where
     sqlx::query(
         r#"INSERT INTO bench_native
            SELECT id, "values"->>'title', ("values"->>'amount')::numeric, "values"->>'stage',
-                  ("values"->>'closeAt')::timestamptz, "values"->>'email', ("values"->>'score')::numeric,
+                  to_timestamp(("values"->>'closeAt')::float8), "values"->>'email', ("values"->>'score')::numeric,
                   ("values"->>'active')::boolean, "values"->>'region', ("values"->>'owner')::bigint, "values"->>'priority'
            FROM records WHERE module_id = $1"#,
     )

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use super::partitions;
 use crate::error::unique_violation;
 use crate::model::module::{Field, FieldKind, Module, ModuleInput};
-use crate::model::record::normalise_value;
+use crate::model::record::{normalise_value, shown_value};
 use crate::{Error, Id, Result};
 
 #[derive(sqlx::FromRow)]
@@ -195,6 +195,11 @@ async fn convert_values(
 ) -> Result<()> {
     let new_by_name: HashMap<&str, &Field> =
         new_fields.iter().map(|f| (f.name.as_str(), f)).collect();
+    let old_by_name: HashMap<&str, &Field> = current
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f))
+        .collect();
     // Fields whose stored values might no longer fit, or must go.
     let mut changed: Vec<String> = Vec::new();
     for old in &current.fields {
@@ -231,6 +236,12 @@ async fn convert_values(
                 };
                 let Some(new) = new_by_name.get(name.as_str()) else {
                     continue;
+                };
+                // Convert from what clients saw (a date-time's RFC 3339
+                // text, not its stored epoch seconds).
+                let old_value = match old_by_name.get(name.as_str()) {
+                    Some(old) => shown_value(old, &old_value),
+                    None => old_value,
                 };
                 match convert_value(new, old_value) {
                     Ok(Some(value)) => {

@@ -38,7 +38,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// Orders stored values by the module's field order.
+    /// Stored values as shown, in the module's field order.
     pub fn fields_in_order(module: &Module, values: &Map<String, Value>) -> Vec<RecordValue> {
         module
             .fields
@@ -46,7 +46,7 @@ impl Record {
             .filter_map(|field| {
                 values.get(&field.name).map(|value| RecordValue {
                     name: field.name.clone(),
-                    value: value.clone(),
+                    value: shown_value(field, value),
                 })
             })
             .collect()
@@ -346,6 +346,27 @@ fn normalise_number(field: &Field, value: Value) -> std::result::Result<Value, S
     Ok(Value::Number(stored))
 }
 
+/// A stored value as clients see it: date-times are stored as epoch seconds
+/// and shown as RFC 3339 (`YYYY-MM-DD` for date-only fields); every other
+/// kind is shown as stored.
+pub fn shown_value(field: &Field, value: &Value) -> Value {
+    if field.kind != FieldKind::DateTime || field.only_time() {
+        return value.clone();
+    }
+    let show = |value: &Value| match value
+        .as_i64()
+        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+    {
+        Some(instant) if field.only_date() => Value::String(instant.format("%Y-%m-%d").to_string()),
+        Some(instant) => Value::String(instant.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        None => value.clone(),
+    };
+    match value {
+        Value::Array(items) => Value::Array(items.iter().map(show).collect()),
+        single => show(single),
+    }
+}
+
 fn normalise_datetime(field: &Field, value: Value) -> std::result::Result<Value, String> {
     let text = expect_string(value)?;
     let text = text.trim();
@@ -358,12 +379,16 @@ fn normalise_datetime(field: &Field, value: Value) -> std::result::Result<Value,
     let instant = parse_instant(text).ok_or_else(|| {
         format!("{text:?} is not an RFC 3339 date-time (like 2019-05-01T10:00:00Z) or a date")
     })?;
-    if field.only_date() {
-        return Ok(Value::String(instant.format("%Y-%m-%d").to_string()));
-    }
-    Ok(Value::String(
-        instant.to_rfc3339_opts(SecondsFormat::Secs, true),
-    ))
+    // Stored as whole epoch seconds; a date-only field at midnight UTC.
+    let instant = if field.only_date() {
+        instant
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(instant, |midnight| midnight.and_utc())
+    } else {
+        instant
+    };
+    Ok(Value::Number(instant.timestamp().into()))
 }
 
 fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
@@ -424,7 +449,7 @@ mod tests {
         assert_eq!(
             Value::Object(checked.values),
             json!({"title": "Big", "amount": 12.5, "stage": "new", "tags": ["a", "b"],
-                   "closed": "2019-05-01T10:00:00Z", "owner": "3"})
+                   "closed": 1556704800, "owner": "3"})
         );
         assert_eq!(
             checked.references,
@@ -466,6 +491,29 @@ mod tests {
         );
         assert!(error(json!({"title": "x", "closed": "yesterday"})).contains("RFC 3339"));
         assert!(error(json!({"title": "x", "owner": "abc"})).contains("not an ID"));
+    }
+
+    #[test]
+    fn date_times_are_stored_as_epoch_seconds_and_shown_as_rfc_3339() {
+        let instant = field(json!({"name": "d", "kind": "DateTime"}));
+        let stored = normalise_value(&instant, json!("2019-05-01T12:00:00+02:00"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, json!(1556704800));
+        assert_eq!(
+            shown_value(&instant, &stored),
+            json!("2019-05-01T10:00:00Z")
+        );
+        let day = field(json!({"name": "d", "kind": "DateTime", "options": {"onlyDate": true}}));
+        let stored = normalise_value(&day, json!("2019-05-01T23:30:00Z"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(shown_value(&day, &stored), json!("2019-05-01"));
+        let time = field(json!({"name": "t", "kind": "DateTime", "options": {"onlyTime": true}}));
+        assert_eq!(
+            normalise_value(&time, json!("9:30")).unwrap(),
+            Some(json!("09:30:00"))
+        );
     }
 
     #[test]

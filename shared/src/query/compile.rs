@@ -769,7 +769,7 @@ impl<'a> Compiler<'a> {
             ));
         }
         self.check_field_context(field, field_col)?;
-        let (s, t) = match self.expr(expr)? {
+        let (s, _) = match self.expr(expr)? {
             Val::Sql(s, t) if compatible(fty, t) => (s, t),
             Val::Sql(_, t) => {
                 return Err(QueryError::at(
@@ -784,10 +784,11 @@ impl<'a> Compiler<'a> {
                 })?
             }
         };
-        // Stored JSON shapes: IDs and date-times are strings, numbers and booleans native.
+        // Stored JSON shapes: IDs are strings, date-times epoch seconds,
+        // numbers and booleans native.
         let json = match fty {
             Ty::Id => format!("({s})::text"),
-            Ty::Timestamp | Ty::Date => ts_to_text(&s, t),
+            Ty::Timestamp | Ty::Date => format!("extract(epoch from {s})::bigint"),
             _ => s,
         };
         let test = format!("({path} @> jsonb_build_array({json}))");
@@ -1350,7 +1351,7 @@ mod tests {
         );
         assert_eq!(
             sql("'2019-05-01T00:00:00Z' IN dates"),
-            "((r.values->'dates') @> jsonb_build_array(to_char(($1::timestamptz) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')))"
+            "((r.values->'dates') @> jsonb_build_array(extract(epoch from $1::timestamptz)::bigint))"
         );
         assert_eq!(
             sql("true IN flags"),
