@@ -12,7 +12,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -278,23 +277,84 @@ async fn measure(
     goals: &mut Goals,
 ) -> anyhow::Result<()> {
     let log_tasks = json!([{"name": "say", "kind": "log", "params": {"message": "bench"}}]);
+    let sleep_tasks =
+        |seconds: u32| json!([{"name": "nap", "kind": "sleep", "params": {"seconds": seconds}}]);
 
     // Warm-up: until every worker has run a job, which also proves they
-    // consume the same queue the api publishes to.
-    let warm = api
-        .create_workflow(&format!("bench-jobs-{}-warmup", plan.tag), &log_tasks)
-        .await?;
-    workflows.push(warm);
+    // consume the queue the api publishes to.
+    let warm = new_workflow(api, plan, workflows, "warmup", &log_tasks).await?;
     warm_up(plan, api, db, workers, warm).await?;
     tokio::time::sleep(IDLE_SETTLE).await;
     workers.check_alive()?;
     let idle_rss = workers.rss();
 
-    // 1. Throughput.
-    let throughput_wf = api
-        .create_workflow(&format!("bench-jobs-{}-throughput", plan.tag), &log_tasks)
+    let throughput_wf = new_workflow(api, plan, workflows, "throughput", &log_tasks).await?;
+    let e2e = throughput(plan, api, db, throughput_wf).await?;
+
+    let latency_wf = new_workflow(api, plan, workflows, "latency", &log_tasks).await?;
+    start_latency(plan, api, db, latency_wf, e2e.rate, goals).await?;
+
+    let delayed_wf = new_workflow(api, plan, workflows, "delayed", &log_tasks).await?;
+    delayed_start(plan, api, db, delayed_wf, goals).await?;
+
+    let cancel_wf = new_workflow(
+        api,
+        plan,
+        workflows,
+        "cancel",
+        &sleep_tasks(CANCEL_SLEEP_SECONDS),
+    )
+    .await?;
+    cancel_and_memory(plan, api, db, workers, cancel_wf, &idle_rss, goals).await?;
+
+    if plan.workers >= 2 {
+        let recovery_wf = new_workflow(
+            api,
+            plan,
+            workflows,
+            "recovery",
+            &sleep_tasks(RECOVERY_SLEEP_SECONDS),
+        )
         .await?;
-    workflows.push(throughput_wf);
+        recovery(plan, api, db, workers, recovery_wf, goals).await?;
+    } else {
+        println!();
+        println!("recovery: skipped (needs --workers 2 or more)");
+    }
+
+    baseline(plan, &args.database_url, throughput_wf, &e2e, goals).await
+}
+
+/// Creates a workflow named after the run and `what`, and remembers it for
+/// the clean-up.
+async fn new_workflow(
+    api: &Api,
+    plan: &Plan,
+    workflows: &mut Vec<Id>,
+    what: &str,
+    tasks: &Value,
+) -> anyhow::Result<Id> {
+    let id = api
+        .create_workflow(&format!("bench-jobs-{}-{what}", plan.tag), tasks)
+        .await?;
+    workflows.push(id);
+    Ok(id)
+}
+
+/// The end-to-end result of phase 1.
+struct EndToEnd {
+    jobs: usize,
+    rate: f64,
+}
+
+/// Phase 1: N jobs from C clients, from just before the first create to
+/// the last job ok.
+async fn throughput(
+    plan: &Plan,
+    api: &Api,
+    db: &PgPool,
+    throughput_wf: Id,
+) -> anyhow::Result<EndToEnd> {
     eprintln!(
         "phase 1: {} jobs through the API from {} clients, until all are ok",
         plan.jobs, plan.clients
@@ -310,7 +370,6 @@ async fn measure(
     let batch = Batch::of(throughput_wf, &create.values)
         .context("every job create of the throughput phase failed")?;
     let last_ok = wait_ok(db, &batch, plan.limit, "throughput").await?;
-    let e2e_jobs = batch.count;
     let e2e_seconds = seconds_between(last_ok, first_create);
     let e2e_rate = if e2e_seconds > 0.0 {
         batch.count as f64 / e2e_seconds
@@ -341,7 +400,7 @@ async fn measure(
     table.row([
         "end to end (first create → last ok)".to_owned(),
         batch.count.to_string(),
-        format!("{e2e_rate:.0}"),
+        format!("{:.0}", e2e_rate),
     ]);
     println!();
     print!("{}", table.render());
@@ -349,12 +408,21 @@ async fn measure(
         "end to end: {:.3} s on the database clock from just before the first create to the last finished_at",
         e2e_seconds
     );
+    Ok(EndToEnd {
+        jobs: batch.count,
+        rate: e2e_rate,
+    })
+}
 
-    // 2. Start latency at half the end-to-end rate.
-    let latency_wf = api
-        .create_workflow(&format!("bench-jobs-{}-latency", plan.tag), &log_tasks)
-        .await?;
-    workflows.push(latency_wf);
+/// Phase 2: jobs at half the end-to-end rate; created_at → started_at.
+async fn start_latency(
+    plan: &Plan,
+    api: &Api,
+    db: &PgPool,
+    latency_wf: Id,
+    e2e_rate: f64,
+    goals: &mut Goals,
+) -> anyhow::Result<()> {
     let rate = (e2e_rate / 2.0).max(1.0);
     eprintln!(
         "phase 2: {} jobs at {rate:.0}/s (half the end-to-end rate)",
@@ -409,11 +477,17 @@ async fn measure(
         start.p99 <= TARGET_START_P99,
     );
 
-    // 3. Delayed-start lateness.
-    let delayed_wf = api
-        .create_workflow(&format!("bench-jobs-{}-delayed", plan.tag), &log_tasks)
-        .await?;
-    workflows.push(delayed_wf);
+    Ok(())
+}
+
+/// Phase 3: delayed jobs; start_at → started_at, and early starts.
+async fn delayed_start(
+    plan: &Plan,
+    api: &Api,
+    db: &PgPool,
+    delayed_wf: Id,
+    goals: &mut Goals,
+) -> anyhow::Result<()> {
     let first_start = Utc::now() + to_chrono(DELAY_LEAD)?;
     let step = to_chrono(DELAY_SPREAD)? / i32::try_from(plan.delayed).unwrap_or(i32::MAX);
     eprintln!(
@@ -495,14 +569,20 @@ async fn measure(
         lateness.early == 0,
     );
 
-    // 4 and 5. Cancel latency, and memory while the jobs run.
-    let sleep_tasks = json!([{
-        "name": "nap", "kind": "sleep", "params": {"seconds": CANCEL_SLEEP_SECONDS}
-    }]);
-    let cancel_wf = api
-        .create_workflow(&format!("bench-jobs-{}-cancel", plan.tag), &sleep_tasks)
-        .await?;
-    workflows.push(cancel_wf);
+    Ok(())
+}
+
+/// Phases 4 and 5: sleeping jobs on every worker; their memory while they
+/// run, then each cancelled in turn.
+async fn cancel_and_memory(
+    plan: &Plan,
+    api: &Api,
+    db: &PgPool,
+    workers: &mut Workers,
+    cancel_wf: Id,
+    idle_rss: &[Option<f64>],
+    goals: &mut Goals,
+) -> anyhow::Result<()> {
     eprintln!(
         "phase 4: {} sleeping jobs, then cancel each and read it back every {} ms",
         plan.cancel_jobs,
@@ -604,49 +684,55 @@ async fn measure(
         busy_max.is_some_and(|v| v <= TARGET_RSS_BUSY_MIB) && fewest_held >= 32,
     );
 
-    // 6. Recovery after a worker is killed.
-    if plan.workers >= 2 {
-        let recovery_tasks = json!([{
-            "name": "nap", "kind": "sleep", "params": {"seconds": RECOVERY_SLEEP_SECONDS}
-        }]);
-        let recovery_wf = api
-            .create_workflow(
-                &format!("bench-jobs-{}-recovery", plan.tag),
-                &recovery_tasks,
-            )
-            .await?;
-        workflows.push(recovery_wf);
-        eprintln!("phase 6: one {RECOVERY_SLEEP_SECONDS} s job; SIGKILL its worker once it runs");
-        let recovery = recover(plan, api, db, workers, recovery_wf).await?;
-        let mut table = Table::new(["recovery", "seconds"]);
-        table.row([
-            "kill → running again (attempt 2)".to_owned(),
-            format!("{:.3}", recovery.running.as_secs_f64()),
-        ]);
-        table.row([
-            "kill → ok".to_owned(),
-            format!("{:.3}", recovery.ok.as_secs_f64()),
-        ]);
-        println!();
-        print!("{}", table.render());
-        println!(
-            "killed {} holding job {}; the lease is {} ms",
-            recovery.killed,
-            recovery.job,
-            plan.lease.as_millis()
-        );
-        goals.add(
-            "recovery (kill → running again)",
-            format!("< {} s", TARGET_RECOVERY.as_secs()),
-            format!("{:.2} s", recovery.running.as_secs_f64()),
-            recovery.running < TARGET_RECOVERY,
-        );
-    } else {
-        println!();
-        println!("recovery: skipped (needs --workers 2 or more)");
-    }
+    Ok(())
+}
 
-    // 7. The same row work straight in Postgres.
+/// Phase 6: SIGKILL the worker running a job; time the job's second run.
+async fn recovery(
+    plan: &Plan,
+    api: &Api,
+    db: &PgPool,
+    workers: &mut Workers,
+    recovery_wf: Id,
+    goals: &mut Goals,
+) -> anyhow::Result<()> {
+    eprintln!("phase 6: one {RECOVERY_SLEEP_SECONDS} s job; SIGKILL its worker once it runs");
+    let recovery = recover(plan, api, db, workers, recovery_wf).await?;
+    let mut table = Table::new(["recovery", "seconds"]);
+    table.row([
+        "kill → running again (attempt 2)".to_owned(),
+        format!("{:.3}", recovery.running.as_secs_f64()),
+    ]);
+    table.row([
+        "kill → ok".to_owned(),
+        format!("{:.3}", recovery.ok.as_secs_f64()),
+    ]);
+    println!();
+    print!("{}", table.render());
+    println!(
+        "killed {} holding job {}; the lease is {} ms",
+        recovery.killed,
+        recovery.job,
+        plan.lease.as_millis()
+    );
+    goals.add(
+        "recovery (kill → running again)",
+        format!("< {} s", TARGET_RECOVERY.as_secs()),
+        format!("{:.2} s", recovery.running.as_secs_f64()),
+        recovery.running < TARGET_RECOVERY,
+    );
+    Ok(())
+}
+
+/// Phase 7: the same row work per job straight in Postgres, C connections,
+/// one statement per round trip.
+async fn baseline(
+    plan: &Plan,
+    database_url: &str,
+    throughput_wf: Id,
+    e2e: &EndToEnd,
+    goals: &mut Goals,
+) -> anyhow::Result<()> {
     eprintln!(
         "phase 7: {} jobs' row work straight in Postgres, {} connections, one statement per round trip",
         plan.jobs, plan.clients
@@ -654,7 +740,7 @@ async fn measure(
     let pool = PgPoolOptions::new()
         .max_connections(u32::try_from(plan.clients).unwrap_or(u32::MAX))
         .acquire_timeout(Duration::from_secs(30))
-        .connect(&args.database_url)
+        .connect(database_url)
         .await
         .context("cannot connect the baseline pool")?;
     let baseline = async {
@@ -681,7 +767,7 @@ async fn measure(
     pool.close().await;
     let baseline = baseline?;
     let share = if baseline.per_second > 0.0 {
-        e2e_rate / baseline.per_second
+        e2e.rate / baseline.per_second
     } else {
         0.0
     };
@@ -697,8 +783,8 @@ async fn measure(
     ]);
     table.row([
         "end to end (Crust)".to_owned(),
-        e2e_jobs.to_string(),
-        format!("{e2e_rate:.0}"),
+        e2e.jobs.to_string(),
+        format!("{:.0}", e2e.rate),
         String::new(),
         String::new(),
         String::new(),
