@@ -49,6 +49,11 @@ pub struct Args {
     /// Timed report runs (each way).
     #[arg(long, default_value_t = 7)]
     reports: usize,
+
+    /// Keep the module, its records and the native table afterwards (to
+    /// look at query plans); the next run needs them gone.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// The filter and sort of measurement (a), and the report of (b) and (c).
@@ -113,6 +118,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let result = measure(&args, &pool, module, &call, &fields).await;
+    if args.keep {
+        println!("kept module {module}, partition records_m{module} and table bench_native");
+        return result;
+    }
     // Clean up whatever happened: the partition goes in one statement.
     let partition = format!("records_m{module}");
     let _ = sqlx::query(&format!("ALTER TABLE records DETACH PARTITION {partition}"))

@@ -63,7 +63,11 @@ fn wanted(id: Id, fields: &[Field]) -> BTreeMap<String, String> {
         );
         wanted.insert(
             name.clone(),
-            format!("CREATE INDEX {name} ON {table} {definition} WHERE deleted_at IS NULL"),
+            // Not partial (no `WHERE deleted_at IS NULL`): Postgres ignores
+            // the statistics of partial indexes when estimating, and without
+            // them it guesses 0.5% for every equality, which ruins plans and
+            // counts.
+            format!("CREATE INDEX {name} ON {table} {definition}"),
         );
     }
     wanted
@@ -128,9 +132,9 @@ mod tests {
         ];
         let wanted: Vec<String> = wanted(Id(4), &fields).into_values().collect();
         assert_eq!(wanted.len(), 3, "{wanted:?}");
-        assert!(wanted.iter().any(|sql| sql.ends_with(
-            "ON records_m4 (crust_num(\"values\"->'amount'), id) WHERE deleted_at IS NULL"
-        )));
+        assert!(wanted
+            .iter()
+            .any(|sql| sql.ends_with("ON records_m4 (crust_num(\"values\"->'amount'), id)")));
         assert!(wanted
             .iter()
             .any(|sql| sql.contains("(crust_text(\"values\"->'code'), id)")));

@@ -90,39 +90,40 @@ pub async fn list(
     .fetch_all(pool)
     .await
     .map_err(query_failure)?;
-    // Count only when the page itself does not tell the total, and at most
-    // up to the limit; past it, ask the planner.
+    // Count only what the meta block needs: nothing when the page itself
+    // tells the total; the planner's estimate when that is large (planning
+    // only, no scan); else an exact count, capped.
     let count = if paging.page == 0 && (rows.len() as i64) < paging.per_page {
         Count {
             value: rows.len() as i64,
             exact: true,
         }
     } else {
-        let capped_sql = format!(
-            "SELECT count(*) FROM (SELECT 1 {scope} LIMIT {}) capped",
-            EXACT_COUNT_LIMIT + 1
-        );
-        let mut counting = sqlx::query_scalar::<_, i64>(&capped_sql);
+        let explain_sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 {scope}");
+        let mut explaining = sqlx::query_scalar::<_, Json<Value>>(&explain_sql);
         for value in &params.values {
-            counting = counting.bind(value);
+            explaining = explaining.bind(value);
         }
-        let counted = counting.fetch_one(pool).await.map_err(query_failure)?;
-        if counted <= EXACT_COUNT_LIMIT {
+        let plan = explaining.fetch_one(pool).await.map_err(query_failure)?;
+        let estimate = plan.0[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
+        if estimate > EXACT_COUNT_LIMIT {
             Count {
-                value: counted,
-                exact: true,
+                value: estimate,
+                exact: false,
             }
         } else {
-            let explain_sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 {scope}");
-            let mut explaining = sqlx::query_scalar::<_, Json<Value>>(&explain_sql);
+            let capped_sql = format!(
+                "SELECT count(*) FROM (SELECT 1 {scope} LIMIT {}) capped",
+                EXACT_COUNT_LIMIT + 1
+            );
+            let mut counting = sqlx::query_scalar::<_, i64>(&capped_sql);
             for value in &params.values {
-                explaining = explaining.bind(value);
+                counting = counting.bind(value);
             }
-            let plan = explaining.fetch_one(pool).await.map_err(query_failure)?;
-            let estimate = plan.0[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
+            let counted = counting.fetch_one(pool).await.map_err(query_failure)?;
             Count {
-                value: estimate.max(counted),
-                exact: false,
+                value: counted,
+                exact: counted <= EXACT_COUNT_LIMIT,
             }
         }
     };
