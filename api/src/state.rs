@@ -23,6 +23,8 @@ pub struct Inner {
     pub body_limit: usize,
     /// Publishes jobs to RabbitMQ after their rows commit.
     pub queue: JobQueue,
+    /// Module definitions for record creates (checked by version on write).
+    pub modules: crust_shared::db::modules::ModuleCache,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
             tokens,
             body_limit: config.body_limit,
             queue,
+            modules: Default::default(),
         })))
     }
 }

@@ -43,6 +43,7 @@ pub struct Args {
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/crust"
     )]
     database_url: String,
@@ -168,7 +169,7 @@ async fn measure(
     let pg_ids = Arc::new(std::mem::take(&mut insert.values));
 
     eprintln!("baseline: {requests} single-row SELECTs straight from Postgres");
-    let mut select = run_load(clients, requests, pg_select(pool, &pg_ids)).await?;
+    let mut select = run_load(clients, requests, pg_select(pool, module_id, &pg_ids)).await?;
     show_errors("SELECT (Postgres)", &select);
 
     Ok(Report {
@@ -324,9 +325,11 @@ fn pg_insert(pool: &PgPool, module_id: Id) -> impl Fn(usize) -> Op<Id> + Clone +
     }
 }
 
-/// One single-row SELECT by primary key over `ids` round-robin.
+/// One single-row SELECT by primary key `(module_id, id)` over `ids`
+/// round-robin, as the API reads (records are partitioned by module).
 fn pg_select(
     pool: &PgPool,
+    module_id: Id,
     ids: &Arc<Vec<Id>>,
 ) -> impl Fn(usize) -> Op<()> + Clone + Send + 'static {
     let pool = pool.clone();
@@ -336,12 +339,14 @@ fn pg_select(
         let id = pick(&ids, index);
         Box::pin(async move {
             let id = id?;
-            let row: Option<(i64, Json<Value>)> =
-                sqlx::query_as(r#"SELECT id, "values" FROM records WHERE id = $1"#)
-                    .bind(id.get())
-                    .fetch_optional(&pool)
-                    .await
-                    .map_err(|err| format!("SELECT failed: {err}"))?;
+            let row: Option<(i64, Json<Value>)> = sqlx::query_as(
+                r#"SELECT id, "values" FROM records WHERE module_id = $2 AND id = $1"#,
+            )
+            .bind(id.get())
+            .bind(module_id.get())
+            .fetch_optional(&pool)
+            .await
+            .map_err(|err| format!("SELECT failed: {err}"))?;
             row.map(drop)
                 .ok_or_else(|| format!("record {id} not found"))
         })

@@ -104,7 +104,7 @@ pub async fn create_record(
 ) -> ApiResult<impl IntoResponse> {
     let values = input.fields.into_map()?;
     Ok(created(
-        records::create(&state.pool, module_id, user, values).await?,
+        records::create_cached(&state.pool, &state.modules, module_id, user, values).await?,
     ))
 }
 

@@ -2,6 +2,7 @@
 //! field's kind changes) and delete.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -87,6 +88,33 @@ pub async fn get(pool: &PgPool, id: Id) -> Result<Module> {
     .await?
     .map(Module::from)
     .ok_or_else(|| missing(id))
+}
+
+/// Module definitions by ID, kept by one process for its hot paths (record
+/// creates). An entry may be stale; every write made with one checks the
+/// module's version in the same statement, and a miss evicts the entry.
+#[derive(Debug, Default, Clone)]
+pub struct ModuleCache(Arc<RwLock<HashMap<Id, Arc<Module>>>>);
+
+impl ModuleCache {
+    /// The module, from the cache or else from Postgres.
+    pub async fn get(&self, pool: &PgPool, id: Id) -> Result<Arc<Module>> {
+        if let Some(module) = self.0.read().ok().and_then(|cache| cache.get(&id).cloned()) {
+            return Ok(module);
+        }
+        let module = Arc::new(get(pool, id).await?);
+        if let Ok(mut cache) = self.0.write() {
+            cache.insert(id, module.clone());
+        }
+        Ok(module)
+    }
+
+    /// Drops a stale entry.
+    pub fn forget(&self, id: Id) {
+        if let Ok(mut cache) = self.0.write() {
+            cache.remove(&id);
+        }
+    }
 }
 
 /// One live module, share-locked for the rest of the transaction so it

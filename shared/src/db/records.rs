@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
-use super::modules;
+use super::modules::{self, ModuleCache};
 use crate::error::query_failure;
 use crate::model::module::Module;
 use crate::model::paging::Paging;
@@ -177,7 +177,63 @@ async fn check_references(conn: &mut PgConnection, references: &[Reference]) -> 
 }
 
 /// Creates a record in module `module_id` for `user`.
+///
+/// Values are checked against the module as read, then inserted by one
+/// autocommit statement that also checks the module is still live and
+/// unchanged (same version), holding a key-share lock on it, so a
+/// concurrent edit or delete either waits for the insert or makes it miss;
+/// a miss re-reads the module and tries again. Records that reference other
+/// records take a transaction, to check the references under the same lock.
 pub async fn create(
+    pool: &PgPool,
+    module_id: Id,
+    user: Id,
+    input: Map<String, Value>,
+) -> Result<Record> {
+    create_cached(pool, &ModuleCache::default(), module_id, user, input).await
+}
+
+/// [`create`] reading the module through `cache`, which saves a round trip
+/// per record; a stale entry makes the guarded insert miss and is evicted.
+pub async fn create_cached(
+    pool: &PgPool,
+    cache: &ModuleCache,
+    module_id: Id,
+    user: Id,
+    input: Map<String, Value>,
+) -> Result<Record> {
+    for _ in 0..3 {
+        let module = cache.get(pool, module_id).await?;
+        let checked = check_values(&module, input.clone(), None)?;
+        if !checked.references.is_empty() {
+            return create_with_references(pool, module_id, user, input).await;
+        }
+        let row: Option<RecordRow> = sqlx::query_as(&format!(
+            r#"WITH m AS (
+                   SELECT id FROM modules
+                   WHERE id = $1 AND deleted_at IS NULL AND coalesce(updated_at, created_at) = $4
+                   FOR KEY SHARE)
+               INSERT INTO records AS r (module_id, user_id, "values")
+               SELECT m.id, $2, $3 FROM m
+               RETURNING {COLUMNS}"#
+        ))
+        .bind(module_id)
+        .bind(user)
+        .bind(Json(&checked.values))
+        .bind(module.version())
+        .fetch_optional(pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(row.into_record(&module));
+        }
+        // The module changed or went away since it was read: read it again.
+        cache.forget(module_id);
+    }
+    create_with_references(pool, module_id, user, input).await
+}
+
+/// The transactional create: module share-locked, references checked.
+async fn create_with_references(
     pool: &PgPool,
     module_id: Id,
     user: Id,

@@ -267,6 +267,12 @@ impl Module {
         self.fields.iter().find(|field| field.name == name)
     }
 
+    /// Changes whenever the module is edited: what a record write checks to
+    /// know it validated against the current definition.
+    pub fn version(&self) -> DateTime<Utc> {
+        self.updated_at.unwrap_or(self.created_at)
+    }
+
     /// The module's fields as the query language types them.
     pub fn query_schema(&self) -> crate::query::Schema {
         crate::query::Schema {
