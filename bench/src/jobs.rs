@@ -239,6 +239,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         plan.delayed,
         plan.cancel_jobs,
     );
+    let (max_connections, open_connections) = connection_use(&db).await?;
+    println!("postgres: max_connections {max_connections}, {open_connections} open at start");
+    let headroom = usize::try_from(max_connections - open_connections).unwrap_or(0);
+    if headroom < plan.clients + 8 * plan.workers {
+        eprintln!(
+            "warning: only {headroom} more Postgres connections are allowed; the workers and the \
+             baseline ({} connections) may run out",
+            plan.clients
+        );
+    }
 
     let mut workflows = Vec::new();
     let mut goals = Goals::default();
@@ -322,7 +332,10 @@ async fn measure(
         println!("recovery: skipped (needs --workers 2 or more)");
     }
 
-    baseline(plan, &args.database_url, throughput_wf, &e2e, goals).await
+    // The baseline needs no workers: stop them, so their CPU and their
+    // Postgres connections are free for it.
+    workers.stop_all().await;
+    baseline(plan, db, &args.database_url, throughput_wf, &e2e, goals).await
 }
 
 /// Creates a workflow named after the run and `what`, and remembers it for
@@ -651,7 +664,7 @@ async fn cancel_and_memory(
     }
     println!();
     print!("{}", table.render());
-    let idle_max = max_mib(&idle_rss);
+    let idle_max = max_mib(idle_rss);
     let busy_max = max_mib(&busy_rss);
     let fewest_held = workers
         .list
@@ -728,6 +741,7 @@ async fn recovery(
 /// one statement per round trip.
 async fn baseline(
     plan: &Plan,
+    db: &PgPool,
     database_url: &str,
     throughput_wf: Id,
     e2e: &EndToEnd,
@@ -740,18 +754,24 @@ async fn baseline(
     let pool = PgPoolOptions::new()
         .max_connections(u32::try_from(plan.clients).unwrap_or(u32::MAX))
         .acquire_timeout(Duration::from_secs(30))
-        .connect(database_url)
-        .await
-        .context("cannot connect the baseline pool")?;
+        .connect_lazy(database_url)
+        .context("cannot build the baseline pool")?;
     let baseline = async {
         // Open every pooled connection before anything is timed.
         let mut held = Vec::with_capacity(plan.clients);
         for _ in 0..plan.clients {
-            held.push(
-                pool.acquire()
-                    .await
-                    .context("cannot open a Postgres connection")?,
-            );
+            match pool.acquire().await {
+                Ok(connection) => held.push(connection),
+                Err(err) => {
+                    let (max, used) = connection_use(db).await.unwrap_or((0, 0));
+                    bail!(
+                        "cannot open the baseline's {} Postgres connections ({} open): {err}; \
+                         the server allows {max} and {used} are in use",
+                        plan.clients,
+                        held.len()
+                    );
+                }
+            }
         }
         drop(held);
         let mut phase = run_load(
@@ -1244,6 +1264,16 @@ async fn held_by_worker(db: &PgPool, batch: &Batch) -> anyhow::Result<Vec<(Strin
             )
         })
         .collect())
+}
+
+/// Postgres's `max_connections` and how many connections are open now.
+async fn connection_use(db: &PgPool) -> anyhow::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT current_setting('max_connections')::int8, (SELECT count(*) FROM pg_stat_activity)",
+    )
+    .fetch_one(db)
+    .await
+    .context("cannot read Postgres's connection count")
 }
 
 /// The database's clock.
