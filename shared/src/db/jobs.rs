@@ -3,7 +3,10 @@
 //! cron and prune passes of the scheduler.
 //!
 //! Every write of a run is fenced on `(id, attempt, status = 'running')`, so
-//! a worker that lost its claim cannot touch a newer run.
+//! a worker that lost its claim cannot touch a newer run. Every statement
+//! that updates several jobs locks them in `id` order first: without that,
+//! a claim and a publish mark (or a heartbeat and a log batch) deadlock, and
+//! Postgres takes a second to notice.
 
 use std::time::Duration;
 
@@ -126,7 +129,9 @@ pub async fn create(
 pub async fn mark_published(pool: &PgPool, ids: &[Id]) -> Result<()> {
     sqlx::query(
         "UPDATE jobs SET published_at = now()
-         WHERE id = ANY($1) AND status = 'queued' AND published_at IS NULL",
+         WHERE id IN (SELECT id FROM jobs
+                      WHERE id = ANY($1) AND status = 'queued' AND published_at IS NULL
+                      ORDER BY id FOR UPDATE SKIP LOCKED)",
     )
     .bind(ids)
     .execute(pool)
@@ -488,7 +493,8 @@ pub async fn claim(
         "WITH c AS (
              UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
                     lease_until = now() + $3 * interval '1 millisecond', worker = $2, updated_at = now()
-             WHERE id = ANY($1) AND status = 'queued' AND NOT cancel_requested
+             WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
+               AND status = 'queued' AND NOT cancel_requested
                AND (start_at IS NULL OR start_at <= now())
              RETURNING id, attempt, workflow_id, parameters, created_by, trace_parent,
                        extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
@@ -538,6 +544,7 @@ pub async fn heartbeat(pool: &PgPool, runs: &[(Id, i32)], lease: Duration) -> Re
         "UPDATE jobs j SET lease_until = now() + $3 * interval '1 millisecond'
          FROM unnest($1::bigint[], $2::int[]) AS r(id, attempt)
          WHERE j.id = r.id AND j.attempt = r.attempt AND j.status = 'running'
+           AND j.id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
          RETURNING j.id, j.cancel_requested",
     )
     .bind(&ids)
@@ -575,6 +582,7 @@ pub async fn finish(pool: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Id>> {
                 lease_until = NULL, updated_at = now()
          FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[]) AS o(id, attempt, status, error)
          WHERE j.id = o.id AND j.attempt = o.attempt AND j.status = 'running'
+           AND j.id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
          RETURNING j.id",
     )
     .bind(&ids)
@@ -616,6 +624,7 @@ WITH lines AS (
     UPDATE jobs j SET log_seq = j.log_seq + c.n
     FROM counts c
     WHERE j.id = c.job_id AND j.attempt = c.attempt AND j.status = 'running'
+      AND j.id IN (SELECT id FROM jobs WHERE id IN (SELECT job_id FROM counts) ORDER BY id FOR UPDATE)
     RETURNING j.id, c.attempt, j.log_seq - c.n AS base
 )
 INSERT INTO job_logs (job_id, seq, ts, level, task, message, data, attempt)
