@@ -270,9 +270,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .await;
     let cleaned = clean_up(&db, &workflows).await;
     db.close().await;
+    // The targets of the phases that completed, even if a later one failed.
+    goals.print(measured.is_ok());
     measured?;
     cleaned?;
-    goals.print();
     Ok(())
 }
 
@@ -620,6 +621,11 @@ async fn cancel_and_memory(
     workers.check_alive()?;
     let busy_rss = workers.sample_rss(RSS_WINDOW).await;
     let held = held_by_worker(db, &batch).await?;
+    let held_by = |name: &str| {
+        held.iter()
+            .find(|(holder, _)| holder == name)
+            .map_or(0, |(_, count)| *count)
+    };
     let mut ids = create.values.clone();
     ids.sort_unstable();
     let mut cancels = cancel_each(api, &ids).await;
@@ -656,10 +662,7 @@ async fn cancel_and_memory(
             worker.pid.to_string(),
             mib(idle_rss[index]),
             mib(busy_rss[index]),
-            held.iter()
-                .find(|(name, _)| *name == worker.name)
-                .map_or(0, |(_, count)| *count)
-                .to_string(),
+            held_by(&worker.name).to_string(),
         ]);
     }
     println!();
@@ -669,11 +672,7 @@ async fn cancel_and_memory(
     let fewest_held = workers
         .list
         .iter()
-        .map(|worker| {
-            held.iter()
-                .find(|(name, _)| *name == worker.name)
-                .map_or(0, |(_, count)| *count)
-        })
+        .map(|worker| held_by(&worker.name))
         .min()
         .unwrap_or(0);
     println!(
@@ -690,11 +689,12 @@ async fn cancel_and_memory(
     );
     goals.add(
         "worker RSS busy (max)",
-        format!("≤ {TARGET_RSS_BUSY_MIB:.0} MiB, 32 jobs each"),
+        format!("≤ {TARGET_RSS_BUSY_MIB:.0} MiB, {CANCEL_JOBS_PER_WORKER} jobs each"),
         busy_max.map_or("n/a".to_owned(), |v| {
             format!("{v:.1} MiB, ≥ {fewest_held} jobs each")
         }),
-        busy_max.is_some_and(|v| v <= TARGET_RSS_BUSY_MIB) && fewest_held >= 32,
+        busy_max.is_some_and(|v| v <= TARGET_RSS_BUSY_MIB)
+            && fewest_held >= CANCEL_JOBS_PER_WORKER as usize,
     );
 
     Ok(())
@@ -1741,7 +1741,10 @@ impl Goals {
             .push([name.to_owned(), goal, measured, verdict(met).to_owned()]);
     }
 
-    fn print(&self) {
+    fn print(&self, complete: bool) {
+        if self.rows.is_empty() {
+            return;
+        }
         let mut table = Table::new(["target", "goal", "measured", "verdict"]);
         for row in &self.rows {
             table.row(row.iter().cloned());
@@ -1753,7 +1756,15 @@ impl Goals {
             .iter()
             .filter(|row| row[3] == verdict(true))
             .count();
-        println!("targets met: {met} of {}", self.rows.len());
+        println!(
+            "targets met: {met} of {}{}",
+            self.rows.len(),
+            if complete {
+                ""
+            } else {
+                " (the run failed before measuring the rest)"
+            }
+        );
     }
 }
 
