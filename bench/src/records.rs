@@ -111,12 +111,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("bench module {module_name} (id {module_id}) created");
 
     let measured = measure(&api, &pool, module_id, clients, requests, warmup).await;
+    // Print first, so a failed clean-up does not lose the measurement.
+    if let Ok(report) = &measured {
+        report.print(clients, requests);
+    }
     let cleaned = clean_up(&api, &pool, module_id).await;
     pool.close().await;
-    let report = measured?;
-    cleaned?;
-    report.print(clients, requests);
-    Ok(())
+    measured?;
+    cleaned
 }
 
 /// The four measured phases.
@@ -377,7 +379,8 @@ fn show_errors<T>(what: &str, phase: &Phase<T>) {
 }
 
 /// Removes the bench records directly, then the module through the API,
-/// then the module's soft-deleted row, so the bench leaves nothing behind.
+/// then the module's soft-deleted row and its records partition, so the
+/// bench leaves nothing behind.
 async fn clean_up(api: &Api, pool: &PgPool, module_id: Id) -> anyhow::Result<()> {
     let deleted = sqlx::query("DELETE FROM records WHERE module_id = $1")
         .bind(module_id.get())
@@ -393,6 +396,23 @@ async fn clean_up(api: &Api, pool: &PgPool, module_id: Id) -> anyhow::Result<()>
         .execute(pool)
         .await
         .with_context(|| format!("cannot remove the deleted bench module {module_id}"))?;
+    // Each module's records live in a partition of their own, which the
+    // API keeps after a delete; drop the bench's (now empty) one.
+    let partition = crust_shared::db::partitions::partition(module_id);
+    let attached: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                        WHERE i.inhparent = 'records'::regclass AND c.relname = $1)",
+    )
+    .bind(&partition)
+    .fetch_one(pool)
+    .await
+    .with_context(|| format!("cannot look up partition {partition}"))?;
+    if attached {
+        sqlx::query(&format!("DROP TABLE {partition}"))
+            .execute(pool)
+            .await
+            .with_context(|| format!("cannot drop partition {partition}"))?;
+    }
     eprintln!(
         "cleaned up: {} records and module {module_id} removed",
         deleted.rows_affected()
