@@ -26,6 +26,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
+use crate::api::Api;
 use crate::stats::{ms, percentile, run_load, Phase, Summary, Table};
 
 /// One request in flight, as the load driver runs it.
@@ -843,41 +844,7 @@ async fn baseline(
 // ---------------------------------------------------------------------------
 // The API
 
-/// The API client shared by every load task.
-#[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    auth: String,
-}
-
 impl Api {
-    /// Sends a request and reads the whole body; any status but `expected`
-    /// becomes an error carrying the start of the body.
-    async fn call(
-        &self,
-        request: reqwest::RequestBuilder,
-        expected: StatusCode,
-    ) -> Result<Value, String> {
-        let response = request
-            .header(reqwest::header::AUTHORIZATION, &self.auth)
-            .send()
-            .await
-            .map_err(|err| format!("request failed: {err}"))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|err| format!("HTTP {status}, body unreadable: {err}"))?;
-        if status != expected {
-            let text = String::from_utf8_lossy(&body);
-            let cut: String = text.chars().take(300).collect();
-            return Err(format!("HTTP {status} (expected {expected}): {cut}"));
-        }
-        serde_json::from_slice(&body)
-            .map_err(|err| format!("HTTP {status}, body is not JSON: {err}"))
-    }
-
     async fn create_workflow(&self, name: &str, tasks: &Value) -> anyhow::Result<Id> {
         let body = json!({"name": name, "tasks": tasks, "timeout": 0});
         let url = format!("{}/workflow/", self.base);

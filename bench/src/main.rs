@@ -1,6 +1,7 @@
 //! `crust-bench`: benchmarks of a running Crust, each measured against the
 //! physical limit (Postgres alone) in the same run on the same machine.
 
+mod api;
 mod jobs;
 mod query;
 mod records;

@@ -16,6 +16,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::types::Json;
 use sqlx::PgPool;
 
+use crate::api::Api;
 use crate::stats::{ms, run_load, Phase, Summary, Table};
 
 /// One request in flight, as the load driver runs it.
@@ -193,41 +194,7 @@ fn record_fields(index: usize) -> Value {
     })
 }
 
-/// The API client shared by every load task.
-#[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    auth: String,
-}
-
 impl Api {
-    /// Sends a request and reads the whole body; any status but `expected`
-    /// becomes an error carrying the start of the body.
-    async fn call(
-        &self,
-        request: reqwest::RequestBuilder,
-        expected: StatusCode,
-    ) -> Result<Value, String> {
-        let response = request
-            .header(reqwest::header::AUTHORIZATION, &self.auth)
-            .send()
-            .await
-            .map_err(|err| format!("request failed: {err}"))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|err| format!("HTTP {status}, body unreadable: {err}"))?;
-        if status != expected {
-            let text = String::from_utf8_lossy(&body);
-            let cut: String = text.chars().take(300).collect();
-            return Err(format!("HTTP {status} (expected {expected}): {cut}"));
-        }
-        serde_json::from_slice(&body)
-            .map_err(|err| format!("HTTP {status}, body is not JSON: {err}"))
-    }
-
     async fn create_module(&self, name: &str) -> anyhow::Result<Id> {
         let body = json!({
             "name": name,

@@ -37,24 +37,36 @@ async fn a_delayed_job_does_not_start_before_its_start_at() {
 
 #[tokio::test]
 async fn moving_start_at_later_withdraws_the_earlier_release() {
-    let system = start(Options::default()).await;
+    // No worker yet: the api publishes the job at once, and the message
+    // waits in the queue while the job is moved later.
+    let mut system = start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
     let workflow = system
         .workflow(json!({"name": "later", "tasks": [{"name": "hi", "kind": "log", "params": {"message": "hi"}}]}))
         .await;
     let job = system.job(&workflow, json!({})).await;
     let later = Utc::now() + chrono::Duration::seconds(2);
-    // The job may already be running or done; only a queued one can move.
-    let (status, _) = system
+    let (status, body) = system
         .call(
             reqwest::Method::POST,
             &format!("/job/{job}"),
             Some(json!({"startAt": later.to_rfc3339()})),
         )
         .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    // The worker now receives the earlier message, finds the job not yet
+    // due, and leaves it to the scheduler's release at the new time.
+    system.start_worker(1_000, 10).await;
     let done = system.wait_status(&job, "ok").await;
-    if status == reqwest::StatusCode::OK {
-        assert!(at(&done["startedAt"]) >= later);
-    }
+    assert!(
+        at(&done["startedAt"]) >= later,
+        "started {} before {later}",
+        done["startedAt"]
+    );
+    assert_eq!(done["attempt"], 1);
 }
 
 #[tokio::test]
