@@ -22,6 +22,12 @@ pub struct Config {
     #[arg(long, env = "CRUST_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// A link to a job's trace in your tracing UI, with `{traceID}` where the
+    /// trace id goes, e.g. `https://grafana.example/explore?traceId={traceID}`.
+    /// Jobs then show `traceURL`.
+    #[arg(long, env = "CRUST_TRACE_URL")]
+    pub trace_url: Option<String>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "CRUST_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,

@@ -21,6 +21,8 @@ pub struct Inner {
     pub pool: PgPool,
     pub tokens: TokenKey,
     pub body_limit: usize,
+    /// `CRUST_TRACE_URL`: how a job's `traceID` becomes a `traceURL`.
+    pub trace_url: Option<String>,
     /// Publishes jobs to RabbitMQ after their rows commit.
     pub queue: JobQueue,
     /// Module definitions for record creates (checked by version on write).
@@ -35,6 +37,12 @@ impl AppState {
             .as_deref()
             .context("CRUST_JWT_SECRET is not set; the API refuses to start without it")?;
         let tokens = TokenKey::new(secret).map_err(anyhow::Error::msg)?;
+        if let Some(url) = &config.trace_url {
+            anyhow::ensure!(
+                url.contains("{traceID}"),
+                "CRUST_TRACE_URL must contain {{traceID}} where the trace id goes (got {url:?})"
+            );
+        }
         let pool = config.db.pool().map_err(anyhow::Error::msg)?;
         let queue = JobQueue::start(
             Arc::new(Publisher::new(&config.amqp)),
@@ -45,6 +53,7 @@ impl AppState {
             pool,
             tokens,
             body_limit: config.body_limit,
+            trace_url: config.trace_url.clone(),
             queue,
             modules: Default::default(),
         })))

@@ -404,6 +404,13 @@ async fn run_claimed(worker: Arc<Worker>, job: Claimed, acker: Acker) {
                 error,
             };
             let status_label = outcome.status.as_str();
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match &outcome.error {
+                Some(error) => {
+                    tracing::warn!(status = status_label, error = %error, elapsed_ms, "job finished")
+                }
+                None => tracing::debug!(status = status_label, elapsed_ms, "job finished"),
+            }
             if worker.writer.finish(outcome).await {
                 metrics
                     .jobs_finished

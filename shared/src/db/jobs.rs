@@ -42,6 +42,7 @@ struct JobRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     error: Option<String>,
+    trace_parent: Option<String>,
 }
 
 impl JobRow {
@@ -58,12 +59,18 @@ impl JobRow {
             started_at: self.started_at,
             finished_at: self.finished_at,
             error: self.error,
+            trace_id: self
+                .trace_parent
+                .as_deref()
+                .and_then(crate::telemetry::trace_id_of)
+                .map(str::to_owned),
+            trace_url: None,
         })
     }
 }
 
 const COLUMNS: &str =
-    "id, workflow_id, status, parameters, start_at, attempt, created_at, started_at, finished_at, error";
+    "id, workflow_id, status, parameters, start_at, attempt, created_at, started_at, finished_at, error, trace_parent";
 
 fn missing(id: Id) -> Error {
     Error::not_found(format!("job {id} does not exist"))
@@ -754,13 +761,18 @@ pub async fn fire_schedules(pool: &PgPool) -> Result<u64> {
     let now = Utc::now();
     for (id, text, slot) in due {
         let next = Schedule::parse(&text).ok().and_then(|s| s.next_after(now));
+        // The slot's trace starts here, in the scheduler, as a request's
+        // does in the api: the job's first run continues it.
+        let span = tracing::info_span!("cron", workflow.id = %id, slot = %slot.to_rfc3339());
+        let trace_parent = span.in_scope(crate::telemetry::current_traceparent);
         let created = sqlx::query(
-            "INSERT INTO jobs (workflow_id, cron_slot, release_at)
-             VALUES ($1, $2, now())
+            "INSERT INTO jobs (workflow_id, cron_slot, release_at, trace_parent)
+             VALUES ($1, $2, now(), $3)
              ON CONFLICT (workflow_id, cron_slot) WHERE cron_slot IS NOT NULL DO NOTHING",
         )
         .bind(id)
         .bind(slot)
+        .bind(trace_parent)
         .execute(&mut *tx)
         .await?;
         fired += created.rows_affected();

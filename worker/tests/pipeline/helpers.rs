@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const SECRET: &str = "test-secret-test-secret-test-secret";
+pub const SECRET: &str = "test-secret-test-secret-test-secret";
 /// How long any wait in these tests may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -98,6 +98,7 @@ pub async fn start(options: Options) -> System {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(SECRET.into()),
         body_limit: 1 << 20,
+        trace_url: None,
     };
     let stop = system.api.clone();
     tokio::spawn(async move { crust_api::run(config, listener, stop).await.unwrap() });
@@ -192,29 +193,19 @@ impl System {
         name: &str,
         lease_ms: u64,
     ) -> (tokio::process::Child, mpsc::UnboundedReceiver<String>) {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crust-worker"))
-            .env("DATABASE_URL", &self.db.url)
-            .env("AMQP_URL", format!("{}?heartbeat=1", self.amqp_url))
-            .env("CRUST_QUEUE_PREFIX", &self.db.name)
-            .env("CRUST_WORKER_LEASE_MS", lease_ms.to_string())
-            .env("CRUST_WORKER_NAME", name)
-            .env("CRUST_HTTP_ADDR", "127.0.0.1:0")
-            .env("CRUST_LOG_FORMAT", "text")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("crust-worker starts");
-        let (lines, receiver) = mpsc::unbounded_channel();
-        let stderr = child.stderr.take().expect("stderr is piped");
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                let _ = lines.send(line);
-            }
-        });
-        (child, receiver)
+        spawn_process(
+            std::path::Path::new(env!("CARGO_BIN_EXE_crust-worker")),
+            &[
+                ("DATABASE_URL", self.db.url.clone()),
+                ("AMQP_URL", format!("{}?heartbeat=1", self.amqp_url)),
+                ("CRUST_QUEUE_PREFIX", self.db.name.clone()),
+                ("CRUST_WORKER_LEASE_MS", lease_ms.to_string()),
+                ("CRUST_WORKER_NAME", name.to_owned()),
+                ("CRUST_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+                ("CRUST_LOG_FORMAT", "text".to_owned()),
+                ("RUST_LOG", "info".to_owned()),
+            ],
+        )
     }
 
     /// Sends a request with the token; returns status and JSON body.
@@ -369,4 +360,28 @@ pub async fn ready_messages(amqp_url: &str, queue: &str) -> u32 {
         .unwrap();
     let _ = connection.close(200, "done").await;
     declared.message_count()
+}
+
+/// Starts a real binary with `env`; its stderr lines arrive on the
+/// returned channel.
+pub fn spawn_process(
+    binary: &std::path::Path,
+    env: &[(&str, String)],
+) -> (tokio::process::Child, mpsc::UnboundedReceiver<String>) {
+    let mut child = tokio::process::Command::new(binary)
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("{} starts: {err}", binary.display()));
+    let (lines, receiver) = mpsc::unbounded_channel();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            let _ = lines.send(line);
+        }
+    });
+    (child, receiver)
 }
