@@ -20,6 +20,7 @@ use std::io::IsTerminal;
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::{global, Context};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
@@ -122,18 +123,22 @@ fn endpoint_configured() -> bool {
     .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()))
 }
 
-/// Why this build cannot export as configured, if it cannot: it speaks
-/// OTLP over plain HTTP (protobuf or JSON), not gRPC and not TLS; a
-/// collector next to the process does those.
-fn unsupported() -> Option<String> {
-    let protocol = [
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`.
+fn configured_protocol() -> Option<String> {
+    [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
     ]
     .iter()
-    .find_map(|name| std::env::var(name).ok());
+    .find_map(|name| std::env::var(name).ok())
+}
+
+/// Why this build cannot export as configured, if it cannot: it speaks
+/// OTLP over plain HTTP (protobuf or JSON), not gRPC and not TLS; a
+/// collector next to the process does those.
+fn unsupported() -> Option<String> {
     if let Some(protocol) =
-        protocol.filter(|p| !matches!(p.trim(), "" | "http/protobuf" | "http/json"))
+        configured_protocol().filter(|p| !matches!(p.trim(), "" | "http/protobuf" | "http/json"))
     {
         return Some(format!(
             "OTLP protocol {protocol:?} is not supported by this build (use http/protobuf or http/json)"
@@ -185,8 +190,15 @@ fn tracer_provider(service: &str) -> (SdkTracerProvider, bool) {
         eprintln!("telemetry: {reason}; spans are not exported");
         return (builder.build(), false);
     }
+    // OTLP's default is protobuf; the crate would pick JSON because this
+    // build can also speak it, so the choice is made here.
+    let protocol = match configured_protocol().as_deref().map(str::trim) {
+        Some("http/json") => Protocol::HttpJson,
+        _ => Protocol::HttpBinary,
+    };
     match opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_protocol(protocol)
         .build()
     {
         Ok(exporter) => (builder.with_batch_exporter(exporter).build(), true),

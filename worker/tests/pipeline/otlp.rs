@@ -44,8 +44,8 @@ struct Received {
 #[derive(Clone, Default)]
 struct Collector {
     spans: Arc<Mutex<Vec<Received>>>,
-    /// Content types of the export requests, e.g. to see JSON arrive.
-    content_types: Arc<Mutex<Vec<String>>>,
+    /// (service, content type) of each export request.
+    content_types: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
@@ -79,7 +79,6 @@ async fn receive(State(collector): State<Collector>, headers: HeaderMap, body: B
     } else {
         ExportTraceServiceRequest::decode(body).expect("OTLP protobuf decodes")
     };
-    collector.content_types.lock().unwrap().push(content_type);
     let mut spans = collector.spans.lock().unwrap();
     for resource_spans in request.resource_spans {
         let resource = resource_spans
@@ -87,6 +86,11 @@ async fn receive(State(collector): State<Collector>, headers: HeaderMap, body: B
             .map(|resource| attributes(&resource.attributes))
             .unwrap_or_default();
         let service = resource.get("service.name").cloned().unwrap_or_default();
+        collector
+            .content_types
+            .lock()
+            .unwrap()
+            .push((service.clone(), content_type.clone()));
         for scope in resource_spans.scope_spans {
             for span in scope.spans {
                 spans.push(Received {
@@ -415,15 +419,14 @@ async fn one_job_is_one_trace_from_the_api_request_to_each_task_at_a_real_collec
         .collect();
     tasks.sort();
     assert_eq!(tasks, ["first", "second"]);
-    assert!(
-        collector
-            .content_types
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|kind| kind.starts_with("application/json")),
-        "the worker exported OTLP/JSON as OTEL_EXPORTER_OTLP_PROTOCOL asked"
-    );
+    // OTLP's default encoding, and JSON where OTEL_EXPORTER_OTLP_PROTOCOL asks.
+    for (service, content_type) in collector.content_types.lock().unwrap().iter() {
+        let expected = match service.as_str() {
+            "crust-worker" => "application/json",
+            _ => "application/x-protobuf",
+        };
+        assert_eq!(content_type, expected, "{service}");
+    }
 
     // The worker's JSON log lines inside the job carry the ids.
     let linked = output["crust-worker"]
