@@ -758,7 +758,12 @@ pub async fn fire_schedules(pool: &PgPool) -> Result<u64> {
     .fetch_all(&mut *tx)
     .await?;
     let mut fired = 0;
-    let now = Utc::now();
+    // The next slot is counted from the database's clock, the one that
+    // judges due-ness: from a lagging application clock it could already be
+    // due, and the scheduler would spin without sleeping.
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
     for (id, text, slot) in due {
         let next = Schedule::parse(&text).ok().and_then(|s| s.next_after(now));
         // The slot's trace starts here, in the scheduler, as a request's
