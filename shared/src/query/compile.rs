@@ -994,8 +994,9 @@ pub fn compile_filter(src: &str, schema: &Schema, params: &mut Params) -> Result
 }
 
 /// Compiles a sort to an ORDER BY list (without the keywords). Blank gives `r.id DESC`;
-/// every item gets `NULLS LAST`, and `r.id DESC` is appended as a tie-breaker unless the
-/// sort already orders by `r.id`. Literals are not allowed.
+/// items keep Postgres's own null order (NULLs last ascending, first descending, so one
+/// index per field serves both directions), and `r.id` is appended as a tie-breaker in the
+/// last item's direction unless the sort already orders by `r.id`. Literals are not allowed.
 pub fn compile_sort(src: &str, schema: &Schema) -> Result<String> {
     let items = parse_sort(src)?;
     let mut params = Params::new();
