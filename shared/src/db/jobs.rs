@@ -42,6 +42,7 @@ struct JobRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     error: Option<String>,
+    cron_slot: Option<DateTime<Utc>>,
 }
 
 impl JobRow {
@@ -58,12 +59,13 @@ impl JobRow {
             started_at: self.started_at,
             finished_at: self.finished_at,
             error: self.error,
+            cron_slot: self.cron_slot,
         })
     }
 }
 
-const COLUMNS: &str =
-    "id, workflow_id, status, parameters, start_at, attempt, created_at, started_at, finished_at, error";
+const COLUMNS: &str = "id, workflow_id, status, parameters, start_at, attempt, created_at, \
+                       started_at, finished_at, error, cron_slot";
 
 fn missing(id: Id) -> Error {
     Error::not_found(format!("job {id} does not exist"))
