@@ -53,6 +53,8 @@ pub enum FieldKind {
 /// One field of a module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "stage", "kind": "Select", "label": "Stage",
+    "options": {"options": ["new", "won", "lost"]}, "isRequired": true}))]
 pub struct Field {
     /// Identifier (`[A-Za-z][A-Za-z0-9_]*`), unique within the module.
     pub name: String,
@@ -73,7 +75,7 @@ pub struct Field {
     /// `onlyDate` or `onlyTime` for a DateTime, `multiLine` for a String;
     /// see the `FieldKind` schema.
     #[serde(default = "empty_object")]
-    #[schema(value_type = Object, example = json!({"options": ["new", "won", "lost"]}))]
+    #[schema(value_type = Object)]
     pub options: Value,
     #[serde(default)]
     pub is_required: bool,

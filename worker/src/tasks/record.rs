@@ -182,7 +182,9 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(deleted, json!({"deleted": id}));
+        // The output is the record as it was, as the README's table says.
+        assert_eq!(deleted["recordID"], json!(id));
+        assert_eq!(deleted["fields"], updated["fields"]);
         let err = h
             .run(
                 "record.delete",

@@ -9,4 +9,5 @@ mod helpers;
 mod recovery;
 mod runs;
 mod scheduling;
+mod stops;
 mod traces;
