@@ -51,9 +51,16 @@ fn a_token_without_a_secret_is_one_line_naming_the_variable_and_exit_code_2() {
     assert!(stderr.contains("deploy/local/.jwt-secret"), "{stderr}");
 }
 
+/// Arguments, environment, and how stderr must start.
+type Case = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 #[test]
 fn every_configuration_error_is_one_line_and_exit_code_2() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    let cases: [Case; 4] = [
         (&["serve"], &[], "crust-api: CRUST_JWT_SECRET is not set"),
         (
             &["serve"],
