@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use crust_shared::config::DbConfig;
+use crust_shared::auth::TokenKey;
+use crust_shared::config::{ConfigError, DbConfig};
 use crust_shared::queue::AmqpConfig;
 
 /// What `crust-api` needs to serve.
@@ -31,4 +32,18 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "CRUST_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+}
+
+impl Config {
+    /// The key tokens are signed and checked with; a missing or short
+    /// secret is a configuration error.
+    pub fn token_key(&self) -> Result<TokenKey, ConfigError> {
+        let secret = self.jwt_secret.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "CRUST_JWT_SECRET is not set: export the api's secret (at least 32 bytes) \
+                 or pass --jwt-secret; deploy/local/up.sh keeps its own in deploy/local/.jwt-secret",
+            )
+        })?;
+        TokenKey::new(secret).map_err(ConfigError::new)
+    }
 }

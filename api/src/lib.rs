@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod openapi;
 pub mod publisher;
 pub mod routes;
@@ -26,17 +27,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let state = AppState::new(&config, shutdown.clone())?;
-    let router = routes::router(state);
+    let router = routes::router(state.clone());
     // Trailing slashes are optional: strip one before routing, so
     // `/module/` and `/module` reach the same handler.
     let app = tower::util::MapRequestLayer::new(trim_trailing_slash).layer(router);
     tracing::info!(addr = %listener.local_addr()?, "crust-api listening");
     axum::serve(
-        listener,
+        listener::EnvelopedListener(listener),
         axum::ServiceExt::<Request>::into_make_service(app),
     )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
     .await?;
+    // The publisher drains once shutdown fires; then the broker connection
+    // is closed while the runtime still runs.
+    shutdown.cancel();
+    state.queue.close().await;
     tracing::info!("crust-api stopped");
     Ok(())
 }
@@ -61,7 +66,7 @@ fn trim_trailing_slash(mut request: Request) -> Request {
 /// Creates the database if it is missing and applies every migration.
 pub async fn migrate(db: &crust_shared::config::DbConfig) -> anyhow::Result<()> {
     use anyhow::Context;
-    let options = db.connect_options().map_err(anyhow::Error::msg)?;
+    let options = db.connect_options()?;
     crust_shared::config::create_database_if_missing(&options)
         .await
         .context("cannot create the database")?;

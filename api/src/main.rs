@@ -1,9 +1,12 @@
 //! `crust-api`: serve the REST API, apply migrations, or print a token.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use crust_api::Config;
-use crust_shared::auth::{parse_ttl, TokenKey};
+use crust_shared::auth::parse_ttl;
+use crust_shared::config::ConfigError;
 use crust_shared::Id;
 
 #[derive(Parser)]
@@ -21,7 +24,7 @@ enum Command {
     Serve,
     /// Create the database if missing, apply migrations and exit.
     Migrate,
-    /// Print a signed bearer token.
+    /// Print a signed bearer token (needs CRUST_JWT_SECRET, the api's secret).
     Token {
         /// The user ID the token speaks for.
         #[arg(long)]
@@ -33,29 +36,29 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let telemetry = crust_shared::telemetry::init("crust-api");
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(cli.config.http_addr)
-                .await
-                .with_context(|| format!("cannot listen on {}", cli.config.http_addr))?;
-            crust_api::run(cli.config, listener, crust_shared::shutdown::on_signal()).await
-        }
+        Command::Serve => serve(cli.config).await,
         Command::Migrate => crust_api::migrate(&cli.config.db).await,
-        Command::Token { sub, ttl } => {
-            let secret = cli
-                .config
-                .jwt_secret
-                .context("CRUST_JWT_SECRET is not set")?;
-            let key = TokenKey::new(&secret).map_err(anyhow::Error::msg)?;
-            let user = Id::parse(&sub).map_err(|reason| anyhow::anyhow!("--sub: {reason}"))?;
-            let ttl = parse_ttl(&ttl).map_err(|reason| anyhow::anyhow!("--ttl: {reason}"))?;
-            println!("{}", key.sign(user, chrono::Utc::now().timestamp(), ttl));
-            Ok(())
-        }
+        Command::Token { sub, ttl } => token(&cli.config, &sub, &ttl),
     };
     telemetry.shutdown();
-    result
+    crust_shared::config::exit_code("crust-api", result.as_ref().err().map(|err| &**err as _))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+    crust_api::run(config, listener, crust_shared::shutdown::on_signal()).await
+}
+
+fn token(config: &Config, sub: &str, ttl: &str) -> anyhow::Result<()> {
+    let key = config.token_key()?;
+    let user = Id::parse(sub).map_err(|reason| ConfigError::new(format!("--sub: {reason}")))?;
+    let ttl = parse_ttl(ttl).map_err(|reason| ConfigError::new(format!("--ttl: {reason}")))?;
+    println!("{}", key.sign(user, chrono::Utc::now().timestamp(), ttl));
+    Ok(())
 }

@@ -14,7 +14,12 @@ use crate::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Crust", description = "CRM modules, records, pages, charts, workflows and jobs.
-IDs are decimal strings. Every endpoint but health and docs needs `Authorization: Bearer <JWT>`."),
+IDs are decimal strings. Every endpoint but health and docs needs `Authorization: Bearer <JWT>`.
+Errors are `{\"error\": {\"message\": …}}`. An unknown ID in the path is a 404; an unknown ID
+referenced in a body (a job's `workflowID`, a page's `selfID` or `moduleID`, a Record field's
+`options.moduleID` or value) is a 400 that names the field. Edits (`POST` to a resource's own URL)
+are partial: keys left out keep their value (`\"schedule\": null` removes a workflow's schedule;
+in a record's `fields`, `null` clears a field)."),
     paths(
         health::healthz, health::readyz, health::metrics,
         module::list_modules, module::create_module, module::read_module, module::edit_module, module::delete_module,

@@ -10,7 +10,8 @@ use crust_shared::db::jobs;
 use crust_shared::queue::{Message, Outgoing, Publisher};
 use crust_shared::Id;
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Most messages in one publish round.
@@ -23,6 +24,7 @@ const BACKLOG: usize = 10_000;
 pub struct JobQueue {
     sender: mpsc::Sender<Outgoing>,
     publisher: Arc<Publisher>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl JobQueue {
@@ -30,8 +32,22 @@ impl JobQueue {
     /// draining what is already queued.
     pub fn start(publisher: Arc<Publisher>, pool: PgPool, shutdown: CancellationToken) -> Self {
         let (sender, receiver) = mpsc::channel(BACKLOG);
-        tokio::spawn(publish_loop(publisher.clone(), pool, receiver, shutdown));
-        Self { sender, publisher }
+        let task = tokio::spawn(publish_loop(publisher.clone(), pool, receiver, shutdown));
+        Self {
+            sender,
+            publisher,
+            task: Arc::new(Mutex::new(Some(task))),
+        }
+    }
+
+    /// After shutdown: waits for the publishing task to drain what was
+    /// queued, then closes the broker connection.
+    pub async fn close(&self) {
+        let task = self.task.lock().await.take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.publisher.close().await;
     }
 
     /// Queues a run message for a committed job.

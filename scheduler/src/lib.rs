@@ -58,7 +58,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = config.db.pool().map_err(anyhow::Error::msg)?;
+    let pool = config.db.pool()?;
+    config.amqp.validate()?;
     let publisher = Arc::new(Publisher::new(&config.amqp));
     tracing::info!(addr = %listener.local_addr()?, "crust-scheduler started");
     let health = tokio::spawn(crust_shared::health::serve(
@@ -103,6 +104,7 @@ pub async fn run(
         }
     }
     let _ = health.await;
+    publisher.close().await;
     tracing::info!("crust-scheduler stopped");
     Ok(())
 }
@@ -161,6 +163,7 @@ async fn pass(
     last_prune: &mut Option<Instant>,
 ) -> anyhow::Result<()> {
     let fired = jobs::fire_schedules(pool).await?;
+    crust_shared::metrics::metrics().jobs_created.inc_by(fired);
     if fired > 0 {
         tracing::info!(jobs = fired, "cron slots fired");
     }

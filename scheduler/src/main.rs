@@ -1,5 +1,7 @@
 //! `crust-scheduler`: parse config, start telemetry, run until SIGTERM.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 
@@ -11,14 +13,20 @@ struct Cli {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let telemetry = crust_shared::telemetry::init("crust-scheduler");
-    let listener = tokio::net::TcpListener::bind(cli.config.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.config.http_addr))?;
-    let result =
-        crust_scheduler::run(cli.config, listener, crust_shared::shutdown::on_signal()).await;
+    let result = run(cli.config).await;
     telemetry.shutdown();
-    result
+    crust_shared::config::exit_code(
+        "crust-scheduler",
+        result.as_ref().err().map(|err| &**err as _),
+    )
+}
+
+async fn run(config: crust_scheduler::Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+    crust_scheduler::run(config, listener, crust_shared::shutdown::on_signal()).await
 }

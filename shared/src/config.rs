@@ -1,9 +1,46 @@
 //! Settings every process reads: environment first, each also a `--flag`.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
+
+/// A setting that is missing or invalid, so the process cannot start. The
+/// binaries print it as one line and exit with code 2 (see [`exit_code`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    /// A configuration error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// How a binary ends: nothing on success; otherwise the error and its causes
+/// on one line of stderr (never a backtrace, whatever `RUST_BACKTRACE`
+/// says), and exit code 2 for a configuration error, 1 for anything else.
+pub fn exit_code(program: &str, error: Option<&(dyn std::error::Error + 'static)>) -> ExitCode {
+    let Some(error) = error else {
+        return ExitCode::SUCCESS;
+    };
+    let mut line = error.to_string();
+    let mut is_config = error.is::<ConfigError>();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        is_config |= cause.is::<ConfigError>();
+        let text = cause.to_string();
+        // Context that repeats its cause adds nothing.
+        if !line.ends_with(&text) {
+            line = format!("{line}: {text}");
+        }
+        source = cause.source();
+    }
+    eprintln!("{program}: {}", line.replace('\n', " "));
+    ExitCode::from(if is_config { 2 } else { 1 })
+}
 
 /// Where Postgres is.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,7 +60,7 @@ pub struct DbConfig {
 
 impl DbConfig {
     /// The parsed connection options; a malformed URL fails here, at start.
-    pub fn connect_options(&self) -> Result<PgConnectOptions, String> {
+    pub fn connect_options(&self) -> Result<PgConnectOptions, ConfigError> {
         self.database_url
             .parse::<PgConnectOptions>()
             .map(|options| {
@@ -33,12 +70,14 @@ impl DbConfig {
                     // Dates are stored, compared and formatted in UTC.
                     .options([("timezone", "UTC")])
             })
-            .map_err(|err| format!("DATABASE_URL is not a valid Postgres URL: {err}"))
+            .map_err(|err| {
+                ConfigError::new(format!("DATABASE_URL is not a valid Postgres URL: {err}"))
+            })
     }
 
     /// A pool that connects lazily, so a process starts (and reports
     /// not-ready) while Postgres is still down, and reconnects by itself.
-    pub fn pool(&self) -> Result<PgPool, String> {
+    pub fn pool(&self) -> Result<PgPool, ConfigError> {
         Ok(PgPoolOptions::new()
             .max_connections(self.db_pool_size)
             .acquire_timeout(Duration::from_secs(5))

@@ -36,6 +36,19 @@ pub struct AmqpConfig {
     pub queue_prefix: String,
 }
 
+impl AmqpConfig {
+    /// Checks that `AMQP_URL` parses, so a typo fails at start rather than
+    /// at the first publish.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        self.amqp_url
+            .parse::<lapin::uri::AMQPUri>()
+            .map(drop)
+            .map_err(|err| {
+                crate::config::ConfigError::new(format!("AMQP_URL is not a valid AMQP URL: {err}"))
+            })
+    }
+}
+
 /// The names derived from the prefix.
 #[derive(Debug, Clone)]
 pub struct Names {
@@ -314,6 +327,23 @@ impl Publisher {
             *slot = None;
         }
         result
+    }
+
+    /// Closes the connection, if any, so the broker sees a clean goodbye and
+    /// lapin's I/O thread ends before the runtime does (otherwise it logs
+    /// errors about a runtime shutting down). Call it last; a later use
+    /// would connect again.
+    pub async fn close(&self) {
+        let Some((connection, channel)) = self.channel.lock().await.take() else {
+            return;
+        };
+        let goodbye = async {
+            let _ = channel.close(200, "closing").await;
+            let _ = connection.close(200, "closing").await;
+        };
+        if tokio::time::timeout(self.timeout, goodbye).await.is_err() {
+            tracing::debug!("broker did not acknowledge the close in time");
+        }
     }
 
     /// Connects if not connected; for readiness probes.

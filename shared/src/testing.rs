@@ -219,3 +219,102 @@ impl Proxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+
+/// A loopback port free right now (bound, then released), for a child
+/// process's `CRUST_HTTP_ADDR`.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|err| panic!("no free port: {err}"))
+}
+
+/// A real binary running as a child process, its stderr kept in a file so a
+/// test can read everything it logged after stopping it.
+pub struct Process {
+    child: std::process::Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Process {
+    /// Starts `command` with stderr captured (stdout discarded).
+    pub fn start(mut command: std::process::Command) -> Process {
+        let stderr = std::env::temp_dir().join(format!(
+            "crust-test-{}-{}.stderr",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&stderr)
+            .unwrap_or_else(|err| panic!("create {}: {err}", stderr.display()));
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {command:?}: {err}"));
+        Process { child, stderr }
+    }
+
+    /// Sends SIGTERM and waits up to 60 s for the exit; returns the exit
+    /// status and everything the process wrote to stderr.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(sent, "cannot send SIGTERM to {pid}");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                break status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "process {pid} did not stop within 60 s of SIGTERM"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        (status, stderr)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+/// The lines of a JSON log (`CRUST_LOG_FORMAT=json`) at WARN or ERROR.
+pub fn warnings_and_errors(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| line.contains(r#""level":"WARN""#) || line.contains(r#""level":"ERROR""#))
+        .collect()
+}
+
+/// Polls `GET http://{addr}{path}` until it answers 200, or panics after
+/// 30 s. Plain HTTP/1.1 over a socket, so tests need no HTTP client.
+pub async fn wait_until_ok(addr: &str, path: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(addr).await {
+            let request =
+                format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+            let mut answer = Vec::new();
+            if stream.write_all(request.as_bytes()).await.is_ok()
+                && stream.read_to_end(&mut answer).await.is_ok()
+                && answer.starts_with(b"HTTP/1.1 200")
+            {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "http://{addr}{path} never answered 200"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -99,7 +99,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = config.db.pool().map_err(anyhow::Error::msg)?;
+    let pool = config.db.pool()?;
+    config.amqp.validate()?;
     let log_pool = log_pool(&config.db)?;
     let (writer, writer_task) = Writer::start(pool.clone(), log_pool);
     let http = reqwest::Client::builder()

@@ -1,5 +1,7 @@
 //! `crust-worker`: parse config, start telemetry, run until SIGTERM.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 
@@ -11,13 +13,17 @@ struct Cli {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let telemetry = crust_shared::telemetry::init("crust-worker");
-    let listener = tokio::net::TcpListener::bind(cli.config.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", cli.config.http_addr))?;
-    let result = crust_worker::run(cli.config, listener, crust_shared::shutdown::on_signal()).await;
+    let result = run(cli.config).await;
     telemetry.shutdown();
-    result
+    crust_shared::config::exit_code("crust-worker", result.as_ref().err().map(|err| &**err as _))
+}
+
+async fn run(config: crust_worker::Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+    crust_worker::run(config, listener, crust_shared::shutdown::on_signal()).await
 }

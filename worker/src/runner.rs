@@ -176,8 +176,8 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
         }
         Err(Halt::Stopped) => stopped(stop, log),
         Err(Halt::Failed(error)) => {
-            log.log("error", None, format!("job failed: {error}"), None);
             if !job.on_error.is_empty() {
+                log.log("info", None, "running onError tasks", None);
                 // The handlers get their own task timeouts, not what is left
                 // of the workflow's (which may be what ran out).
                 let handled = run_tasks(
@@ -202,6 +202,8 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
                     );
                 }
             }
+            // Last, so the log reads in the order things happened.
+            log.log("error", None, format!("job failed: {error}"), None);
             Ending::Finish(JobStatus::Error, Some(error))
         }
     }

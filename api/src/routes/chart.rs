@@ -5,7 +5,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use crust_shared::db::{charts, modules, reports};
-use crust_shared::model::chart::{Chart, ChartInput};
+use crust_shared::model::chart::{Chart, ChartInput, ChartPatch};
 use crust_shared::query::Report;
 
 use super::{created, ok, success, ApiResult};
@@ -43,19 +43,26 @@ pub async fn read_chart(
     Ok(ok(charts::get(&state.pool, id).await?))
 }
 
-/// Edit a chart.
-#[utoipa::path(post, path = "/chart/{chartID}", tag = "charts", request_body = ChartInput,
+/// Edit a chart. Send only the keys to change: absent ones keep their
+/// value; a given `config` replaces the whole config and must compile.
+#[utoipa::path(post, path = "/chart/{chartID}", tag = "charts", request_body = ChartPatch,
     params(("chartID" = String, Path, description = "Chart ID")),
     responses((status = 200, body = inline(crate::extract::Envelope<Chart>)), (status = 400, body = super::ErrorBody),
               (status = 404, body = super::ErrorBody)))]
 pub async fn edit_chart(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
-    Body(input): Body<ChartInput>,
+    Body(patch): Body<ChartPatch>,
 ) -> ApiResult<impl IntoResponse> {
-    let input = input.validate()?;
-    compile_reports(&state, &input).await?;
-    Ok(ok(charts::update(&state.pool, id, input).await?))
+    let current = charts::get(&state.pool, id).await?;
+    let (name_given, config_given) = (patch.name.is_some(), patch.config.is_some());
+    let merged = patch.apply(current).validate()?;
+    if config_given {
+        compile_reports(&state, &merged).await?;
+    }
+    let name = name_given.then_some(merged.name.as_str());
+    let config = config_given.then_some(&merged.config);
+    Ok(ok(charts::update(&state.pool, id, name, config).await?))
 }
 
 /// Delete a chart.

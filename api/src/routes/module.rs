@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use crust_shared::db::modules;
-use crust_shared::model::module::{Module, ModuleInput};
+use crust_shared::model::module::{Module, ModuleInput, ModulePatch};
 use serde::Deserialize;
 
 use super::{created, ok, success, ApiResult, Force};
@@ -52,19 +52,21 @@ pub async fn read_module(
     Ok(ok(modules::get(&state.pool, id).await?))
 }
 
-/// Edit a module. Values of fields whose kind changed are converted; if some
-/// cannot be, the edit is refused (409) naming the records.
-#[utoipa::path(post, path = "/module/{moduleID}", tag = "modules", request_body = ModuleInput,
+/// Edit a module. Send only the keys to change: absent ones keep their
+/// value; a given `fields` is the whole new field list (fields left out are
+/// removed with their values). Values of fields whose kind changed are
+/// converted; if some cannot be, the edit is refused (409) naming the
+/// records.
+#[utoipa::path(post, path = "/module/{moduleID}", tag = "modules", request_body = ModulePatch,
     params(("moduleID" = String, Path, description = "Module ID")),
     responses((status = 200, body = inline(crate::extract::Envelope<Module>)), (status = 400, body = super::ErrorBody),
               (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn edit_module(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
-    Body(input): Body<ModuleInput>,
+    Body(patch): Body<ModulePatch>,
 ) -> ApiResult<impl axum::response::IntoResponse> {
-    let input = input.validate()?;
-    Ok(ok(modules::update(&state.pool, id, input).await?))
+    Ok(ok(modules::update(&state.pool, id, patch).await?))
 }
 
 /// Delete a module; one with records or a record page needs `?force=true`.

@@ -5,7 +5,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use crust_shared::db::pages;
-use crust_shared::model::page::{Page, PageInput, ReorderInput};
+use crust_shared::model::page::{Page, PageInput, PagePatch, ReorderInput};
 use crust_shared::Id;
 use serde::Deserialize;
 
@@ -64,17 +64,18 @@ pub async fn read_page(
     Ok(ok(pages::get(&state.pool, id).await?))
 }
 
-/// Edit a page; its weight is kept.
-#[utoipa::path(post, path = "/page/{pageID}", tag = "pages", request_body = PageInput,
+/// Edit a page. Send only the keys to change: absent ones keep their value.
+/// Its weight is kept (see reorder).
+#[utoipa::path(post, path = "/page/{pageID}", tag = "pages", request_body = PagePatch,
     params(("pageID" = String, Path, description = "Page ID")),
     responses((status = 200, body = inline(crate::extract::Envelope<Page>)), (status = 400, body = super::ErrorBody),
               (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn edit_page(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
-    Body(input): Body<PageInput>,
+    Body(patch): Body<PagePatch>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(ok(pages::update(&state.pool, id, input.validate()?).await?))
+    Ok(ok(pages::update(&state.pool, id, patch).await?))
 }
 
 /// Order the children of a page: listed ones get weights 1..n, the rest

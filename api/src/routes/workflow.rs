@@ -5,7 +5,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use crust_shared::db::workflows;
-use crust_shared::model::workflow::{Workflow, WorkflowInput};
+use crust_shared::model::workflow::{Workflow, WorkflowInput, WorkflowPatch};
 
 use super::{created, ok, success, ApiResult};
 use crate::extract::{Body, Ids};
@@ -41,19 +41,20 @@ pub async fn read_workflow(
     Ok(ok(workflows::get(&state.pool, id).await?))
 }
 
-/// Update a workflow. Running jobs keep the definition they started with.
-#[utoipa::path(post, path = "/workflow/{workflowID}", tag = "workflows", request_body = WorkflowInput,
+/// Edit a workflow. Send only the keys to change: absent ones keep their
+/// value, `"schedule": null` removes the schedule, and a given `tasks` or
+/// `onError` replaces that whole list. Running jobs keep the definition they
+/// started with.
+#[utoipa::path(post, path = "/workflow/{workflowID}", tag = "workflows", request_body = WorkflowPatch,
     params(("workflowID" = String, Path, description = "Workflow ID")),
     responses((status = 200, body = inline(crate::extract::Envelope<Workflow>)), (status = 400, body = super::ErrorBody),
               (status = 404, body = super::ErrorBody)))]
 pub async fn update_workflow(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
-    Body(input): Body<WorkflowInput>,
+    Body(patch): Body<WorkflowPatch>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(ok(
-        workflows::update(&state.pool, id, input.validate()?).await?
-    ))
+    Ok(ok(workflows::update(&state.pool, id, patch).await?))
 }
 
 /// Delete a workflow; one with queued or running jobs is refused (409).

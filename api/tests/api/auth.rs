@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{message, read, spawn_app, spawn_app_with, SECRET};
+use crate::helpers::{message, read, spawn_app, spawn_app_with, TestApp, SECRET};
 use crust_shared::auth::TokenKey;
 use crust_shared::Id;
 
@@ -173,4 +173,89 @@ async fn a_down_database_is_a_503_not_a_500() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Sends `request` as raw bytes (no client would send it) and returns the
+/// status line and the body.
+async fn raw(app: &TestApp, request: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_request_the_http_layer_rejects_is_answered_in_the_envelope() {
+    let app = spawn_app().await;
+    // A raw `>` (and a raw space) in the query string, as pasted from a
+    // README that did not percent-encode: hyper refuses it before routing.
+    for target in [
+        "/module/7/record?filter=amount>100",
+        "/module/7/record?filter=a b",
+    ] {
+        let (status, body) = raw(
+            &app,
+            &format!("GET {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(status.starts_with("HTTP/1.1 400"), "{target}: {status}");
+        let body: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|err| panic!("{target}: body {body:?} is not JSON: {err}"));
+        assert!(
+            message(&body).contains("--data-urlencode"),
+            "{target}: {body}"
+        );
+    }
+    // The connection still serves well-formed requests as before.
+    let (status, body) = raw(
+        &app,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(body, r#"{"status":"ok"}"#);
+}
+
+#[tokio::test]
+async fn the_docs_have_no_rustdoc_links_and_document_each_field_kind_s_options() {
+    let app = spawn_app().await;
+    let text = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("[`"), "rustdoc link syntax in /openapi.json");
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let kinds = doc["components"]["schemas"]["FieldKind"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    for needle in [
+        r#""kind": "Select", "options": {"options": ["#,
+        r#""kind": "Record", "options": {"moduleID": "#,
+        "`precision`",
+        "`onlyDate`",
+        "`multiLine`",
+    ] {
+        assert!(kinds.contains(needle), "FieldKind lacks {needle}: {kinds}");
+    }
+    let field = &doc["components"]["schemas"]["Field"];
+    assert_eq!(
+        field["example"]["options"],
+        json!({"options": ["new", "won", "lost"]}),
+        "{field}"
+    );
+    // Edits document their partial bodies.
+    let edit = &doc["paths"]["/workflow/{workflowID}"]["post"]["requestBody"];
+    assert!(edit.to_string().contains("WorkflowPatch"), "{edit}");
 }

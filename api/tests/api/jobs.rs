@@ -4,6 +4,10 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+
 use crate::helpers::{message, spawn_app, TestApp};
 
 async fn workflow(app: &TestApp) -> String {
@@ -46,12 +50,24 @@ async fn a_workflow_is_created_read_listed_updated_and_deleted() {
             .len(),
         1
     );
+    // An edit changes only what it names.
     let (status, body) = app
         .post(&format!("/workflow/{id}"), json!({"name": "renamed"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["response"]["tasks"], json!([]));
-    assert!(body["response"].get("schedule").is_none());
+    assert_eq!(body["response"]["name"], "renamed");
+    assert_eq!(body["response"]["tasks"], created["tasks"]);
+    assert_eq!(body["response"]["onError"], created["onError"]);
+    assert_eq!(body["response"]["timeout"], 60);
+    assert_eq!(body["response"]["schedule"], "0 3 * * *");
+    // An explicit null removes the schedule and keeps the rest.
+    let (status, body) = app
+        .post(&format!("/workflow/{id}"), json!({"schedule": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["response"].get("schedule").is_none(), "{body}");
+    assert_eq!(body["response"]["name"], "renamed");
+    assert_eq!(body["response"]["tasks"], created["tasks"]);
     assert_eq!(
         app.delete(&format!("/workflow/{id}")).await.0,
         StatusCode::OK
@@ -360,4 +376,80 @@ async fn a_queued_job_can_be_redefined_and_cancelled_once() {
         message(&body),
         format!("job {job_id} is cancelled and cannot be cancelled")
     );
+}
+
+#[tokio::test]
+async fn creating_or_editing_a_scheduled_workflow_wakes_the_scheduler() {
+    let app = spawn_app().await;
+    let mut listener = PgListener::connect(&app.db.url).await.unwrap();
+    listener
+        .listen(crust_shared::db::jobs::RELEASE_CHANNEL)
+        .await
+        .unwrap();
+    let (status, body) = app
+        .post(
+            "/workflow/",
+            json!({"name": "tick", "schedule": "0 3 * * *"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(woken(&mut listener).await, "create did not notify");
+    let id = body["response"]["workflowID"].as_str().unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/workflow/{id}"),
+            json!({"schedule": "*/5 * * * * *"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(woken(&mut listener).await, "edit did not notify");
+}
+
+#[tokio::test]
+async fn a_job_the_scheduler_created_for_a_cron_slot_shows_the_slot() {
+    let app = spawn_app().await;
+    let (_, body) = app
+        .post(
+            "/workflow/",
+            json!({"name": "tick", "schedule": "0 3 * * *"}),
+        )
+        .await;
+    let workflow = body["response"]["workflowID"].as_str().unwrap().to_owned();
+    let by_hand = job(&app, json!({"workflowID": workflow})).await;
+    assert!(by_hand.get("cronSlot").is_none(), "{by_hand}");
+
+    // Make the slot due and fire it as the scheduler's pass does.
+    let mut db = app.db().await;
+    let slot: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "UPDATE workflows SET next_fire_at = date_trunc('second', now()) - interval '1 second'
+         RETURNING next_fire_at",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    assert_eq!(
+        crust_shared::db::jobs::fire_schedules(&pool).await.unwrap(),
+        1
+    );
+    pool.close().await;
+
+    let (status, body) = app.get("/job/").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jobs = body["response"]["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{body}");
+    let cron = &jobs[0];
+    assert_ne!(cron["jobID"], by_hand["jobID"]);
+    let shown: chrono::DateTime<chrono::Utc> = cron["cronSlot"].as_str().unwrap().parse().unwrap();
+    assert_eq!(shown, slot);
+    let (_, body) = app
+        .get(&format!("/job/{}", cron["jobID"].as_str().unwrap()))
+        .await;
+    assert_eq!(body["response"]["cronSlot"], cron["cronSlot"]);
+}
+
+/// Whether a notification arrives within 10 s.
+async fn woken(listener: &mut PgListener) -> bool {
+    let wait = tokio::time::timeout(Duration::from_secs(10), listener.recv());
+    matches!(wait.await, Ok(Ok(_)))
 }

@@ -3,9 +3,11 @@
 
 mod auth;
 mod charts;
+mod edits;
 mod helpers;
 mod jobs;
 mod modules;
 mod pages;
+mod process;
 mod query;
 mod records;

@@ -65,14 +65,22 @@ pub async fn create(pool: &PgPool, input: ChartInput) -> Result<Chart> {
     Ok(row.into())
 }
 
-/// Replaces a chart's name and config.
-pub async fn update(pool: &PgPool, id: Id, input: ChartInput) -> Result<Chart> {
+/// Edits a chart: a given `name` or `config` replaces the stored one, an
+/// absent one stays (each in one statement, so concurrent edits of the
+/// other key are kept). The caller validates what it passes.
+pub async fn update(
+    pool: &PgPool,
+    id: Id,
+    name: Option<&str>,
+    config: Option<&Value>,
+) -> Result<Chart> {
     sqlx::query_as::<_, ChartRow>(&format!(
-        "UPDATE charts SET name = $2, config = $3, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+        "UPDATE charts SET name = coalesce($2, name), config = coalesce($3, config), updated_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)
-    .bind(&input.name)
-    .bind(Json(&input.config))
+    .bind(name)
+    .bind(config.map(Json))
     .fetch_optional(pool)
     .await?
     .map(Chart::from)

@@ -42,6 +42,7 @@ struct JobRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     error: Option<String>,
+    cron_slot: Option<DateTime<Utc>>,
     trace_parent: Option<String>,
 }
 
@@ -59,6 +60,7 @@ impl JobRow {
             started_at: self.started_at,
             finished_at: self.finished_at,
             error: self.error,
+            cron_slot: self.cron_slot,
             trace_id: self
                 .trace_parent
                 .as_deref()
@@ -69,8 +71,8 @@ impl JobRow {
     }
 }
 
-const COLUMNS: &str =
-    "id, workflow_id, status, parameters, start_at, attempt, created_at, started_at, finished_at, error, trace_parent";
+const COLUMNS: &str = "id, workflow_id, status, parameters, start_at, attempt, created_at, \
+                       started_at, finished_at, error, cron_slot, trace_parent";
 
 fn missing(id: Id) -> Error {
     Error::not_found(format!("job {id} does not exist"))

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::partitions;
 use crate::error::unique_violation;
-use crate::model::module::{Field, FieldKind, Module, ModuleInput};
+use crate::model::module::{Field, FieldKind, Module, ModuleInput, ModulePatch};
 use crate::model::record::{normalise_value, shown_value};
 use crate::{Error, Id, Result};
 
@@ -180,11 +180,13 @@ pub async fn create(pool: &PgPool, input: ModuleInput) -> Result<Module> {
     Ok(row.into())
 }
 
-/// Replaces a module's name, fields and meta. Stored values of fields whose
-/// definition changed are converted to the new definition in the same
-/// transaction; if some cannot be, the edit is refused with a 409 naming
-/// those records. Values of removed fields are dropped.
-pub async fn update(pool: &PgPool, id: Id, input: ModuleInput) -> Result<Module> {
+/// Edits a module: the keys `patch` names change (a given `fields` is the
+/// whole new list), the rest stay, and the result is validated as a whole
+/// under the module's row lock. Stored values of fields whose definition
+/// changed are converted to the new definition in the same transaction; if
+/// some cannot be, the edit is refused with a 409 naming those records.
+/// Values of removed fields are dropped.
+pub async fn update(pool: &PgPool, id: Id, patch: ModulePatch) -> Result<Module> {
     let mut tx = pool.begin().await?;
     let current: Module = sqlx::query_as::<_, ModuleRow>(&format!(
         "SELECT {COLUMNS} FROM modules WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
@@ -194,6 +196,7 @@ pub async fn update(pool: &PgPool, id: Id, input: ModuleInput) -> Result<Module>
     .await?
     .map(Module::from)
     .ok_or_else(|| missing(id))?;
+    let input = patch.apply(&current).validate()?;
     check_references(&mut tx, &input, Some(id)).await?;
     convert_values(&mut tx, &current, &input.fields).await?;
     let row: ModuleRow = sqlx::query_as(&format!(

@@ -6,7 +6,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 use crate::error::unique_violation;
-use crate::model::page::{build_tree, Page, PageInput};
+use crate::model::page::{build_tree, Page, PageInput, PagePatch};
 use crate::{Error, Id, Result};
 
 #[derive(sqlx::FromRow)]
@@ -169,16 +169,20 @@ pub async fn create(pool: &PgPool, input: PageInput) -> Result<Page> {
     Ok(row.into())
 }
 
-/// Edits a page; its weight is kept.
-pub async fn update(pool: &PgPool, id: Id, input: PageInput) -> Result<Page> {
+/// Edits a page: the keys `patch` names change, the rest stay, and the
+/// result is validated as a whole under the page's row lock. Its weight is
+/// kept.
+pub async fn update(pool: &PgPool, id: Id, patch: PagePatch) -> Result<Page> {
     let mut tx = pool.begin().await?;
-    let found: Option<Id> = sqlx::query_scalar("SELECT id FROM pages WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if found.is_none() {
-        return Err(missing(id));
-    }
+    let current: Page = sqlx::query_as::<_, PageRow>(&format!(
+        "SELECT {COLUMNS} FROM pages WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(Page::from)
+    .ok_or_else(|| missing(id))?;
+    let input = patch.apply(current).validate()?;
     check_links(&mut tx, &input, Some(id)).await?;
     let row: PageRow = sqlx::query_as(&format!(
         "UPDATE pages SET parent_id = $2, module_id = $3, title = $4, description = $5,

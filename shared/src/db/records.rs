@@ -291,19 +291,20 @@ pub async fn update(
     Ok(row.into_record(&module))
 }
 
-/// Soft-deletes a record; it then vanishes from lists, reports and references.
-pub async fn delete(pool: &PgPool, module_id: Id, id: Id) -> Result<()> {
-    let deleted = sqlx::query(
-        "UPDATE records SET deleted_at = now()
-         WHERE id = $1 AND module_id = $2 AND deleted_at IS NULL
-           AND EXISTS (SELECT 1 FROM modules WHERE id = $2 AND deleted_at IS NULL)",
-    )
+/// Soft-deletes a record and returns it as it was; it then vanishes from
+/// lists, reports and references.
+pub async fn delete(pool: &PgPool, module_id: Id, id: Id) -> Result<Record> {
+    let module = modules::get(pool, module_id).await?;
+    sqlx::query_as::<_, RecordRow>(&format!(
+        "UPDATE records r SET deleted_at = now()
+         WHERE r.id = $1 AND r.module_id = $2 AND r.deleted_at IS NULL
+           AND EXISTS (SELECT 1 FROM modules WHERE id = $2 AND deleted_at IS NULL)
+         RETURNING {COLUMNS}"
+    ))
     .bind(id)
     .bind(module_id)
-    .execute(pool)
-    .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(missing(module_id, id));
-    }
-    Ok(())
+    .fetch_optional(pool)
+    .await?
+    .map(|row| row.into_record(&module))
+    .ok_or_else(|| missing(module_id, id))
 }

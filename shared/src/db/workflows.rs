@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::PgPool;
 
-use crate::model::workflow::{Task, ValidWorkflow, Workflow};
+use crate::model::workflow::{Task, ValidWorkflow, Workflow, WorkflowPatch};
 use crate::{Error, Id, Result};
 
 #[derive(sqlx::FromRow)]
@@ -70,11 +70,18 @@ fn next_fire(input: &ValidWorkflow) -> Option<DateTime<Utc>> {
         .and_then(|schedule| schedule.next_after(Utc::now()))
 }
 
+/// Wakes the scheduler (at commit) when the workflow has a next cron slot,
+/// so it re-arms its timer at once and the first slot is not late by up to
+/// its longest sleep.
+const WAKE_SCHEDULER: &str =
+    "CASE WHEN next_fire_at IS NOT NULL THEN pg_notify('crust_jobs_release', '') END";
+
 /// Creates a workflow.
 pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     let row: WorkflowRow = sqlx::query_as(&format!(
-        "INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at)
+                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
+         SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
     .bind(&input.name)
     .bind(Json(&input.tasks))
@@ -87,13 +94,27 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     Ok(row.into())
 }
 
-/// Replaces a workflow's definition. Jobs already running keep the
-/// definition they started with; queued ones pick up the new one.
-pub async fn update(pool: &PgPool, id: Id, input: ValidWorkflow) -> Result<Workflow> {
-    sqlx::query_as::<_, WorkflowRow>(&format!(
-        "UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
-                schedule = $6, next_fire_at = $7, updated_at = now()
-         WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+/// Edits a workflow: the keys `patch` names change, the rest stay, and the
+/// result is validated as a whole. The row is locked from read to write, so
+/// concurrent edits of different keys do not undo each other. Jobs already
+/// running keep the definition they started with; queued ones pick up the
+/// new one.
+pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workflow> {
+    let mut tx = pool.begin().await?;
+    let current: Workflow = sqlx::query_as::<_, WorkflowRow>(&format!(
+        "SELECT {COLUMNS} FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(Workflow::from)
+    .ok_or_else(|| missing(id))?;
+    let input = patch.apply(current).validate()?;
+    let row: WorkflowRow = sqlx::query_as(&format!(
+        "WITH w AS (UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
+                           schedule = $6, next_fire_at = $7, updated_at = now()
+                    WHERE id = $1 RETURNING *)
+         SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
     .bind(id)
     .bind(&input.name)
@@ -102,10 +123,10 @@ pub async fn update(pool: &PgPool, id: Id, input: ValidWorkflow) -> Result<Workf
     .bind(input.timeout as i32)
     .bind(input.schedule.as_ref().map(|s| s.text.clone()))
     .bind(next_fire(&input))
-    .fetch_optional(pool)
-    .await?
-    .map(Workflow::from)
-    .ok_or_else(|| missing(id))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row.into())
 }
 
 /// Deletes a workflow (softly, so its finished jobs keep their history).
@@ -138,4 +159,13 @@ pub async fn delete(pool: &PgPool, id: Id) -> Result<()> {
         .await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_wake_up_goes_to_the_channel_the_scheduler_listens_on() {
+        let channel = format!("'{}'", super::super::jobs::RELEASE_CHANNEL);
+        assert!(super::WAKE_SCHEDULER.contains(&channel));
+    }
 }

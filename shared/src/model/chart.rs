@@ -33,6 +33,27 @@ pub struct ChartInput {
     pub config: Value,
 }
 
+/// The body of a chart edit: every key is optional and an absent one keeps
+/// its current value; `config`, when given, replaces the whole config.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChartPatch {
+    pub name: Option<String>,
+    /// Chart JSON; `reports` is a list of `{moduleID, metrics, dimensions, filter}`.
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+}
+
+impl ChartPatch {
+    /// The full input this edit makes of `current`.
+    pub fn apply(self, current: Chart) -> ChartInput {
+        ChartInput {
+            name: self.name.unwrap_or(current.name),
+            config: self.config.unwrap_or(current.config),
+        }
+    }
+}
+
 impl ChartInput {
     /// Checks the name and the config's shape.
     pub fn validate(mut self) -> Result<ChartInput> {

@@ -127,6 +127,11 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set on jobs the scheduler created for a cron slot of the workflow's
+    /// `schedule`: the slot's time (RFC 3339). Absent on jobs created
+    /// through the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron_slot: Option<DateTime<Utc>>,
     /// The trace of the request that created the job (W3C trace id, 32 hex
     /// digits); the worker's job and task spans belong to it.
     #[serde(rename = "traceID", skip_serializing_if = "Option::is_none")]

@@ -35,3 +35,14 @@ pub fn bounded_text(field: &str, value: &str, max: usize) -> crate::Result<()> {
     }
     Ok(())
 }
+
+/// Deserialises a field that may be absent (outer `None`: keep the current
+/// value), `null` (`Some(None)`: clear it) or a value, for partial edits.
+/// Use with `#[serde(default, deserialize_with = "explicit_null")]`.
+pub fn explicit_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}

@@ -10,7 +10,23 @@ use utoipa::ToSchema;
 use super::{bounded_text, required_name, MAX_NAME_LEN, MAX_TEXT_LEN};
 use crate::{Error, Id, Result};
 
-/// The kind of value a field holds.
+/// The kind of value a field holds, and the `options` each kind reads:
+///
+/// | kind | value | `options` |
+/// |---|---|---|
+/// | `String` | text | `multiLine` (bool, a hint for the front end) |
+/// | `Number` | a decimal number | `precision` (0–12 decimal places kept) |
+/// | `Bool` | true or false | none |
+/// | `DateTime` | RFC 3339, stored in UTC | `onlyDate` (store `YYYY-MM-DD`) or `onlyTime` (store `HH:MM:SS`), not both |
+/// | `Email` | an email address | none |
+/// | `Url` | an http(s) URL | none |
+/// | `Select` | one of a fixed list | `options` (required: a non-empty list of strings) |
+/// | `Record` | the ID of a live record | `moduleID` (required: the module it references) |
+/// | `User` | a user ID | none |
+///
+/// For example `{"name": "stage", "kind": "Select", "options": {"options": ["new", "won", "lost"]}}`,
+/// `{"name": "account", "kind": "Record", "options": {"moduleID": "3"}}`,
+/// `{"name": "amount", "kind": "Number", "options": {"precision": 2}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum FieldKind {
     /// Free text; `options.multiLine` is a hint for the front end.
@@ -37,6 +53,8 @@ pub enum FieldKind {
 /// One field of a module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "stage", "kind": "Select", "label": "Stage",
+    "options": {"options": ["new", "won", "lost"]}, "isRequired": true}))]
 pub struct Field {
     /// Identifier (`[A-Za-z][A-Za-z0-9_]*`), unique within the module.
     pub name: String,
@@ -52,7 +70,10 @@ pub struct Field {
     /// Most characters a String, Email or Url value may have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u32>,
-    /// Kind-specific options (see [`FieldKind`]).
+    /// Kind-specific options: `options` (list of strings, required) for a
+    /// Select, `moduleID` (required) for a Record, `precision` for a Number,
+    /// `onlyDate` or `onlyTime` for a DateTime, `multiLine` for a String;
+    /// see the `FieldKind` schema.
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub options: Value,
@@ -299,6 +320,30 @@ pub struct ModuleInput {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub meta: Option<Value>,
+}
+
+/// The body of a module edit: every key is optional and an absent one keeps
+/// its current value. `fields`, when given, is the module's whole new field
+/// list (fields left out are removed, with their values).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModulePatch {
+    pub name: Option<String>,
+    pub fields: Option<Vec<Field>>,
+    /// Free-form JSON for the front end.
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<Value>,
+}
+
+impl ModulePatch {
+    /// The full input this edit makes of `current`.
+    pub fn apply(self, current: &Module) -> ModuleInput {
+        ModuleInput {
+            name: self.name.unwrap_or_else(|| current.name.clone()),
+            fields: self.fields.unwrap_or_else(|| current.fields.clone()),
+            meta: Some(self.meta.unwrap_or_else(|| current.meta.clone())),
+        }
+    }
 }
 
 impl ModuleInput {

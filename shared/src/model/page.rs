@@ -57,6 +57,39 @@ pub struct PageInput {
     pub blocks: Value,
 }
 
+/// The body of a page edit: every key is optional and an absent one keeps
+/// its current value (`"selfID": "0"` moves a page to the top level,
+/// `"moduleID": "0"` makes it an ordinary page).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PagePatch {
+    #[serde(rename = "selfID")]
+    #[schema(value_type = Option<String>)]
+    pub parent_id: Option<Id>,
+    #[serde(rename = "moduleID")]
+    #[schema(value_type = Option<String>)]
+    pub module_id: Option<Id>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub visible: Option<bool>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub blocks: Option<Value>,
+}
+
+impl PagePatch {
+    /// The full input this edit makes of `current`.
+    pub fn apply(self, current: Page) -> PageInput {
+        PageInput {
+            parent_id: self.parent_id.unwrap_or(current.parent_id),
+            module_id: self.module_id.unwrap_or(current.module_id),
+            title: self.title.unwrap_or(current.title),
+            description: self.description.unwrap_or(current.description),
+            visible: self.visible.unwrap_or(current.visible),
+            blocks: self.blocks.unwrap_or(current.blocks),
+        }
+    }
+}
+
 impl PageInput {
     /// Checks what needs no database and normalises the title.
     pub fn validate(mut self) -> Result<PageInput> {

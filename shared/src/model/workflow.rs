@@ -39,7 +39,8 @@ pub struct Task {
     /// Unique within the workflow; later tasks read this task's output
     /// as `{{ outputs.<name>… }}`.
     pub name: String,
-    /// One of [`TASK_KINDS`].
+    /// One of `log`, `sleep`, `fail`, `http`, `record.create`,
+    /// `record.update`, `record.delete`, `record.query`, `script`.
     pub kind: String,
     /// Kind-specific parameters; string values are templates.
     #[serde(default = "empty_object")]
@@ -91,6 +92,41 @@ pub struct WorkflowInput {
     pub timeout: i64,
     #[serde(default)]
     pub schedule: Option<String>,
+}
+
+/// The body of a workflow edit: every key is optional and an absent one
+/// keeps its current value; `"schedule": null` (or `""`) removes the
+/// schedule. Lists (`tasks`, `onError`) are replaced whole when given.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowPatch {
+    pub name: Option<String>,
+    pub tasks: Option<Vec<Task>>,
+    pub on_error: Option<Vec<Task>>,
+    /// Seconds the whole job may take; 0 = no limit.
+    pub timeout: Option<i64>,
+    /// Cron expression; `null` removes the schedule.
+    #[serde(default, deserialize_with = "super::explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub schedule: Option<Option<String>>,
+}
+
+impl WorkflowPatch {
+    /// The full input this edit makes of `current`.
+    pub fn apply(self, current: Workflow) -> WorkflowInput {
+        WorkflowInput {
+            name: self.name.unwrap_or(current.name),
+            tasks: self.tasks.unwrap_or(current.tasks),
+            on_error: self.on_error.unwrap_or(current.on_error),
+            timeout: self.timeout.unwrap_or(i64::from(current.timeout)),
+            schedule: self.schedule.unwrap_or(current.schedule),
+        }
+    }
+
+    /// Whether the edit names the schedule (so its next slot is recomputed).
+    pub fn touches_schedule(&self) -> bool {
+        self.schedule.is_some()
+    }
 }
 
 /// A workflow input that passed validation.

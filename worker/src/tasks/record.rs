@@ -33,7 +33,7 @@ pub async fn update(params: RecordUpdateParams, ctx: &TaskContext<'_>) -> Result
     .map_err(TaskError::Failed)
 }
 
-/// Deletes a record; the output is `{"deleted": "<id>"}`.
+/// Deletes a record; the output is the record as it was.
 pub async fn delete(params: RecordDeleteParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
     delete_record(&ctx.env.pool, params.module_id, params.record_id)
         .await
@@ -80,12 +80,12 @@ pub async fn update_record(
     to_json(&record)
 }
 
-/// Deletes record `record_id` of `module_id`: `{"deleted": "<id>"}`.
+/// Deletes record `record_id` of `module_id`; returns it as it was.
 pub async fn delete_record(pool: &PgPool, module_id: Id, record_id: Id) -> Result<Value, String> {
-    records::delete(pool, module_id, record_id)
+    let record = records::delete(pool, module_id, record_id)
         .await
         .map_err(|err| err.to_string())?;
-    Ok(json!({ "deleted": record_id }))
+    to_json(&record)
 }
 
 /// A page of `module_id`'s records: `{"count": total, "records": [...]}`.
@@ -182,7 +182,9 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(deleted, json!({"deleted": id}));
+        // The output is the record as it was, as the README's table says.
+        assert_eq!(deleted["recordID"], json!(id));
+        assert_eq!(deleted["fields"], updated["fields"]);
         let err = h
             .run(
                 "record.delete",

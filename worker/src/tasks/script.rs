@@ -505,7 +505,7 @@ mod tests {
                     let a2 = record_update(m, a.recordID, #{ score: 9 });
                     let gone = record_delete(m, b.recordID);
                     let found = record_query(m, "score > 5");
-                    #{ updated: a2.fields[1].value, gone: gone.deleted == b.recordID, count: found.count,
+                    #{ updated: a2.fields[1].value, gone: gone.recordID == b.recordID, count: found.count,
                        first: found.records[0].recordID == a.recordID }
                 "#}),
             )

@@ -10,4 +10,5 @@ mod otlp;
 mod recovery;
 mod runs;
 mod scheduling;
+mod stops;
 mod traces;

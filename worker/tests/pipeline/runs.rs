@@ -110,11 +110,24 @@ async fn on_error_tasks_run_with_the_error_before_the_job_ends_in_error() {
         .iter()
         .map(|l| l["message"].as_str().unwrap().to_owned())
         .collect();
-    assert!(
-        messages.contains(&"handling: task boom: disk full".to_owned()),
+    assert!(!messages.contains(&"unreachable".to_owned()));
+    // The log reads in the order things happened: the failure, the
+    // handlers, and the job's end last.
+    let tail: Vec<&str> = messages[messages.len() - 5..]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "running onError tasks",
+            "task alert (log) started",
+            "handling: task boom: disk full",
+            "task alert ok",
+            "job failed: task boom: disk full",
+        ],
         "{messages:?}"
     );
-    assert!(!messages.contains(&"unreachable".to_owned()));
 }
 
 #[tokio::test]
