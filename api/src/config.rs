@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crust_shared::config::DbConfig;
+use crust_shared::config::{DbConfig, QueryLimits};
 use crust_shared::queue::AmqpConfig;
 
 /// What `crust-api` needs to serve.
@@ -13,6 +13,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub amqp: AmqpConfig,
+
+    #[command(flatten)]
+    pub queries: QueryLimits,
 
     /// Address to listen on.
     #[arg(long, env = "CRUST_HTTP_ADDR", default_value = "127.0.0.1:3000")]

@@ -11,7 +11,24 @@ pub mod records;
 pub mod reports;
 pub mod workflows;
 
-use sqlx::PgPool;
+use std::time::Duration;
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// A transaction whose statements Postgres itself stops after `timeout`
+/// (`SET LOCAL statement_timeout`), for queries a client drives: the backend
+/// ends the query even when the client has gone away.
+pub(crate) async fn bounded(
+    pool: &PgPool,
+    timeout: Duration,
+) -> crate::Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(format!("{}ms", timeout.as_millis()))
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
 
 /// Checks that Postgres answers, for readiness probes.
 pub async fn ping(pool: &PgPool) -> crate::Result<()> {

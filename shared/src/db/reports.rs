@@ -4,10 +4,12 @@
 use serde_json::{Map, Number, Value};
 use sqlx::{PgPool, Row};
 
+use super::bounded;
+use crate::config::QueryLimits;
 use crate::error::query_failure;
 use crate::model::module::Module;
 use crate::query::{compile_report, Report};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Compiles a report over `module`; errors name the part that is wrong.
 pub fn compile(module: &Module, metrics: &str, dimensions: &str, filter: &str) -> Result<Report> {
@@ -20,14 +22,34 @@ pub fn compile(module: &Module, metrics: &str, dimensions: &str, filter: &str) -
     )?)
 }
 
-/// Runs a compiled report: one object per group, with `count`, each metric
-/// (a JSON number) and each dimension (text) under its key.
-pub async fn run(pool: &PgPool, report: &Report) -> Result<Vec<Map<String, Value>>> {
-    let mut query = sqlx::query(&report.sql);
+/// Runs a compiled report under `limits`: one object per group, with
+/// `count`, each metric (a JSON number) and each dimension (text) under its
+/// key. More than `limits.report_max_rows` groups is a 400.
+pub async fn run(
+    pool: &PgPool,
+    report: &Report,
+    limits: &QueryLimits,
+) -> Result<Vec<Map<String, Value>>> {
+    let max_rows = limits.report_max_rows as usize;
+    // One row more than allowed tells a report that is too big from one
+    // that just fits, without reading all of it.
+    let sql = format!("{} LIMIT {}", report.sql, max_rows + 1);
+    let mut query = sqlx::query(&sql);
     for param in &report.params {
         query = query.bind(param);
     }
-    let rows = query.fetch_all(pool).await.map_err(query_failure)?;
+    let mut tx = bounded(pool, limits.query_timeout).await?;
+    let rows = query
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query_failure(limits.query_timeout))?;
+    tx.commit().await?;
+    if rows.len() > max_rows {
+        return Err(Error::invalid(format!(
+            "the report has more than {max_rows} groups (CRUST_REPORT_MAX_ROWS); \
+             use fewer or coarser dimensions or a narrower filter"
+        )));
+    }
     let mut results = Vec::with_capacity(rows.len());
     for row in rows {
         let mut object = Map::new();

@@ -98,6 +98,7 @@ pub async fn start(options: Options) -> System {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(SECRET.into()),
         body_limit: 1 << 20,
+        queries: Default::default(),
         trace_url: None,
     };
     let stop = system.api.clone();
