@@ -5,6 +5,7 @@ mod auth;
 mod charts;
 mod helpers;
 mod jobs;
+mod limits;
 mod modules;
 mod pages;
 mod query;
