@@ -100,7 +100,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Shows a duration the way [`parse_duration`] reads it (`500ms`, `10s`).
 pub fn show_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1_000 == 0 {
+    if millis.is_multiple_of(1_000) {
         format!("{}s", millis / 1_000)
     } else {
         format!("{millis}ms")

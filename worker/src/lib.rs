@@ -33,6 +33,7 @@ use tracing::Instrument;
 
 use crate::logs::JobLogger;
 use crate::runner::{Ending, Runs, StopReason};
+use crate::tasks::egress::{Egress, HttpClient};
 use crate::tasks::TaskEnv;
 use crate::writer::Writer;
 
@@ -66,6 +67,19 @@ pub struct Config {
     /// This worker's name in job rows (default: host name and process id).
     #[arg(long, env = "CRUST_WORKER_NAME")]
     pub name: Option<String>,
+
+    /// Internal targets the `http` task may reach anyway: comma-separated
+    /// CIDR blocks, addresses and host names (e.g. `10.0.0.0/8,billing.internal`).
+    /// Loopback, private, link-local, multicast and unspecified addresses are
+    /// refused unless listed here.
+    #[arg(long, env = "CRUST_HTTP_ALLOW", default_value = "", value_parser = Egress::parse)]
+    pub http_allow: Egress,
+
+    /// How long an `http` task's request may take, body included, when the
+    /// task sets no `timeout` (`30s`, `2m`).
+    #[arg(long, env = "CRUST_HTTP_TIMEOUT", default_value = "30s",
+          value_parser = crust_shared::config::parse_duration)]
+    pub http_timeout: Duration,
 }
 
 impl Config {
@@ -102,9 +116,7 @@ pub async fn run(
     let pool = config.db.pool().map_err(anyhow::Error::msg)?;
     let log_pool = log_pool(&config.db)?;
     let (writer, writer_task) = Writer::start(pool.clone(), log_pool);
-    let http = reqwest::Client::builder()
-        .user_agent("crust-worker")
-        .build()
+    let http = HttpClient::new(config.http_allow.clone(), config.http_timeout)
         .context("cannot build the HTTP client")?;
     let worker = Arc::new(Worker {
         name: config.name(),

@@ -167,6 +167,9 @@ impl System {
             lease_ms,
             drain_secs,
             name: Some(format!("test-worker-{}", self.workers.len())),
+            // Test servers listen on loopback, which the default refuses.
+            http_allow: crust_worker::tasks::egress::Egress::parse("127.0.0.1/32").unwrap(),
+            http_timeout: Duration::from_secs(30),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.worker_health.push(listener.local_addr().unwrap());
@@ -203,6 +206,7 @@ impl System {
                 ("CRUST_WORKER_LEASE_MS", lease_ms.to_string()),
                 ("CRUST_WORKER_NAME", name.to_owned()),
                 ("CRUST_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+                ("CRUST_HTTP_ALLOW", "127.0.0.1/32".to_owned()),
                 ("CRUST_LOG_FORMAT", "text".to_owned()),
                 ("RUST_LOG", "info".to_owned()),
             ],
