@@ -201,3 +201,72 @@ async fn postgres_limits_are_400s_that_name_ours() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// Holds an exclusive lock on `table` until the returned connection is
+/// dropped, so any query of it waits (and a statement timeout ends the wait).
+async fn lock_table(app: &TestApp, table: &str) -> sqlx::PgConnection {
+    let mut db = app.db().await;
+    sqlx::query("BEGIN").execute(&mut db).await.unwrap();
+    sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db
+}
+
+#[tokio::test]
+async fn the_job_list_is_bounded_by_the_timeout_too() {
+    let app = spawn_app_with(|config| {
+        config.queries.query_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let _lock = lock_table(&app, "jobs").await;
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), app.get("/job/"))
+        .await
+        .expect("the listing ends by itself");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        message(&body).starts_with("the query took too long: it was stopped after 200ms"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_stops_the_query_of_a_client_that_went_away() {
+    let app = spawn_app_with(|config| {
+        config.queries.query_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let module = titled(&app, 3).await;
+    let _lock = lock_table(&app, "records").await;
+    // The client gives up long before the statement timeout.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .get(format!("{}/module/{module}/record", app.base))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(gave_up.is_timeout(), "{gave_up}");
+    // The api's query waits on the lock (seen while the timeout runs)...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while running_elsewhere(&app).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the api's query never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and Postgres ends it at the timeout although nobody waits for the
+    // answer any more.
+    while running_elsewhere(&app).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the abandoned query is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
