@@ -58,6 +58,11 @@ pub struct QueryLimits {
     #[arg(long, env = "CRUST_REPORT_MAX_ROWS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub report_max_rows: u32,
+
+    /// Most bytes of keys and values one report returns; a bigger one is a 400.
+    #[arg(long, env = "CRUST_REPORT_MAX_BYTES", default_value_t = 32 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub report_max_bytes: u64,
 }
 
 impl Default for QueryLimits {
@@ -65,6 +70,7 @@ impl Default for QueryLimits {
         Self {
             query_timeout: Duration::from_secs(10),
             report_max_rows: 10_000,
+            report_max_bytes: 32 * 1024 * 1024,
         }
     }
 }

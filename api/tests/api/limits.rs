@@ -65,7 +65,7 @@ async fn running_elsewhere(app: &TestApp) -> i64 {
 #[tokio::test]
 async fn a_query_past_the_timeout_is_a_400_and_postgres_stops_it() {
     let app = spawn_app_with(|config| {
-        config.queries.query_timeout = Duration::from_millis(20);
+        config.queries.query_timeout = Duration::from_millis(100);
     })
     .await;
     let module = titled(&app, 20_000).await;
@@ -79,7 +79,7 @@ async fn a_query_past_the_timeout_is_a_400_and_postgres_stops_it() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert_eq!(
             message(&body),
-            "the query took too long: it was stopped after 20ms (CRUST_QUERY_TIMEOUT); \
+            "the query took too long: it was stopped after 100ms (CRUST_QUERY_TIMEOUT); \
              narrow the filter or simplify the expressions"
         );
         assert_eq!(running_elsewhere(&app).await, 0, "{path}");
@@ -100,9 +100,15 @@ async fn a_query_past_the_timeout_is_a_400_and_postgres_stops_it() {
     );
 
     // Quick queries still answer, on connections the timeouts left usable.
-    let (status, body) = app.get(&format!("/module/{module}/record?perPage=1")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["response"]["records"].as_array().unwrap().len(), 1);
+    let small = app
+        .create_module("Small", json!([{"name": "n", "kind": "Number"}]))
+        .await;
+    app.create_record(&small, json!({"n": 1})).await;
+    for _ in 0..10 {
+        let (status, body) = app.get(&format!("/module/{small}/record")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["response"]["records"].as_array().unwrap().len(), 1);
+    }
 }
 
 #[tokio::test]
@@ -127,6 +133,27 @@ async fn a_report_with_more_groups_than_the_cap_is_a_400_naming_it() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["response"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_report_larger_than_the_byte_cap_is_a_400_naming_it() {
+    let app = spawn_app_with(|config| config.queries.report_max_bytes = 100_000).await;
+    let module = titled(&app, 100).await;
+    // 100 groups of 32-character titles fit; 30 copies of each do not.
+    let (status, body) = app
+        .get(&format!("/module/{module}/report?dimensions=title"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let wide = q(&format!("CONCAT({})", vec!["title"; 40].join(",")));
+    let (status, body) = app
+        .get(&format!("/module/{module}/report?dimensions={wide}"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        message(&body),
+        "the report is larger than 100000 bytes (CRUST_REPORT_MAX_BYTES); \
+         use fewer or shorter dimensions or a narrower filter"
+    );
 }
 
 #[tokio::test]
