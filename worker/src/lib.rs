@@ -505,3 +505,44 @@ async fn drain(worker: &Worker) {
     worker.runs.stop_all(StopReason::HandBack);
     wait_for_runs(worker, Duration::from_secs(10)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn the_http_policy_settings_are_read_and_checked_at_start() {
+        let cli = Cli::try_parse_from([
+            "crust-worker",
+            "--http-allow",
+            "10.0.0.0/8,billing.internal",
+            "--http-timeout",
+            "2m",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.config.http_allow,
+            Egress::parse("10.0.0.0/8, billing.internal").unwrap()
+        );
+        assert_eq!(cli.config.http_timeout, Duration::from_secs(120));
+        for (flag, value) in [
+            ("--http-allow", "10.0.0.0/33"),
+            ("--http-allow", "127.1"),
+            ("--http-timeout", "0s"),
+            ("--http-timeout", "30"),
+        ] {
+            let err = Cli::try_parse_from(["crust-worker", flag, value])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} {value} was accepted"));
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+    }
+}
