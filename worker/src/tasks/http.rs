@@ -65,10 +65,11 @@ pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<Value, Tas
                 "{what}: timed out after {}",
                 seconds(limit)
             )),
-            ReadError::Http(err) if HttpClient::refusal(&err).is_some() => {
-                TaskError::failed(HttpClient::refusal(&err).map(|refused| refused.0).unwrap_or_default())
-            }
-            ReadError::Http(err) => TaskError::failed(format!("{what}: {}", chain(&err.without_url()))),
+            // The policy refused a resolved address or a redirect hop.
+            ReadError::Http(err) => match HttpClient::refusal(&err) {
+                Some(refused) => TaskError::failed(refused.0),
+                None => TaskError::failed(format!("{what}: {}", chain(&err.without_url()))),
+            },
             ReadError::TooLarge => TaskError::failed(format!(
                 "{what}: the response body is larger than {MAX_BODY_BYTES} bytes"
             )),
