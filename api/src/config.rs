@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use crust_shared::auth::TokenKey;
-use crust_shared::config::{ConfigError, DbConfig};
+use crust_shared::config::{ConfigError, DbConfig, QueryLimits};
 use crust_shared::queue::AmqpConfig;
 
 /// What `crust-api` needs to serve.
@@ -14,6 +14,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub amqp: AmqpConfig,
+
+    #[command(flatten)]
+    pub queries: QueryLimits,
 
     /// Address to listen on.
     #[arg(long, env = "CRUST_HTTP_ADDR", default_value = "127.0.0.1:3000")]

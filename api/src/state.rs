@@ -20,6 +20,8 @@ pub struct Inner {
     pub pool: PgPool,
     pub tokens: TokenKey,
     pub body_limit: usize,
+    /// `CRUST_QUERY_TIMEOUT` and `CRUST_REPORT_MAX_ROWS`.
+    pub queries: crust_shared::config::QueryLimits,
     /// `CRUST_TRACE_URL`: how a job's `traceID` becomes a `traceURL`.
     pub trace_url: Option<String>,
     /// Publishes jobs to RabbitMQ after their rows commit.
@@ -49,6 +51,7 @@ impl AppState {
             pool,
             tokens,
             body_limit: config.body_limit,
+            queries: config.queries.clone(),
             trace_url: config.trace_url.clone(),
             queue,
             modules: Default::default(),

@@ -92,7 +92,7 @@ pub async fn list_jobs(
                 .map_err(|reason| ApiError::bad_request(format!("status: {reason}")))
         })
         .transpose()?;
-    let (jobs, count) = jobs::list(&state.pool, status, paging).await?;
+    let (jobs, count) = jobs::list(&state.pool, status, paging, &state.queries).await?;
     let trace_url = state.trace_url.as_deref();
     let jobs: Vec<Job> = jobs
         .into_iter()

@@ -44,6 +44,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(SECRET.into()),
         body_limit: 1024 * 1024,
+        queries: Default::default(),
         trace_url: None,
     };
     adjust(&mut config);

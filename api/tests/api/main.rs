@@ -6,6 +6,7 @@ mod charts;
 mod edits;
 mod helpers;
 mod jobs;
+mod limits;
 mod modules;
 mod pages;
 mod process;

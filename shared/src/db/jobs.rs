@@ -163,8 +163,13 @@ pub async fn list(
     pool: &PgPool,
     status: Option<JobStatus>,
     paging: Paging,
+    limits: &crate::config::QueryLimits,
 ) -> Result<(Vec<Job>, i64)> {
     let status = status.map(JobStatus::as_str);
+    // A client's listing (and its count over every job) is bounded like
+    // record lists: Postgres stops it at the statement timeout.
+    let failure = crate::error::query_failure(limits.query_timeout);
+    let mut tx = super::bounded(pool, limits.query_timeout).await?;
     let rows: Vec<JobRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1)
          ORDER BY id DESC LIMIT $2 OFFSET $3"
@@ -172,13 +177,16 @@ pub async fn list(
     .bind(status)
     .bind(paging.per_page)
     .bind(paging.offset())
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(&failure)?;
     let count: i64 =
         sqlx::query_scalar("SELECT count(*) FROM jobs WHERE ($1::text IS NULL OR status = $1)")
             .bind(status)
-            .fetch_one(pool)
-            .await?;
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(&failure)?;
+    tx.commit().await?;
     let jobs = rows
         .into_iter()
         .map(JobRow::into_job)

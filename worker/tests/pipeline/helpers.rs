@@ -36,6 +36,8 @@ pub struct System {
     api: CancellationToken,
     schedulers: Vec<CancellationToken>,
     workers: Vec<(CancellationToken, JoinHandle<()>)>,
+    /// The workers' CRUST_HTTP_ALLOW.
+    http_allow: &'static str,
 }
 
 /// What to start.
@@ -48,6 +50,8 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// Postgres's port as the processes see it (a proxy in outage tests).
     pub db_port: Option<u16>,
+    /// The workers' CRUST_HTTP_ALLOW: loopback, where test servers listen.
+    pub http_allow: &'static str,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             drain_secs: 10,
             amqp_url: None,
             db_port: None,
+            http_allow: "127.0.0.1/32",
         }
     }
 }
@@ -88,6 +93,7 @@ pub async fn start(options: Options) -> System {
         api: CancellationToken::new(),
         schedulers: Vec::new(),
         workers: Vec::new(),
+        http_allow: options.http_allow,
         db,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,6 +104,7 @@ pub async fn start(options: Options) -> System {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(SECRET.into()),
         body_limit: 1 << 20,
+        queries: Default::default(),
         trace_url: None,
     };
     let stop = system.api.clone();
@@ -166,6 +173,8 @@ impl System {
             lease_ms,
             drain_secs,
             name: Some(format!("test-worker-{}", self.workers.len())),
+            http_allow: crust_worker::tasks::egress::Egress::parse(self.http_allow).unwrap(),
+            http_timeout: Duration::from_secs(30),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.worker_health.push(listener.local_addr().unwrap());
@@ -202,6 +211,7 @@ impl System {
                 ("CRUST_WORKER_LEASE_MS", lease_ms.to_string()),
                 ("CRUST_WORKER_NAME", name.to_owned()),
                 ("CRUST_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+                ("CRUST_HTTP_ALLOW", self.http_allow.to_owned()),
                 ("CRUST_LOG_FORMAT", "text".to_owned()),
                 ("RUST_LOG", "info".to_owned()),
             ],
