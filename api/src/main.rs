@@ -3,8 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use crust_api::Config;
-use crust_shared::auth::{parse_ttl, TokenKey};
-use crust_shared::Id;
+use crust_shared::auth::{parse_ttl, parse_user_id, TokenKey};
 
 #[derive(Parser)]
 #[command(name = "crust-api", version, about = "The Crust REST API")]
@@ -23,7 +22,7 @@ enum Command {
     Migrate,
     /// Print a signed bearer token.
     Token {
-        /// The user ID the token speaks for.
+        /// The user ID the token speaks for (a positive number).
         #[arg(long)]
         sub: String,
         /// How long it is valid: 90s, 15m, 24h, 7d.
@@ -50,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
                 .jwt_secret
                 .context("CRUST_JWT_SECRET is not set")?;
             let key = TokenKey::new(&secret).map_err(anyhow::Error::msg)?;
-            let user = Id::parse(&sub).map_err(|reason| anyhow::anyhow!("--sub: {reason}"))?;
+            let user = parse_user_id(&sub).map_err(|reason| anyhow::anyhow!("--sub: {reason}"))?;
             let ttl = parse_ttl(&ttl).map_err(|reason| anyhow::anyhow!("--ttl: {reason}"))?;
             println!("{}", key.sign(user, chrono::Utc::now().timestamp(), ttl));
             Ok(())

@@ -12,6 +12,7 @@ pub struct DbConfig {
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/crust"
     )]
     pub database_url: String,
