@@ -5,13 +5,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use crust_shared::Id;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::AppState;
 
 /// The IDs in the path, in order, each parsed and checked.
 #[derive(Debug, Clone, Copy)]
@@ -57,20 +58,68 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// A JSON body deserialised into `T`. Malformed JSON, a wrong type or a
-/// missing field is a 400 saying where; a body over the limit is a 413.
+/// A JSON body deserialised into `T`. A body not sent as
+/// `application/json` is a 415 (which also keeps cross-site HTML forms, the
+/// only cross-site posts a browser sends without asking, from carrying the
+/// `jwt` cookie); malformed JSON, a wrong type or a missing field is a 400
+/// saying where; a body over the limit is a 413; one not sent within the
+/// read timeout is a 408.
 #[derive(Debug, Clone)]
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "request body must be sent with Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = tokio::time::timeout(state.read_timeout, Bytes::from_request(request, state))
             .await
+            .map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "request body was not received within {}s",
+                    state.read_timeout.as_secs()
+                ))
+            })?
             .map_err(body_error)?;
         parse_json(&bytes).map(Body)
     }
+}
+
+/// Whether the `Content-Type` is `application/json`, parameters such as
+/// `charset` aside.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Refuses a URL whose path or query decodes to NUL (`%00`): no text
+/// column can hold it, and no ID or parameter contains it legitimately.
+pub async fn refuse_nul_in_url(
+    request: Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    if request.uri().path().contains("%00") {
+        return Err(ApiError::bad_request(
+            "the URL path must not contain NUL (%00)",
+        ));
+    }
+    let query = request.uri().query().unwrap_or_default();
+    if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "query parameter {}: must not contain NUL (%00)",
+            name.escape_debug()
+        )));
+    }
+    Ok(next.run(request).await)
 }
 
 fn body_error(rejection: BytesRejection) -> ApiError {
@@ -343,7 +392,9 @@ mod tests {
     fn the_bound_is_the_largest_double_that_survives_round_trips() {
         assert_eq!(MAX_STORABLE.to_bits(), f64::MAX.to_bits() - 6);
         for above in 0..6 {
-            assert!(!survives_round_trips(f64::from_bits(f64::MAX.to_bits() - above)));
+            assert!(!survives_round_trips(f64::from_bits(
+                f64::MAX.to_bits() - above
+            )));
         }
         // Every double in the hundred thousand steps from the bound down settles.
         let mut bits = MAX_STORABLE.to_bits();

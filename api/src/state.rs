@@ -21,10 +21,14 @@ pub struct Inner {
     pub pool: PgPool,
     pub tokens: TokenKey,
     pub body_limit: usize,
+    /// `CRUST_HTTP_READ_TIMEOUT`: how long a request body may take to arrive.
+    pub read_timeout: std::time::Duration,
     /// `CRUST_TRACE_URL`: how a job's `traceID` becomes a `traceURL`.
     pub trace_url: Option<String>,
     /// Publishes jobs to RabbitMQ after their rows commit.
     pub queue: JobQueue,
+    /// `CRUST_CORS_ORIGINS`; `None` leaves CORS off.
+    pub cors: Option<crate::cors::Cors>,
     /// Module definitions for record creates (checked by version on write).
     pub modules: crust_shared::db::modules::ModuleCache,
 }
@@ -43,6 +47,7 @@ impl AppState {
                 "CRUST_TRACE_URL must contain {{traceID}} where the trace id goes (got {url:?})"
             );
         }
+        let cors = crate::cors::Cors::new(&config.cors_origins).map_err(anyhow::Error::msg)?;
         let pool = config.db.pool().map_err(anyhow::Error::msg)?;
         let queue = JobQueue::start(
             Arc::new(Publisher::new(&config.amqp)),
@@ -53,8 +58,10 @@ impl AppState {
             pool,
             tokens,
             body_limit: config.body_limit,
+            read_timeout: config.http_read_timeout,
             trace_url: config.trace_url.clone(),
             queue,
+            cors,
             modules: Default::default(),
         })))
     }

@@ -52,13 +52,13 @@ scheduler http://127.0.0.1:3001/readyz, worker http://127.0.0.1:3002/readyz.
   export API=http://$api_addr
 
   # A module, a record, and a filtered list:
-  curl -s -H "Authorization: Bearer \$TOKEN" \$API/module/ -d '{"name": "Leads", "fields": [{"name": "email", "kind": "Email", "isRequired": true}, {"name": "score", "kind": "Number"}]}'
-  curl -s -H "Authorization: Bearer \$TOKEN" \$API/module/1/record -d '{"fields": {"email": "ann@example.com", "score": 42}}'
+  curl -s -H "Authorization: Bearer \$TOKEN" \$API/module/ -H "Content-Type: application/json" -d '{"name": "Leads", "fields": [{"name": "email", "kind": "Email", "isRequired": true}, {"name": "score", "kind": "Number"}]}'
+  curl -s -H "Authorization: Bearer \$TOKEN" \$API/module/1/record -H "Content-Type: application/json" -d '{"fields": {"email": "ann@example.com", "score": 42}}'
   curl -s -H "Authorization: Bearer \$TOKEN" "\$API/module/1/record?filter=score%20%3E%2010&sort=score%20DESC"
 
   # A workflow, a job that runs it, and the job's logs:
-  curl -s -H "Authorization: Bearer \$TOKEN" \$API/workflow/ -d '{"name": "greet", "tasks": [{"name": "hello", "kind": "log", "params": {"message": "hello {{ parameters.who }}"}}]}'
-  curl -s -H "Authorization: Bearer \$TOKEN" \$API/job/ -d '{"workflowID": "1", "parameters": {"who": "ann"}}'
+  curl -s -H "Authorization: Bearer \$TOKEN" \$API/workflow/ -H "Content-Type: application/json" -d '{"name": "greet", "tasks": [{"name": "hello", "kind": "log", "params": {"message": "hello {{ parameters.who }}"}}]}'
+  curl -s -H "Authorization: Bearer \$TOKEN" \$API/job/ -H "Content-Type: application/json" -d '{"workflowID": "1", "parameters": {"who": "ann"}}'
   curl -s -H "Authorization: Bearer \$TOKEN" \$API/job/1
   curl -s -H "Authorization: Bearer \$TOKEN" \$API/job/1/logs
 

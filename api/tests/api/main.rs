@@ -3,6 +3,7 @@
 
 mod auth;
 mod charts;
+mod hardening;
 mod helpers;
 mod jobs;
 mod modules;
