@@ -6,8 +6,8 @@ use std::time::Duration;
 use crust_shared::config::DbConfig;
 use crust_shared::queue::AmqpConfig;
 
-/// What `crust-api` needs to serve.
-#[derive(Debug, Clone, clap::Args)]
+/// What `crust-api` needs to serve. Its `Debug` shows no secret.
+#[derive(Clone, clap::Args)]
 pub struct Config {
     #[command(flatten)]
     pub db: DbConfig,
@@ -49,6 +49,17 @@ pub struct Config {
     /// (`https://app.example.com,http://localhost:5173`). Empty: CORS off.
     #[arg(long, env = "CRUST_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("db", &self.db)
+            .field("amqp", &self.amqp)
+            .field("http_addr", &self.http_addr)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A timeout such as `30s`, `2m` or a bare number of seconds.

@@ -5,8 +5,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
-/// Where Postgres is.
-#[derive(Debug, Clone, clap::Args)]
+/// Where Postgres is. Its `Debug` hides the URL's password.
+#[derive(Clone, clap::Args)]
 pub struct DbConfig {
     /// Postgres connection URL.
     #[arg(
@@ -20,6 +20,30 @@ pub struct DbConfig {
     /// Most connections this process opens.
     #[arg(long, env = "CRUST_DB_POOL_SIZE", default_value_t = 32)]
     pub db_pool_size: u32,
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 impl DbConfig {
@@ -73,4 +97,24 @@ pub async fn create_database_if_missing(options: &PgConnectOptions) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        assert_eq!(
+            redact_url("postgres://crust:s3cret@db:5432/crust?sslmode=require"),
+            "postgres://crust:***@db:5432/crust?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://db/crust"), "postgres://db/crust");
+        assert_eq!(redact_url("amqp://guest@mq/%2f"), "amqp://guest@mq/%2f");
+        let config = DbConfig {
+            database_url: "postgres://crust:s3cret@db/crust".into(),
+            db_pool_size: 4,
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
 }

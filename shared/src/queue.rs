@@ -20,8 +20,9 @@ use tokio::sync::Mutex;
 
 use crate::Id;
 
-/// Where the broker is and how names are prefixed.
-#[derive(Debug, Clone, clap::Args)]
+/// Where the broker is and how names are prefixed. Its `Debug` hides the
+/// URL's password.
+#[derive(Clone, clap::Args)]
 pub struct AmqpConfig {
     /// RabbitMQ URL.
     #[arg(
@@ -35,6 +36,15 @@ pub struct AmqpConfig {
     /// Prefix of every exchange and queue name.
     #[arg(long, env = "CRUST_QUEUE_PREFIX", default_value = "crust")]
     pub queue_prefix: String,
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("amqp_url", &crate::config::redact_url(&self.amqp_url))
+            .field("queue_prefix", &self.queue_prefix)
+            .finish()
+    }
 }
 
 /// The names derived from the prefix.
