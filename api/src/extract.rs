@@ -59,9 +59,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 }
 
 /// A JSON body deserialised into `T`. A body not sent as
-/// `application/json` is a 415 (which also keeps cross-site HTML forms, the
-/// only cross-site posts a browser sends without asking, from carrying the
-/// `jwt` cookie); malformed JSON, a wrong type or a missing field is a 400
+/// `application/json` is a 415: browsers post cross-site without a CORS
+/// preflight only as forms or `text/plain`, so this also keeps another
+/// site's page from posting with the `jwt` cookie. Malformed JSON, a wrong type or a missing field is a 400
 /// saying where; a body over the limit is a 413; one not sent within the
 /// read timeout is a 408.
 #[derive(Debug, Clone)]
