@@ -22,10 +22,14 @@ pub struct Inner {
     pub body_limit: usize,
     /// `CRUST_QUERY_TIMEOUT` and `CRUST_REPORT_MAX_ROWS`.
     pub queries: crust_shared::config::QueryLimits,
+    /// `CRUST_HTTP_READ_TIMEOUT`: how long a request body may take to arrive.
+    pub read_timeout: std::time::Duration,
     /// `CRUST_TRACE_URL`: how a job's `traceID` becomes a `traceURL`.
     pub trace_url: Option<String>,
     /// Publishes jobs to RabbitMQ after their rows commit.
     pub queue: JobQueue,
+    /// `CRUST_CORS_ORIGINS`; `None` leaves CORS off.
+    pub cors: Option<crate::cors::Cors>,
     /// Module definitions for record creates (checked by version on write).
     pub modules: crust_shared::db::modules::ModuleCache,
 }
@@ -40,6 +44,8 @@ impl AppState {
                 "CRUST_TRACE_URL must contain {{traceID}} where the trace id goes (got {url:?})"
             );
         }
+        let cors = crate::cors::Cors::new(&config.cors_origins)
+            .map_err(crust_shared::config::ConfigError::new)?;
         let pool = config.db.pool()?;
         config.amqp.validate()?;
         let queue = JobQueue::start(
@@ -52,8 +58,10 @@ impl AppState {
             tokens,
             body_limit: config.body_limit,
             queries: config.queries.clone(),
+            read_timeout: config.http_read_timeout,
             trace_url: config.trace_url.clone(),
             queue,
+            cors,
             modules: Default::default(),
         })))
     }

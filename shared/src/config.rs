@@ -42,13 +42,14 @@ pub fn exit_code(program: &str, error: Option<&(dyn std::error::Error + 'static)
     ExitCode::from(if is_config { 2 } else { 1 })
 }
 
-/// Where Postgres is.
-#[derive(Debug, Clone, clap::Args)]
+/// Where Postgres is. Its `Debug` hides the URL's password.
+#[derive(Clone, clap::Args)]
 pub struct DbConfig {
     /// Postgres connection URL.
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/crust"
     )]
     pub database_url: String,
@@ -56,6 +57,30 @@ pub struct DbConfig {
     /// Most connections this process opens.
     #[arg(long, env = "CRUST_DB_POOL_SIZE", default_value_t = 32)]
     pub db_pool_size: u32,
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 impl DbConfig {
@@ -195,5 +220,20 @@ mod tests {
         }
         assert_eq!(show_duration(Duration::from_secs(10)), "10s");
         assert_eq!(show_duration(Duration::from_millis(1_500)), "1500ms");
+    }
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        assert_eq!(
+            redact_url("postgres://crust:s3cret@db:5432/crust?sslmode=require"),
+            "postgres://crust:***@db:5432/crust?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://db/crust"), "postgres://db/crust");
+        assert_eq!(redact_url("amqp://guest@mq/%2f"), "amqp://guest@mq/%2f");
+        let config = DbConfig {
+            database_url: "postgres://crust:s3cret@db/crust".into(),
+            db_pool_size: 4,
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 }

@@ -20,13 +20,15 @@ use tokio::sync::Mutex;
 
 use crate::Id;
 
-/// Where the broker is and how names are prefixed.
-#[derive(Debug, Clone, clap::Args)]
+/// Where the broker is and how names are prefixed. Its `Debug` hides the
+/// URL's password.
+#[derive(Clone, clap::Args)]
 pub struct AmqpConfig {
     /// RabbitMQ URL.
     #[arg(
         long,
         env = "AMQP_URL",
+        hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
@@ -47,6 +49,29 @@ impl AmqpConfig {
                 crate::config::ConfigError::new(format!("AMQP_URL is not a valid AMQP URL: {err}"))
             })
     }
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("amqp_url", &crate::config::redact_url(&self.amqp_url))
+            .field("queue_prefix", &self.queue_prefix)
+            .finish()
+    }
+}
+
+/// Closes `connection` and waits (up to `timeout`) for lapin's I/O thread
+/// to end: that thread otherwise outlives the close handshake for a moment,
+/// and if the runtime is shutting down by then it logs errors about it.
+pub async fn close_connection(connection: Connection, reason: &str, timeout: Duration) {
+    let closed = tokio::time::timeout(timeout, connection.close(200, reason)).await;
+    if !matches!(closed, Ok(Ok(()))) {
+        tracing::debug!("broker did not acknowledge the close in time");
+        return;
+    }
+    // `run` joins the I/O thread, which ends once the connection is closed.
+    let joined = tokio::task::spawn_blocking(move || connection.run());
+    let _ = tokio::time::timeout(timeout, joined).await;
 }
 
 /// The names derived from the prefix.
@@ -337,13 +362,8 @@ impl Publisher {
         let Some((connection, channel)) = self.channel.lock().await.take() else {
             return;
         };
-        let goodbye = async {
-            let _ = channel.close(200, "closing").await;
-            let _ = connection.close(200, "closing").await;
-        };
-        if tokio::time::timeout(self.timeout, goodbye).await.is_err() {
-            tracing::debug!("broker did not acknowledge the close in time");
-        }
+        let _ = tokio::time::timeout(self.timeout, channel.close(200, "closing")).await;
+        close_connection(connection, "closing", self.timeout).await;
     }
 
     /// Connects if not connected; for readiness probes.

@@ -260,7 +260,12 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     wait_for_runs(worker, Duration::from_secs(worker.config.drain_secs)).await;
     worker.runs.stop_all(StopReason::HandBack);
     wait_for_runs(worker, Duration::from_secs(10)).await;
-    let _ = connection.close(200, "worker shutting down").await;
+    crust_shared::queue::close_connection(
+        connection,
+        "worker shutting down",
+        Duration::from_secs(5),
+    )
+    .await;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod auth;
 mod charts;
 mod edits;
+mod hardening;
 mod helpers;
 mod jobs;
 mod limits;

@@ -106,6 +106,9 @@ pub async fn start(options: Options) -> System {
         body_limit: 1 << 20,
         queries: Default::default(),
         trace_url: None,
+        http_read_timeout: std::time::Duration::from_secs(30),
+        max_connections: 1024,
+        cors_origins: Vec::new(),
     };
     let stop = system.api.clone();
     tokio::spawn(async move { crust_api::run(config, listener, stop).await.unwrap() });
