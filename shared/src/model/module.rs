@@ -52,7 +52,7 @@ pub struct Field {
     /// Most characters a String, Email or Url value may have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u32>,
-    /// Kind-specific options (see [`FieldKind`]).
+    /// Kind-specific options (see the field kinds).
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub options: Value,
@@ -293,7 +293,9 @@ impl Module {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModuleInput {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    #[schema(min_items = 1, max_items = 200)]
     pub fields: Vec<Field>,
     /// Free-form JSON for the front end; defaults to `{}`.
     #[serde(default)]
