@@ -25,3 +25,7 @@ trap drop_templates EXIT
 
 log "running the test suite"
 cargo test --workspace --all-targets "$@"
+# The API fuzz run: a real api, requests generated from its OpenAPI document;
+# fails on any 5xx or any answer the document does not describe.
+log "fuzzing the api"
+./deploy/local/fuzz.sh

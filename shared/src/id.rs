@@ -17,14 +17,13 @@ impl Id {
     /// The "no parent" / "no module" ID, `"0"`.
     pub const ZERO: Id = Id(0);
 
-    /// Parses a decimal ID, explaining what is wrong with a bad one.
+    /// Parses a decimal ID (digits only, as the API document's `ID` pattern
+    /// says), explaining what is wrong with a bad one.
     pub fn parse(text: &str) -> Result<Id, String> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("{text:?} is not an ID (expected a decimal number)"));
         }
-        trimmed
-            .parse::<i64>()
+        text.parse::<i64>()
             .map(Id)
             .map_err(|_| format!("{text:?} is out of range for an ID"))
     }
@@ -79,6 +78,19 @@ impl<'de> Deserialize<'de> for Id {
                     .map_err(|_| E::custom(format!("{v} is out of range for an ID")))
             }
 
+            /// `42.0` is the integer 42 to JSON (and to JSON Schema, which
+            /// the API document is written in).
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Id, E> {
+                if v.fract() != 0.0 || v < 0.0 {
+                    return Err(E::custom(format!("{v} is not an ID")));
+                }
+                // i64::MAX as f64 rounds up to 2^63, itself out of range.
+                if v >= i64::MAX as f64 {
+                    return Err(E::custom(format!("{v} is out of range for an ID")));
+                }
+                Ok(Id(v as i64))
+            }
+
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id, E> {
                 if v < 0 {
                     return Err(E::custom(format!(
@@ -129,6 +141,11 @@ mod tests {
         assert_eq!(serde_json::to_string(&Id(42)).unwrap(), "\"42\"");
         assert_eq!(serde_json::from_str::<Id>("\"42\"").unwrap(), Id(42));
         assert_eq!(serde_json::from_str::<Id>("42").unwrap(), Id(42));
+        assert_eq!(serde_json::from_str::<Id>("42.0").unwrap(), Id(42));
+        assert_eq!(serde_json::from_str::<Id>("1e3").unwrap(), Id(1000));
+        assert!(serde_json::from_str::<Id>("42.5").is_err());
+        assert!(serde_json::from_str::<Id>("-1.0").is_err());
+        assert!(serde_json::from_str::<Id>("9.3e18").is_err());
     }
 
     #[test]
@@ -143,5 +160,8 @@ mod tests {
             .unwrap_err()
             .contains("out of range"));
         assert!(Id::parse("").is_err());
+        assert!(Id::parse(" 42").is_err(), "digits only, as documented");
+        assert_eq!(Id::parse("0042"), Ok(Id(42)));
+        assert_eq!(Id::parse("9223372036854775807"), Ok(Id(i64::MAX)));
     }
 }

@@ -25,9 +25,15 @@ pub const MAX_LOGS_PER_PAGE: i64 = 1000;
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct JobQuery {
-    /// queued, running, ok, error or cancelled.
+    /// Only jobs in this status: queued, running, ok, error or cancelled
+    /// (empty = any).
+    #[param(pattern = "^(queued|running|ok|error|cancelled)?$")]
     pub status: Option<String>,
+    /// 0-based page (default 0).
+    #[param(minimum = 0, maximum = 92_233_720_368_547_758_i64)]
     pub page: Option<i64>,
+    /// Jobs per page (default 50); values above 100 are lowered to 100.
+    #[param(minimum = 1)]
     pub per_page: Option<i64>,
 }
 
@@ -36,8 +42,11 @@ pub struct JobQuery {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// 0-based page (default 0).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_i64)]
     pub page: Option<i64>,
-    /// Entries per page (default 50, at most 1000).
+    /// Entries per page (default 50); values above 1000 are lowered to 1000.
+    #[param(minimum = 1)]
     pub per_page: Option<i64>,
 }
 

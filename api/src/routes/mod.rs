@@ -76,7 +76,7 @@ pub fn success() -> Json<serde_json::Value> {
     Json(json!({"success": {"message": "OK"}}))
 }
 
-/// The body of `success()`, for the OpenAPI document.
+/// The answer to deletes and reorders: `{"success": {"message": "OK"}}`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Success {
     pub success: SuccessMessage,
@@ -89,10 +89,17 @@ pub struct SuccessMessage {
     pub message: String,
 }
 
-/// The error envelope, for the OpenAPI document.
+/// The error envelope: `{"error": {"message": "..."}}`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    pub error: SuccessMessage,
+    pub error: ErrorMessage,
+}
+
+/// What went wrong, naming the parameter or JSON path.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorMessage {
+    #[schema(example = "name: must not be empty")]
+    pub message: String,
 }
 
 /// `?force=true` on deletes.

@@ -27,9 +27,11 @@ pub struct RecordQuery {
     pub filter: Option<String>,
     /// Sort list, e.g. `createdAt DESC, name`; default `id DESC`.
     pub sort: Option<String>,
-    /// 0-based page.
+    /// 0-based page (default 0).
+    #[param(minimum = 0, maximum = 92_233_720_368_547_758_i64)]
     pub page: Option<i64>,
-    /// Records per page (default 50, at most 100).
+    /// Records per page (default 50); values above 100 are lowered to 100.
+    #[param(minimum = 1)]
     pub per_page: Option<i64>,
 }
 

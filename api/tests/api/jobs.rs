@@ -452,4 +452,19 @@ async fn a_job_the_scheduler_created_for_a_cron_slot_shows_the_slot() {
 async fn woken(listener: &mut PgListener) -> bool {
     let wait = tokio::time::timeout(Duration::from_secs(10), listener.recv());
     matches!(wait.await, Ok(Ok(_)))
+
+}
+
+#[tokio::test]
+async fn a_page_past_the_documented_last_one_is_a_400_whatever_the_page_size() {
+    let app = spawn_app().await;
+    let last = crust_shared::model::paging::Paging::max_page(100);
+    let (status, body) = app.get(&format!("/job/?page={last}&perPage=1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.get(&format!("/job/?page={}&perPage=1", last + 1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"]["message"],
+        format!("page: must be at most {last}")
+    );
 }

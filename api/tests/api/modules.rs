@@ -300,3 +300,31 @@ async fn removing_a_field_drops_its_values() {
         json!([{"name": "a", "value": "1"}])
     );
 }
+
+#[tokio::test]
+async fn path_ids_are_digits_only_as_the_document_says() {
+    let app = spawn_app().await;
+    for path in [
+        "/module/%2042",
+        "/module/42%20",
+        "/module/+42",
+        "/module/%0942",
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(message(&body).contains("is not an ID"), "{path}: {body}");
+    }
+    let (status, _) = app.get("/module/0042").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "leading zeros are an ID");
+}
+
+#[tokio::test]
+async fn nul_in_a_query_parameter_is_a_400_naming_it() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/module/?query=a%00b").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        message(&body),
+        "query parameter \"query\": must not contain NUL (\\u0000)"
+    );
+}

@@ -27,6 +27,7 @@ pub struct Chart {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChartInput {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     /// Chart JSON; `reports` is a list of `{moduleID, metrics, dimensions, filter}`.
     #[schema(value_type = Object)]

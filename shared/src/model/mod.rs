@@ -15,13 +15,14 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest free text accepted where no field limit is set, in characters.
 pub const MAX_TEXT_LEN: usize = 65_536;
 
-/// Checks a required, bounded, non-blank name and returns it trimmed.
+/// Checks a required, bounded, non-blank name and returns it trimmed. The
+/// length is that of the name as sent, as the API document states it.
 pub fn required_name(field: &str, value: &str) -> crate::Result<String> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(crate::Error::invalid(format!("{field}: must not be empty")));
     }
-    bounded_text(field, trimmed, MAX_NAME_LEN)?;
+    bounded_text(field, value, MAX_NAME_LEN)?;
     Ok(trimmed.to_owned())
 }
 
@@ -45,4 +46,22 @@ where
     T: serde::Deserialize<'de>,
 {
     serde::Deserialize::deserialize(deserializer).map(Some)
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_measured_as_sent_and_kept_trimmed() {
+        assert_eq!(required_name("name", "  ann ").unwrap(), "ann");
+        let padded = format!("{}  ", "a".repeat(MAX_NAME_LEN - 1));
+        assert!(required_name("name", &padded)
+            .unwrap_err()
+            .to_string()
+            .contains("the limit is 255"));
+        assert!(required_name("name", &"a".repeat(MAX_NAME_LEN)).is_ok());
+        assert!(required_name("name", " \t").is_err());
+    }
 }

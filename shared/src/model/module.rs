@@ -314,7 +314,9 @@ impl Module {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModuleInput {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    #[schema(min_items = 1, max_items = 200)]
     pub fields: Vec<Field>,
     /// Free-form JSON for the front end; defaults to `{}`.
     #[serde(default)]

@@ -26,7 +26,7 @@ pub struct Page {
     pub title: String,
     pub description: String,
     pub visible: bool,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub blocks: Value,
     pub weight: i32,
     pub created_at: DateTime<Utc>,
@@ -48,12 +48,14 @@ pub struct PageInput {
     #[serde(rename = "moduleID", default)]
     #[schema(value_type = Option<String>)]
     pub module_id: Id,
+    #[schema(min_length = 1, max_length = 255)]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 65_536)]
     pub description: String,
     #[serde(default)]
     pub visible: bool,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub blocks: Value,
 }
 

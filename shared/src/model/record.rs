@@ -14,7 +14,7 @@ use crate::{Error, Id, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RecordValue {
     pub name: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Value,
 }
 

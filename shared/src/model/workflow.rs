@@ -38,9 +38,10 @@ pub const MAX_SECONDS: u32 = 86_400;
 pub struct Task {
     /// Unique within the workflow; later tasks read this task's output
     /// as `{{ outputs.<name>… }}`.
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_]*$", max_length = 64)]
     pub name: String,
-    /// One of `log`, `sleep`, `fail`, `http`, `record.create`,
-    /// `record.update`, `record.delete`, `record.query`, `script`.
+    /// The task kind: log, sleep, fail, http, record.create, record.update,
+    /// record.delete, record.query or script.
     pub kind: String,
     /// Kind-specific parameters; string values are templates.
     #[serde(default = "empty_object")]
@@ -83,12 +84,17 @@ pub struct Workflow {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowInput {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub tasks: Vec<Task>,
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub on_error: Vec<Task>,
+    /// Seconds the whole job may take; 0 = no limit.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 86_400)]
     pub timeout: i64,
     #[serde(default)]
     pub schedule: Option<String>,
