@@ -49,15 +49,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        // NUL was refused before routing (`refuse_nul_in_url`).
         let query = parts.uri.query().unwrap_or_default();
-        // Postgres text cannot hold NUL: refuse it here, naming the parameter.
-        if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
-            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
-        {
-            return Err(ApiError::bad_request(format!(
-                "query parameter {name:?}: must not contain NUL (\\u0000)"
-            )));
-        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)

@@ -452,7 +452,6 @@ async fn a_job_the_scheduler_created_for_a_cron_slot_shows_the_slot() {
 async fn woken(listener: &mut PgListener) -> bool {
     let wait = tokio::time::timeout(Duration::from_secs(10), listener.recv());
     matches!(wait.await, Ok(Ok(_)))
-
 }
 
 #[tokio::test]

@@ -46,7 +46,6 @@ where
     T: serde::Deserialize<'de>,
 {
     serde::Deserialize::deserialize(deserializer).map(Some)
-
 }
 
 #[cfg(test)]
