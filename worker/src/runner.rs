@@ -12,12 +12,13 @@ use crust_shared::db::jobs::Claimed;
 use crust_shared::model::job::JobStatus;
 use crust_shared::model::workflow::Task;
 use crust_shared::Id;
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::logs::JobLogger;
-use crate::tasks::{self, TaskContext, TaskEnv};
+use crate::logs::MAX_DATA_BYTES;
+use crate::tasks::{self, Outputs, TaskContext, TaskEnv};
 
 /// Why a run was told to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,8 +156,9 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
         None,
         format!("job started (attempt {})", job.attempt),
         None,
-    );
-    let mut outputs = Map::new();
+    )
+    .await;
+    let mut outputs = Outputs::new();
     let timeout = (job.timeout > 0).then(|| Duration::from_secs(u64::from(job.timeout)));
     let tasks_done = run_tasks(env, job, &job.tasks, &mut outputs, None, log, stop);
     let result = match timeout {
@@ -171,12 +173,13 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
     };
     match result {
         Ok(()) => {
-            log.log("info", None, "job finished", None);
+            log.log("info", None, "job finished", None).await;
             Ending::Finish(JobStatus::Ok, None)
         }
-        Err(Halt::Stopped) => stopped(stop, log),
+        Err(Halt::Stopped) => stopped(stop, log).await,
         Err(Halt::Failed(error)) => {
-            log.log("error", None, format!("job failed: {error}"), None);
+            log.log("error", None, format!("job failed: {error}"), None)
+                .await;
             if !job.on_error.is_empty() {
                 // The handlers get their own task timeouts, not what is left
                 // of the workflow's (which may be what ran out).
@@ -191,7 +194,7 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
                 )
                 .await;
                 if let Err(Halt::Stopped) = handled {
-                    return stopped(stop, log);
+                    return stopped(stop, log).await;
                 }
                 if let Err(Halt::Failed(handler_error)) = handled {
                     log.log(
@@ -199,7 +202,8 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
                         None,
                         format!("onError failed: {handler_error}"),
                         None,
-                    );
+                    )
+                    .await;
                 }
             }
             Ending::Finish(JobStatus::Error, Some(error))
@@ -207,15 +211,16 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
     }
 }
 
-fn stopped(stop: &Stop, log: &JobLogger) -> Ending {
+async fn stopped(stop: &Stop, log: &JobLogger) -> Ending {
     match stop.reason() {
         Some(StopReason::Lost) => Ending::Lost,
         Some(StopReason::HandBack) => {
-            log.log("warn", None, "worker shutting down; job handed back", None);
+            log.log("warn", None, "worker shutting down; job handed back", None)
+                .await;
             Ending::HandBack
         }
         Some(StopReason::Cancelled) | None => {
-            log.log("warn", None, "job cancelled", None);
+            log.log("warn", None, "job cancelled", None).await;
             Ending::Finish(JobStatus::Cancelled, None)
         }
     }
@@ -225,7 +230,7 @@ async fn run_tasks(
     env: &TaskEnv,
     job: &Claimed,
     list: &[Task],
-    outputs: &mut Map<String, Value>,
+    outputs: &mut Outputs,
     error: Option<&str>,
     log: &JobLogger,
     stop: &Stop,
@@ -241,11 +246,11 @@ async fn run_task(
     env: &TaskEnv,
     job: &Claimed,
     task: &Task,
-    outputs: &Map<String, Value>,
+    outputs: &Outputs,
     error: Option<&str>,
     log: &JobLogger,
     stop: &Stop,
-) -> Result<Value, Halt> {
+) -> Result<Box<RawValue>, Halt> {
     let name = Some(task.name.as_str());
     let limit = (task.timeout > 0).then(|| Duration::from_secs(u64::from(task.timeout)));
     let tries = task.retries.len() + 1;
@@ -258,7 +263,8 @@ async fn run_task(
             name,
             format!("task {} ({}) started", task.name, task.kind),
             None,
-        );
+        )
+        .await;
         // Each try gets its own token so a timed-out try is told to stop.
         let try_token = stop.token().child_token();
         let context = TaskContext {
@@ -274,7 +280,7 @@ async fn run_task(
             cancel: &try_token,
         };
         let span = tracing::info_span!("task", task.name = %task.name, task.kind = %task.kind, task.try = try_number);
-        let attempt = tasks::run(&task.kind, &task.params, &context).instrument(span);
+        let attempt = tasks::run_to_raw(&task.kind, &task.params, &context).instrument(span);
         let result = tokio::select! {
             biased;
             () = stop.token().cancelled() => return Err(Halt::Stopped),
@@ -283,12 +289,25 @@ async fn run_task(
         try_token.cancel();
         let message = match result {
             Some(Ok(output)) => {
-                log.log(
-                    "info",
-                    name,
-                    format!("task {} ok", task.name),
-                    Some(json!({"output": output})),
-                );
+                // Small outputs go in the log; a large one is named by size.
+                let size = output.get().len();
+                if size <= MAX_DATA_BYTES {
+                    let data =
+                        RawValue::from_string(format!(r#"{{"output":{}}}"#, output.get())).ok();
+                    log.log_raw("info", name, format!("task {} ok", task.name), data)
+                        .await;
+                } else {
+                    log.log_raw(
+                        "info",
+                        name,
+                        format!(
+                            "task {} ok (an output of {size} bytes, too large for the log)",
+                            task.name
+                        ),
+                        None,
+                    )
+                    .await;
+                }
                 return Ok(output);
             }
             Some(Err(err)) => err.to_string(),
@@ -301,7 +320,7 @@ async fn run_task(
                 name,
                 format!("task {} failed (try {try_number} of {tries}): {message}; retrying in {delay} s", task.name),
                 None,
-            );
+            ).await;
             tokio::select! {
                 () = stop.token().cancelled() => return Err(Halt::Stopped),
                 () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {}
@@ -312,7 +331,8 @@ async fn run_task(
                 name,
                 format!("task {} failed: {message}", task.name),
                 None,
-            );
+            )
+            .await;
             return Err(Halt::Failed(format!("task {}: {message}", task.name)));
         }
     }

@@ -33,6 +33,7 @@ pub struct System {
     pub worker_health: Vec<std::net::SocketAddr>,
     client: reqwest::Client,
     token: String,
+    limits: crust_worker::Limits,
     api: CancellationToken,
     schedulers: Vec<CancellationToken>,
     workers: Vec<(CancellationToken, JoinHandle<()>)>,
@@ -48,6 +49,8 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// Postgres's port as the processes see it (a proxy in outage tests).
     pub db_port: Option<u16>,
+    /// The workers' per-job limits.
+    pub limits: crust_worker::Limits,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             drain_secs: 10,
             amqp_url: None,
             db_port: None,
+            limits: crust_worker::Limits::default(),
         }
     }
 }
@@ -88,6 +92,7 @@ pub async fn start(options: Options) -> System {
         api: CancellationToken::new(),
         schedulers: Vec::new(),
         workers: Vec::new(),
+        limits: options.limits.clone(),
         db,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -166,6 +171,7 @@ impl System {
             lease_ms,
             drain_secs,
             name: Some(format!("test-worker-{}", self.workers.len())),
+            limits: self.limits.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.worker_health.push(listener.local_addr().unwrap());
