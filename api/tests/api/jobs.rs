@@ -127,8 +127,11 @@ async fn deleting_a_workflow_cancels_its_queued_jobs_and_stops_its_schedule() {
     )
     .await;
     let (status, body) = app
-        .post(&format!("/workflow/{id}"), json!({"name": "greet", "schedule": "* * * * * *",
-            "tasks": [{"name": "hello", "kind": "log", "params": {"message": "hi"}}]}))
+        .post(
+            &format!("/workflow/{id}"),
+            json!({"name": "greet", "schedule": "* * * * * *",
+            "tasks": [{"name": "hello", "kind": "log", "params": {"message": "hi"}}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The definition is unreadable and a job is queued: delete still works.
