@@ -188,3 +188,55 @@ impl JobLogger {
         let _ = self.sink.lines.send(line).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    #[tokio::test]
+    async fn a_full_writer_makes_loggers_wait() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let sink = LogSink::new(tx, 100);
+        let log = JobLogger::new(Id(1), 1, sink, LogLimits::default());
+        log.log("info", None, "x".repeat(80), None).await;
+        // 80 of 100 bytes are queued: the next line waits for the writer.
+        let mut next = Box::pin(log.log("info", None, "y".repeat(80), None));
+        assert!((&mut next).now_or_never().is_none(), "it waits");
+        let first = rx.recv().await.unwrap();
+        assert!((&mut next).now_or_never().is_none(), "not written yet");
+        drop(first);
+        next.await;
+        assert_eq!(rx.recv().await.unwrap().message, "y".repeat(80));
+    }
+
+    #[tokio::test]
+    async fn caps_end_with_one_truncation_line_and_nul_is_replaced() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let log = JobLogger::new(
+            Id(1),
+            1,
+            LogSink::new(tx, 1 << 20),
+            LogLimits {
+                max_lines: 3,
+                max_bytes: 1 << 20,
+            },
+        );
+        for n in 0..10 {
+            log.log("info", Some("t"), format!("a\0{n}"), None).await;
+        }
+        let mut messages = Vec::new();
+        while let Ok(line) = rx.try_recv() {
+            messages.push(line.message);
+        }
+        assert_eq!(
+            messages,
+            [
+                "a\u{fffd}0",
+                "a\u{fffd}1",
+                "a\u{fffd}2",
+                "log truncated: a job may write 3 lines and 1048576 bytes; later lines are dropped"
+            ]
+        );
+    }
+}

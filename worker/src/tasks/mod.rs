@@ -297,6 +297,84 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn outputs_over_the_cap_or_unstorable_fail_the_task() {
+        let mut h = Harness::new();
+        h.env.max_output_bytes = 1024;
+        let out = h
+            .run(
+                "script",
+                json!({"source": "let s = \"\"; for i in 0..1000 { s += \"y\"; } s"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.as_str().unwrap().len(), 1000);
+        let err = h
+            .run(
+                "script",
+                json!({"source": "let s = \"\"; for i in 0..2000 { s += \"y\"; } s"}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output: 2002 bytes of JSON, more than the limit of 1024 (CRUST_WORKER_MAX_OUTPUT_BYTES)"
+        );
+        let err = h
+            .run(
+                "script",
+                json!({"source": "#{v: [1.7976931348623157e308]}"}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output: $.v[0]: the number 1.7976931348623157e308 cannot be stored and read back (out of range)"
+        );
+        let err = h
+            .run("script", json!({"source": "\"a\\x00b\""}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output: $: contains a NUL character (\\u0000)"
+        );
+    }
+
+    #[tokio::test]
+    async fn rendering_is_capped_and_outputs_are_read_in_place() {
+        let mut h = Harness::new();
+        h.parameters.insert("big".into(), "x".repeat(64 * 1024));
+        let message = "{{ parameters.big }}".repeat(2_000);
+        let err = h.run("log", json!({"message": message})).await.unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "renders to more than the limit of bytes a task's params may take (CRUST_WORKER_MAX_OUTPUT_BYTES)"
+            ),
+            "{err}"
+        );
+        h.output(
+            "fetch",
+            json!({"body": [{"id": 1}, {"id": 2, "name": "b"}]}),
+        );
+        let out = h
+            .run(
+                "log",
+                json!({"message": "{{ outputs.fetch.body.1.name }}", "data": "{{ outputs.fetch.body }}"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"message": "b"}));
+        assert_eq!(
+            h.logged(),
+            vec![(
+                "info".into(),
+                "b".into(),
+                Some(json!([{"id": 1}, {"id": 2, "name": "b"}]))
+            )]
+        );
+    }
+
+    #[tokio::test]
     async fn the_error_is_in_the_context_of_on_error_tasks() {
         let mut h = Harness::new();
         h.error = Some("boom".into());
