@@ -4,15 +4,17 @@
 //! their context. The run stops early when it is cancelled, when it loses
 //! its claim, or when the worker hands it back at shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crust_shared::db::jobs::Claimed;
 use crust_shared::model::job::JobStatus;
+use crust_shared::model::task::{is_raw_param, parse_template, Segment};
 use crust_shared::model::workflow::Task;
 use crust_shared::Id;
 use serde_json::value::RawValue;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -159,8 +161,9 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
     )
     .await;
     let mut outputs = Outputs::new();
+    let keep = Keep::of(job);
     let timeout = (job.timeout > 0).then(|| Duration::from_secs(u64::from(job.timeout)));
-    let tasks_done = run_tasks(env, job, &job.tasks, &mut outputs, None, log, stop);
+    let tasks_done = run_tasks(env, job, &job.tasks, &mut outputs, &keep, None, log, stop);
     let result = match timeout {
         Some(limit) => match tokio::time::timeout(limit, tasks_done).await {
             Ok(result) => result,
@@ -188,6 +191,7 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
                     job,
                     &job.on_error,
                     &mut outputs,
+                    &keep,
                     Some(&error),
                     log,
                     stop,
@@ -226,20 +230,93 @@ async fn stopped(stop: &Stop, log: &JobLogger) -> Ending {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_tasks(
     env: &TaskEnv,
     job: &Claimed,
     list: &[Task],
     outputs: &mut Outputs,
+    keep: &Keep,
     error: Option<&str>,
     log: &JobLogger,
     stop: &Stop,
 ) -> Result<(), Halt> {
     for task in list {
         let output = run_task(env, job, task, outputs, error, log, stop).await?;
-        outputs.insert(task.name.clone(), output);
+        if keep.keeps(&task.name) {
+            outputs.insert(task.name.clone(), output);
+        }
     }
     Ok(())
+}
+
+/// The outputs a run keeps: those some template of the workflow names
+/// (`{{ outputs.fetch… }}`), or all of them when a script or a template
+/// may read any. An output nothing can read is dropped once logged, so a
+/// long workflow does not hold every response it fetched.
+#[derive(Debug)]
+enum Keep {
+    All,
+    Named(HashSet<String>),
+}
+
+impl Keep {
+    fn of(job: &Claimed) -> Keep {
+        let mut named = HashSet::new();
+        for task in job.tasks.iter().chain(&job.on_error) {
+            if !collect_refs(&task.kind, &task.params, &mut named) {
+                return Keep::All;
+            }
+        }
+        Keep::Named(named)
+    }
+
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::Named(names) => names.contains(name),
+        }
+    }
+}
+
+/// Adds the task names `params` reference under `outputs`; false when they
+/// may read any output (`{{ outputs }}`, or raw text such as a script's
+/// source that mentions `outputs`).
+fn collect_refs(kind: &str, params: &Value, named: &mut HashSet<String>) -> bool {
+    fn walk(value: &Value, named: &mut HashSet<String>) -> bool {
+        match value {
+            Value::String(text) => {
+                let Ok(segments) = parse_template(text) else {
+                    return false;
+                };
+                for segment in segments {
+                    if let Segment::Ref(path) = segment {
+                        match (path.first().map(String::as_str), path.get(1)) {
+                            (Some("outputs"), Some(name)) => {
+                                named.insert(name.clone());
+                            }
+                            (Some("outputs"), None) => return false,
+                            _ => {}
+                        }
+                    }
+                }
+                true
+            }
+            Value::Array(items) => items.iter().all(|item| walk(item, named)),
+            Value::Object(map) => map.values().all(|item| walk(item, named)),
+            _ => true,
+        }
+    }
+    match params {
+        Value::Object(map) => map.iter().all(|(name, value)| {
+            if is_raw_param(kind, name) {
+                !value.to_string().contains("outputs")
+            } else {
+                walk(value, named)
+            }
+        }),
+        other => walk(other, named),
+    }
 }
 
 async fn run_task(
@@ -346,5 +423,48 @@ async fn with_limit<T>(
     match limit {
         Some(limit) => tokio::time::timeout(limit, work).await.ok(),
         None => Some(work.await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(tasks: Value) -> Claimed {
+        Claimed {
+            id: Id(1),
+            attempt: 1,
+            parameters: Default::default(),
+            created_by: Id(1),
+            trace_parent: None,
+            tasks: serde_json::from_value(tasks).unwrap(),
+            on_error: Vec::new(),
+            timeout: 0,
+            waited: 0.0,
+            late: None,
+        }
+    }
+
+    #[test]
+    fn only_outputs_a_template_names_are_kept() {
+        let keep = Keep::of(&job(json!([
+            {"name": "a", "kind": "http", "params": {"url": "http://x/"}},
+            {"name": "b", "kind": "http", "params": {"url": "http://x/{{ outputs.a.body.id }}"}},
+            {"name": "c", "kind": "log", "params": {"message": "{{ parameters.p }}", "data": ["{{ outputs.b }}"]}},
+        ])));
+        assert!(
+            keep.keeps("a") && keep.keeps("b") && !keep.keeps("c"),
+            "{keep:?}"
+        );
+        let all = Keep::of(&job(json!([
+            {"name": "a", "kind": "http", "params": {"url": "http://x/"}},
+            {"name": "s", "kind": "script", "params": {"source": "outputs.a.status"}},
+        ])));
+        assert!(all.keeps("a") && all.keeps("s"));
+        let all = Keep::of(&job(json!([
+            {"name": "a", "kind": "log", "params": {"message": "{{ outputs }}"}},
+        ])));
+        assert!(all.keeps("z"));
     }
 }

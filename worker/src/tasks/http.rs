@@ -172,8 +172,13 @@ fn raw_body(
         // is still a fine output; an unstorable JSON value is an error.
         match crate::storable::check_text_json(&text) {
             Ok(()) => {
-                return serde_json::value::RawValue::from_string(text.trim().to_owned())
-                    .map_err(|err| err.to_string())
+                let text = if text.trim().len() == text.len() {
+                    text
+                } else {
+                    text.trim().to_owned()
+                };
+                return serde_json::value::RawValue::from_string(text)
+                    .map_err(|err| err.to_string());
             }
             Err(reason) if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() => {
                 return Err(reason)
