@@ -208,7 +208,10 @@ async fn phase(
     let mut last_poll = Instant::now();
     while !pending.is_empty() {
         if started.elapsed() > deadline {
-            bail!("{} jobs still not finished after {deadline:?}", pending.len());
+            bail!(
+                "{} jobs still not finished after {deadline:?}",
+                pending.len()
+            );
         }
         tokio::time::sleep(SAMPLE_EVERY).await;
         peak = peak.max(status_mb(pid, "VmRSS")?);
@@ -297,7 +300,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             phase.peak_rss_mb,
             phase.hwm_mb,
             phase.after_rss_mb,
-            if phase.hwm_mb < target { "met" } else { "NOT met" }
+            if phase.hwm_mb < target {
+                "met"
+            } else {
+                "NOT met"
+            }
         );
     }
     Ok(())

@@ -85,11 +85,20 @@ pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<super::Out
             params.expect_status.describe()
         )));
     }
-    let body = raw_body(&headers, body).map_err(|reason| {
-        TaskError::failed(format!(
-            "{what}: the response body cannot be stored: {reason}"
-        ))
-    })?;
+    // Checking a megabyte of JSON is CPU work: off the async threads, so
+    // heartbeats and other runs are not held up behind it.
+    let says_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
+    let body = tokio::task::spawn_blocking(move || raw_body(says_json, body))
+        .await
+        .map_err(|err| TaskError::failed(format!("{what}: {err}")))?
+        .map_err(|reason| {
+            TaskError::failed(format!(
+                "{what}: the response body cannot be stored: {reason}"
+            ))
+        })?;
     let headers = serde_json::to_string(&header_map(&headers))
         .map_err(|err| TaskError::failed(format!("{what}: {err}")))?;
     let output = format!(
@@ -154,14 +163,7 @@ fn header_map(headers: &HeaderMap) -> Value {
 /// the text plainly is an object or array) and it parses, else the text
 /// as a JSON string. Either must be storable (no NUL, no number that
 /// cannot be read back).
-fn raw_body(
-    headers: &HeaderMap,
-    body: Vec<u8>,
-) -> Result<Box<serde_json::value::RawValue>, String> {
-    let says_json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
+fn raw_body(says_json: bool, body: Vec<u8>) -> Result<Box<serde_json::value::RawValue>, String> {
     let text = match String::from_utf8(body) {
         Ok(text) => text,
         Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
