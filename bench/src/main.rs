@@ -3,6 +3,7 @@
 
 mod api;
 mod jobs;
+mod memory;
 mod query;
 mod records;
 mod stats;
@@ -28,6 +29,9 @@ enum Command {
     /// latency and worker memory, against the same row work done directly
     /// in Postgres.
     Jobs(jobs::Args),
+    /// A running worker's peak memory under jobs of many `http` tasks that
+    /// each fetch a megabyte of JSON: one job, then many at once.
+    Memory(memory::Args),
 }
 
 #[tokio::main]
@@ -36,5 +40,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Records(args) => records::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Memory(args) => memory::run(args).await,
     }
 }

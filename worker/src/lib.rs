@@ -5,6 +5,7 @@
 
 pub mod logs;
 pub mod runner;
+pub mod storable;
 pub mod tasks;
 pub mod writer;
 
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use crust_shared::config::DbConfig;
-use crust_shared::db::jobs::{self, Claimed, Outcome};
+use crust_shared::db::jobs::{self, Claimed, Outcome, Unreadable};
+use crust_shared::model::job::JobStatus;
 use crust_shared::queue::{self, AmqpConfig, Message, Names};
 use crust_shared::Id;
 use futures_util::{FutureExt, StreamExt};
@@ -80,6 +82,51 @@ pub struct Config {
     #[arg(long, env = "CRUST_HTTP_TIMEOUT", default_value = "30s",
           value_parser = crust_shared::config::parse_duration)]
     pub http_timeout: Duration,
+
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// What one job may cost the worker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Limits {
+    /// Largest output of a task, in bytes of its JSON (also the most a
+    /// task's rendered params may take and the largest `http` body read).
+    #[arg(long, env = "CRUST_WORKER_MAX_OUTPUT_BYTES", default_value_t = tasks::DEFAULT_MAX_OUTPUT_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=(256 << 20)))]
+    pub max_output_bytes: usize,
+
+    /// Most log lines one run of a job writes; then one "log truncated" line.
+    #[arg(long, env = "CRUST_JOB_LOG_MAX_LINES", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub job_log_max_lines: u64,
+
+    /// Most bytes of log (messages and data) one run of a job writes.
+    #[arg(long, env = "CRUST_JOB_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub job_log_max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let logs = logs::LogLimits::default();
+        Limits {
+            max_output_bytes: tasks::DEFAULT_MAX_OUTPUT_BYTES,
+            job_log_max_lines: logs.max_lines,
+            job_log_max_bytes: logs.max_bytes,
+        }
+    }
+}
+
+impl Worker {
+    /// A logger for one run, with the per-job caps.
+    fn logger(&self, id: Id, attempt: i32) -> JobLogger {
+        let limits = logs::LogLimits {
+            max_lines: self.config.limits.job_log_max_lines,
+            max_bytes: self.config.limits.job_log_max_bytes,
+        };
+        JobLogger::new(id, attempt, self.writer.sink.clone(), limits)
+    }
 }
 
 impl Config {
@@ -122,7 +169,11 @@ pub async fn run(
     let worker = Arc::new(Worker {
         name: config.name(),
         names: Names::new(&config.amqp.queue_prefix),
-        env: TaskEnv { pool, http },
+        env: TaskEnv {
+            pool,
+            http,
+            max_output_bytes: config.limits.max_output_bytes,
+        },
         runs: Runs::default(),
         writer,
         consuming: AtomicBool::new(false),
@@ -234,6 +285,11 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     worker.consuming.store(true, Ordering::Relaxed);
     tracing::info!(queue = %worker.names.jobs_queue, "consuming");
     loop {
+        // Back-pressure: while the writer is behind (Postgres slow or
+        // down), take no new jobs; they wait in the broker, not here.
+        while worker.writer.is_behind() && !shutdown.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let first = tokio::select! {
             () = shutdown.cancelled() => break,
             next = consumer.next() => next,
@@ -369,15 +425,24 @@ async fn claim_and_start(worker: &Arc<Worker>, batch: Vec<Delivery>) {
         };
     let mut started = HashSet::new();
     for (id, delivery) in wanted {
-        let job = claimed.iter().find(|job| job.id == id);
-        match job {
-            Some(job) if started.insert(id) => {
-                let span = job_span(job);
+        if !started.insert(id) {
+            tracing::debug!(job.id = %id, "duplicate message; dropped");
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            continue;
+        }
+        if let Some(job) = claimed.runs.iter().find(|job| job.id == id) {
+            let span = job_span(job.attempt, job.id, job.trace_parent.as_deref());
+            tokio::spawn(run_claimed(worker.clone(), job.clone(), delivery.acker).instrument(span));
+            continue;
+        }
+        match claimed.unreadable.iter().find(|job| job.id == id) {
+            Some(job) => {
+                let span = job_span(job.attempt, job.id, job.trace_parent.as_deref());
                 tokio::spawn(
-                    run_claimed(worker.clone(), job.clone(), delivery.acker).instrument(span),
+                    end_unreadable(worker.clone(), job.clone(), delivery.acker).instrument(span),
                 );
             }
-            _ => {
+            None => {
                 tracing::debug!(job.id = %id, "not claimable; message dropped");
                 let _ = delivery.ack(BasicAckOptions::default()).await;
             }
@@ -388,16 +453,43 @@ async fn claim_and_start(worker: &Arc<Worker>, batch: Vec<Delivery>) {
 /// The span of one run. The first run continues the trace of the request
 /// (or schedule) that created the job; a later run, after a lost worker,
 /// starts a new trace linked to that origin.
-fn job_span(job: &Claimed) -> tracing::Span {
-    let span = tracing::info_span!("job", job.id = %job.id, attempt = job.attempt);
-    if let Some(origin) = job.trace_parent.as_deref() {
-        if job.attempt == 1 {
+fn job_span(attempt: i32, id: Id, trace_parent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!("job", job.id = %id, attempt = attempt);
+    if let Some(origin) = trace_parent {
+        if attempt == 1 {
             crust_shared::telemetry::set_parent(&span, origin);
         } else {
             crust_shared::telemetry::add_link(&span, origin);
         }
     }
     span
+}
+
+/// Ends a claimed job that cannot be read: one log line with the reason,
+/// then `error` with it, like any failed run (fenced on the attempt).
+async fn end_unreadable(worker: Arc<Worker>, job: Unreadable, acker: Acker) {
+    let metrics = crust_shared::metrics::metrics();
+    metrics.jobs_started.inc();
+    tracing::warn!(job.id = %job.id, reason = %job.reason, "claimed job cannot be read; ended");
+    let logger = worker.logger(job.id, job.attempt);
+    logger
+        .log(
+            "error",
+            None,
+            format!("job cannot run: {}", job.reason),
+            None,
+        )
+        .await;
+    let outcome = Outcome {
+        id: job.id,
+        attempt: job.attempt,
+        status: JobStatus::Error,
+        error: Some(job.reason),
+    };
+    if worker.writer.finish(outcome).await {
+        metrics.jobs_finished.with_label_values(&["error"]).inc();
+    }
+    let _ = acker.ack(BasicAckOptions::default()).await;
 }
 
 /// Runs a claimed job, writes its ending, and only then acknowledges.
@@ -411,7 +503,7 @@ async fn run_claimed(worker: Arc<Worker>, job: Claimed, acker: Acker) {
     metrics.running_jobs.inc();
     let started = std::time::Instant::now();
     let stop = worker.runs.insert(job.id, job.attempt);
-    let logger = JobLogger::new(job.id, job.attempt, worker.writer.lines.clone());
+    let logger = worker.logger(job.id, job.attempt);
     let ending = runner::run(&worker.env, &job, &logger, &stop).await;
     match ending {
         Ending::Finish(status, error) => {

@@ -4,20 +4,23 @@
 //! their context. The run stops early when it is cancelled, when it loses
 //! its claim, or when the worker hands it back at shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crust_shared::db::jobs::Claimed;
 use crust_shared::model::job::JobStatus;
+use crust_shared::model::task::{is_raw_param, parse_template, Segment};
 use crust_shared::model::workflow::Task;
 use crust_shared::Id;
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::logs::JobLogger;
-use crate::tasks::{self, TaskContext, TaskEnv};
+use crate::logs::MAX_DATA_BYTES;
+use crate::tasks::{self, Outputs, TaskContext, TaskEnv};
 
 /// Why a run was told to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,10 +158,12 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
         None,
         format!("job started (attempt {})", job.attempt),
         None,
-    );
-    let mut outputs = Map::new();
+    )
+    .await;
+    let mut outputs = Outputs::new();
+    let keep = Keep::of(job);
     let timeout = (job.timeout > 0).then(|| Duration::from_secs(u64::from(job.timeout)));
-    let tasks_done = run_tasks(env, job, &job.tasks, &mut outputs, None, log, stop);
+    let tasks_done = run_tasks(env, job, &job.tasks, &mut outputs, &keep, None, log, stop);
     let result = match timeout {
         Some(limit) => match tokio::time::timeout(limit, tasks_done).await {
             Ok(result) => result,
@@ -171,13 +176,13 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
     };
     match result {
         Ok(()) => {
-            log.log("info", None, "job finished", None);
+            log.log("info", None, "job finished", None).await;
             Ending::Finish(JobStatus::Ok, None)
         }
-        Err(Halt::Stopped) => stopped(stop, log),
+        Err(Halt::Stopped) => stopped(stop, log).await,
         Err(Halt::Failed(error)) => {
             if !job.on_error.is_empty() {
-                log.log("info", None, "running onError tasks", None);
+                log.log("info", None, "running onError tasks", None).await;
                 // The handlers get their own task timeouts, not what is left
                 // of the workflow's (which may be what ran out).
                 let handled = run_tasks(
@@ -185,13 +190,14 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
                     job,
                     &job.on_error,
                     &mut outputs,
+                    &keep,
                     Some(&error),
                     log,
                     stop,
                 )
                 .await;
                 if let Err(Halt::Stopped) = handled {
-                    return stopped(stop, log);
+                    return stopped(stop, log).await;
                 }
                 if let Err(Halt::Failed(handler_error)) = handled {
                     log.log(
@@ -199,55 +205,131 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
                         None,
                         format!("onError failed: {handler_error}"),
                         None,
-                    );
+                    )
+                    .await;
                 }
             }
             // Last, so the log reads in the order things happened.
-            log.log("error", None, format!("job failed: {error}"), None);
+            log.log("error", None, format!("job failed: {error}"), None)
+                .await;
             Ending::Finish(JobStatus::Error, Some(error))
         }
     }
 }
 
-fn stopped(stop: &Stop, log: &JobLogger) -> Ending {
+async fn stopped(stop: &Stop, log: &JobLogger) -> Ending {
     match stop.reason() {
         Some(StopReason::Lost) => Ending::Lost,
         Some(StopReason::HandBack) => {
-            log.log("warn", None, "worker shutting down; job handed back", None);
+            log.log("warn", None, "worker shutting down; job handed back", None)
+                .await;
             Ending::HandBack
         }
         Some(StopReason::Cancelled) | None => {
-            log.log("warn", None, "job cancelled", None);
+            log.log("warn", None, "job cancelled", None).await;
             Ending::Finish(JobStatus::Cancelled, None)
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_tasks(
     env: &TaskEnv,
     job: &Claimed,
     list: &[Task],
-    outputs: &mut Map<String, Value>,
+    outputs: &mut Outputs,
+    keep: &Keep,
     error: Option<&str>,
     log: &JobLogger,
     stop: &Stop,
 ) -> Result<(), Halt> {
     for task in list {
         let output = run_task(env, job, task, outputs, error, log, stop).await?;
-        outputs.insert(task.name.clone(), output);
+        if keep.keeps(&task.name) {
+            outputs.insert(task.name.clone(), output);
+        }
     }
     Ok(())
+}
+
+/// The outputs a run keeps: those some template of the workflow names
+/// (`{{ outputs.fetch… }}`), or all of them when a script or a template
+/// may read any. An output nothing can read is dropped once logged, so a
+/// long workflow does not hold every response it fetched.
+#[derive(Debug)]
+enum Keep {
+    All,
+    Named(HashSet<String>),
+}
+
+impl Keep {
+    fn of(job: &Claimed) -> Keep {
+        let mut named = HashSet::new();
+        for task in job.tasks.iter().chain(&job.on_error) {
+            if !collect_refs(&task.kind, &task.params, &mut named) {
+                return Keep::All;
+            }
+        }
+        Keep::Named(named)
+    }
+
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::Named(names) => names.contains(name),
+        }
+    }
+}
+
+/// Adds the task names `params` reference under `outputs`; false when they
+/// may read any output (`{{ outputs }}`, or raw text such as a script's
+/// source that mentions `outputs`).
+fn collect_refs(kind: &str, params: &Value, named: &mut HashSet<String>) -> bool {
+    fn walk(value: &Value, named: &mut HashSet<String>) -> bool {
+        match value {
+            Value::String(text) => {
+                let Ok(segments) = parse_template(text) else {
+                    return false;
+                };
+                for segment in segments {
+                    if let Segment::Ref(path) = segment {
+                        match (path.first().map(String::as_str), path.get(1)) {
+                            (Some("outputs"), Some(name)) => {
+                                named.insert(name.clone());
+                            }
+                            (Some("outputs"), None) => return false,
+                            _ => {}
+                        }
+                    }
+                }
+                true
+            }
+            Value::Array(items) => items.iter().all(|item| walk(item, named)),
+            Value::Object(map) => map.values().all(|item| walk(item, named)),
+            _ => true,
+        }
+    }
+    match params {
+        Value::Object(map) => map.iter().all(|(name, value)| {
+            if is_raw_param(kind, name) {
+                !value.to_string().contains("outputs")
+            } else {
+                walk(value, named)
+            }
+        }),
+        other => walk(other, named),
+    }
 }
 
 async fn run_task(
     env: &TaskEnv,
     job: &Claimed,
     task: &Task,
-    outputs: &Map<String, Value>,
+    outputs: &Outputs,
     error: Option<&str>,
     log: &JobLogger,
     stop: &Stop,
-) -> Result<Value, Halt> {
+) -> Result<Box<RawValue>, Halt> {
     let name = Some(task.name.as_str());
     let limit = (task.timeout > 0).then(|| Duration::from_secs(u64::from(task.timeout)));
     let tries = task.retries.len() + 1;
@@ -260,7 +342,8 @@ async fn run_task(
             name,
             format!("task {} ({}) started", task.name, task.kind),
             None,
-        );
+        )
+        .await;
         // Each try gets its own token so a timed-out try is told to stop.
         let try_token = stop.token().child_token();
         let context = TaskContext {
@@ -276,7 +359,7 @@ async fn run_task(
             cancel: &try_token,
         };
         let span = tracing::info_span!("task", task.name = %task.name, task.kind = %task.kind, task.try = try_number);
-        let attempt = tasks::run(&task.kind, &task.params, &context).instrument(span);
+        let attempt = tasks::run_to_raw(&task.kind, &task.params, &context).instrument(span);
         let result = tokio::select! {
             biased;
             () = stop.token().cancelled() => return Err(Halt::Stopped),
@@ -285,12 +368,25 @@ async fn run_task(
         try_token.cancel();
         let message = match result {
             Some(Ok(output)) => {
-                log.log(
-                    "info",
-                    name,
-                    format!("task {} ok", task.name),
-                    Some(json!({"output": output})),
-                );
+                // Small outputs go in the log; a large one is named by size.
+                let size = output.get().len();
+                if size <= MAX_DATA_BYTES {
+                    let data =
+                        RawValue::from_string(format!(r#"{{"output":{}}}"#, output.get())).ok();
+                    log.log_raw("info", name, format!("task {} ok", task.name), data)
+                        .await;
+                } else {
+                    log.log_raw(
+                        "info",
+                        name,
+                        format!(
+                            "task {} ok (an output of {size} bytes, too large for the log)",
+                            task.name
+                        ),
+                        None,
+                    )
+                    .await;
+                }
                 return Ok(output);
             }
             Some(Err(err)) => err.to_string(),
@@ -303,7 +399,7 @@ async fn run_task(
                 name,
                 format!("task {} failed (try {try_number} of {tries}): {message}; retrying in {delay} s", task.name),
                 None,
-            );
+            ).await;
             tokio::select! {
                 () = stop.token().cancelled() => return Err(Halt::Stopped),
                 () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {}
@@ -314,7 +410,8 @@ async fn run_task(
                 name,
                 format!("task {} failed: {message}", task.name),
                 None,
-            );
+            )
+            .await;
             return Err(Halt::Failed(format!("task {}: {message}", task.name)));
         }
     }
@@ -328,5 +425,48 @@ async fn with_limit<T>(
     match limit {
         Some(limit) => tokio::time::timeout(limit, work).await.ok(),
         None => Some(work.await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(tasks: Value) -> Claimed {
+        Claimed {
+            id: Id(1),
+            attempt: 1,
+            parameters: Default::default(),
+            created_by: Id(1),
+            trace_parent: None,
+            tasks: serde_json::from_value(tasks).unwrap(),
+            on_error: Vec::new(),
+            timeout: 0,
+            waited: 0.0,
+            late: None,
+        }
+    }
+
+    #[test]
+    fn only_outputs_a_template_names_are_kept() {
+        let keep = Keep::of(&job(json!([
+            {"name": "a", "kind": "http", "params": {"url": "http://x/"}},
+            {"name": "b", "kind": "http", "params": {"url": "http://x/{{ outputs.a.body.id }}"}},
+            {"name": "c", "kind": "log", "params": {"message": "{{ parameters.p }}", "data": ["{{ outputs.b }}"]}},
+        ])));
+        assert!(
+            keep.keeps("a") && keep.keeps("b") && !keep.keeps("c"),
+            "{keep:?}"
+        );
+        let all = Keep::of(&job(json!([
+            {"name": "a", "kind": "http", "params": {"url": "http://x/"}},
+            {"name": "s", "kind": "script", "params": {"source": "outputs.a.status"}},
+        ])));
+        assert!(all.keeps("a") && all.keeps("s"));
+        let all = Keep::of(&job(json!([
+            {"name": "a", "kind": "log", "params": {"message": "{{ outputs }}"}},
+        ])));
+        assert!(all.keeps("z"));
     }
 }

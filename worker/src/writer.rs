@@ -9,13 +9,20 @@ use std::time::Duration;
 use crust_shared::db::jobs::{self, Outcome, APPEND_LOGS_SQL};
 use crust_shared::Id;
 use deadpool_postgres::Pool as LogPool;
+use serde_json::value::RawValue;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::logs::LogLine;
+use crate::logs::{LogLine, LogSink};
 
 /// Most lines per insert statement.
 const MAX_LINES: usize = 2_000;
+/// Lines the channel holds before loggers wait.
+const LINE_CAPACITY: usize = 4_096;
+/// Bytes of queued lines before loggers wait (the writer's byte budget).
+pub const BUFFER_BYTES: usize = 16 * 1024 * 1024;
+/// Finish requests queued before runs wait.
+const FINISH_CAPACITY: usize = 1_024;
 
 /// A request to end a run; answered with whether the fenced update applied.
 pub struct Finish {
@@ -26,25 +33,33 @@ pub struct Finish {
 /// Handles to the writer.
 #[derive(Clone)]
 pub struct Writer {
-    pub lines: mpsc::UnboundedSender<LogLine>,
-    finishes: mpsc::UnboundedSender<Finish>,
+    pub sink: LogSink,
+    finishes: mpsc::Sender<Finish>,
 }
 
 impl Writer {
     /// Starts the writer task; it ends when every sender is dropped, after
     /// writing what it holds.
     pub fn start(pool: PgPool, log_pool: LogPool) -> (Writer, tokio::task::JoinHandle<()>) {
-        let (lines, line_rx) = mpsc::unbounded_channel();
-        let (finishes, finish_rx) = mpsc::unbounded_channel();
+        let (lines, line_rx) = mpsc::channel(LINE_CAPACITY);
+        let (finishes, finish_rx) = mpsc::channel(FINISH_CAPACITY);
         let task = tokio::spawn(write_loop(pool, log_pool, line_rx, finish_rx));
-        (Writer { lines, finishes }, task)
+        let sink = LogSink::new(lines, BUFFER_BYTES);
+        (Writer { sink, finishes }, task)
+    }
+
+    /// Whether the writer is behind: more than half its byte budget is
+    /// queued. The worker takes no new jobs meanwhile.
+    pub fn is_behind(&self) -> bool {
+        self.sink.budget.available_permits() < self.sink.budget_bytes / 2
+            || self.finishes.capacity() < FINISH_CAPACITY / 2
     }
 
     /// Ends a run once its lines are written; true if the run still held its
     /// claim (false: another run owns the job now, nothing was written).
     pub async fn finish(&self, outcome: Outcome) -> bool {
         let (done, answer) = oneshot::channel();
-        if self.finishes.send(Finish { outcome, done }).is_err() {
+        if self.finishes.send(Finish { outcome, done }).await.is_err() {
             return false;
         }
         answer.await.unwrap_or(false)
@@ -54,8 +69,8 @@ impl Writer {
 async fn write_loop(
     pool: PgPool,
     log_pool: LogPool,
-    mut line_rx: mpsc::UnboundedReceiver<LogLine>,
-    mut finish_rx: mpsc::UnboundedReceiver<Finish>,
+    mut line_rx: mpsc::Receiver<LogLine>,
+    mut finish_rx: mpsc::Receiver<Finish>,
 ) {
     let mut lines: Vec<LogLine> = Vec::new();
     let mut finishes: Vec<Finish> = Vec::new();
@@ -113,11 +128,11 @@ async fn write_lines(log_pool: &LogPool, lines: &[LogLine]) {
     for line in lines {
         job_ids.push(line.job_id.get());
         attempts.push(line.attempt);
-        stamps.push(line.entry.ts);
-        levels.push(line.entry.level.as_str());
-        tasks.push(line.entry.task.as_deref());
-        messages.push(line.entry.message.as_str());
-        data.push(line.entry.data.clone());
+        stamps.push(line.ts);
+        levels.push(line.level.as_str());
+        tasks.push(line.task.as_deref());
+        messages.push(line.message.as_str());
+        data.push(line.data.as_deref().map(RawValue::get));
     }
     let mut delay = Duration::from_millis(50);
     for _ in 0..8 {

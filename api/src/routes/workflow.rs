@@ -57,16 +57,18 @@ pub async fn update_workflow(
     Ok(ok(workflows::update(&state.pool, id, patch).await?))
 }
 
-/// Delete a workflow; one with queued or running jobs is refused (409).
+/// Delete a workflow: its schedule stops at once, its queued jobs are
+/// cancelled and its running jobs are stopped (they end `cancelled`).
 #[utoipa::path(delete, path = "/workflow/{workflowID}", tag = "workflows",
     params(("workflowID" = String, Path, description = "Workflow ID")),
-    responses((status = 200, body = super::Success), (status = 404, body = super::ErrorBody),
-              (status = 409, body = super::ErrorBody)))]
+    responses((status = 200, body = super::Success), (status = 404, body = super::ErrorBody)))]
 pub async fn delete_workflow(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
 ) -> ApiResult<impl IntoResponse> {
-    workflows::delete(&state.pool, id).await?;
+    for running in workflows::delete(&state.pool, id).await? {
+        state.queue.cancel(running);
+    }
     Ok(success())
 }
 

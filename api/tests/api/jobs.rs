@@ -134,7 +134,7 @@ async fn workflow_validation_rules_are_400s_naming_the_field() {
 }
 
 #[tokio::test]
-async fn a_workflow_with_queued_jobs_cannot_be_deleted() {
+async fn deleting_a_workflow_cancels_its_queued_jobs_and_stops_its_schedule() {
     let app = spawn_app().await;
     let id = workflow(&app).await;
     let queued = job(
@@ -142,22 +142,36 @@ async fn a_workflow_with_queued_jobs_cannot_be_deleted() {
         json!({"workflowID": id, "startAt": "2999-01-01T00:00:00Z"}),
     )
     .await;
-    let (status, body) = app.delete(&format!("/workflow/{id}")).await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(
-        message(&body),
-        format!(
-            "workflow {id} has 1 queued or running job(s); cancel them or wait for them to finish"
+    let (status, body) = app
+        .post(
+            &format!("/workflow/{id}"),
+            json!({"name": "greet", "schedule": "* * * * * *",
+            "tasks": [{"name": "hello", "kind": "log", "params": {"message": "hi"}}]}),
         )
-    );
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The definition is unreadable and a job is queued: delete still works.
+    let mut db = app.db().await;
+    sqlx::query("UPDATE workflows SET tasks = '\"not a list\"' WHERE id = $1")
+        .bind(id.parse::<i64>().unwrap())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, body) = app.delete(&format!("/workflow/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next_fire: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT next_fire_at FROM workflows WHERE id = $1")
+            .bind(id.parse::<i64>().unwrap())
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(next_fire, None, "the schedule stopped");
     let job_id = queued["jobID"].as_str().unwrap();
-    assert_eq!(
-        app.delete(&format!("/job/{job_id}")).await.0,
-        StatusCode::OK
-    );
+    let (_, body) = app.get(&format!("/job/{job_id}")).await;
+    assert_eq!(body["response"]["status"], "cancelled", "{body}");
     assert_eq!(
         app.delete(&format!("/workflow/{id}")).await.0,
-        StatusCode::OK
+        StatusCode::NOT_FOUND
     );
     let (status, body) = app.post("/job/", json!({"workflowID": id})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -482,30 +482,86 @@ pub struct Claimed {
     pub late: Option<f64>,
 }
 
+/// A job a worker claimed whose row or workflow definition cannot be read
+/// (written by an older release, or by hand): the worker ends it `error`
+/// with `reason` on its own, so the rest of its claim batch still runs.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    pub id: Id,
+    pub attempt: i32,
+    pub trace_parent: Option<String>,
+    pub reason: String,
+}
+
+/// What a claim got: the runs to start and the claimed jobs that cannot be
+/// read.
+#[derive(Debug, Clone, Default)]
+pub struct Claims {
+    pub runs: Vec<Claimed>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// The JSON columns come as text and are decoded one row at a time, so one
+/// row that cannot be decoded cannot fail the statement for the others.
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
     waited: f64,
     late: Option<f64>,
     id: Id,
     attempt: i32,
-    parameters: Json<Parameters>,
+    workflow_id: Id,
+    parameters: String,
     created_by: Id,
     trace_parent: Option<String>,
-    tasks: Json<Vec<Task>>,
-    on_error: Json<Vec<Task>>,
+    tasks: String,
+    on_error: String,
     timeout_secs: i32,
+}
+
+impl ClaimedRow {
+    fn decode(self) -> std::result::Result<Claimed, Unreadable> {
+        let unreadable = |reason: String| Unreadable {
+            id: self.id,
+            attempt: self.attempt,
+            trace_parent: self.trace_parent.clone(),
+            reason,
+        };
+        let parameters: Parameters = serde_json::from_str(&self.parameters)
+            .map_err(|err| unreadable(format!("the job's parameters cannot be read: {err}")))?;
+        let tasks: Vec<Task> = serde_json::from_str(&self.tasks).map_err(|err| {
+            unreadable(format!(
+                "workflow {}: its tasks cannot be read: {err}",
+                self.workflow_id
+            ))
+        })?;
+        let on_error: Vec<Task> = serde_json::from_str(&self.on_error).map_err(|err| {
+            unreadable(format!(
+                "workflow {}: its onError tasks cannot be read: {err}",
+                self.workflow_id
+            ))
+        })?;
+        Ok(Claimed {
+            id: self.id,
+            attempt: self.attempt,
+            parameters,
+            created_by: self.created_by,
+            trace_parent: self.trace_parent,
+            tasks,
+            on_error,
+            timeout: self.timeout_secs.max(0) as u32,
+            waited: self.waited,
+            late: self.late,
+        })
+    }
 }
 
 /// Claims the given jobs that are queued and due, for `worker`, with a
 /// lease of `lease`: each claim bumps `attempt`. Jobs not returned are
 /// running elsewhere, finished, cancelled, or not yet due (those are handed
-/// back to the scheduler).
-pub async fn claim(
-    pool: &PgPool,
-    ids: &[Id],
-    worker: &str,
-    lease: Duration,
-) -> Result<Vec<Claimed>> {
+/// back to the scheduler). A claimed job whose parameters or workflow cannot
+/// be decoded comes back in [`Claims::unreadable`], still claimed, for the
+/// worker to end.
+pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> Result<Claims> {
     let rows: Vec<ClaimedRow> = sqlx::query_as(
         "WITH c AS (
              UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
@@ -520,8 +576,9 @@ pub async fn claim(
          early AS (
              UPDATE jobs SET published_at = NULL
              WHERE id = ANY($1) AND status = 'queued' AND start_at > now())
-         SELECT c.id, c.attempt, c.parameters, c.created_by, c.trace_parent,
-                w.tasks, w.on_error, w.timeout_secs, c.waited, c.late
+         SELECT c.id, c.attempt, c.workflow_id, c.parameters::text AS parameters, c.created_by,
+                c.trace_parent, w.tasks::text AS tasks, w.on_error::text AS on_error,
+                w.timeout_secs, c.waited, c.late
          FROM c JOIN workflows w ON w.id = c.workflow_id",
     )
     .bind(ids)
@@ -529,21 +586,14 @@ pub async fn claim(
     .bind(millis(lease))
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Claimed {
-            id: row.id,
-            attempt: row.attempt,
-            parameters: row.parameters.0,
-            created_by: row.created_by,
-            trace_parent: row.trace_parent,
-            tasks: row.tasks.0,
-            on_error: row.on_error.0,
-            timeout: row.timeout_secs.max(0) as u32,
-            waited: row.waited,
-            late: row.late,
-        })
-        .collect())
+    let mut claims = Claims::default();
+    for row in rows {
+        match row.decode() {
+            Ok(run) => claims.runs.push(run),
+            Err(unreadable) => claims.unreadable.push(unreadable),
+        }
+    }
+    Ok(claims)
 }
 
 /// A run still held after a heartbeat.
@@ -629,11 +679,12 @@ pub async fn hand_back(pool: &PgPool, id: Id, attempt: i32) -> Result<bool> {
 /// The statement that appends log lines of many runs at once: each run's
 /// lines take consecutive numbers after its `log_seq`, and only runs that
 /// still hold their claim get any. Parameters are parallel arrays: job id,
-/// attempt, ts, level, task, message, data.
+/// attempt, ts, level, task, message, data (JSON text, kept compact on the
+/// worker and parsed by Postgres).
 pub const APPEND_LOGS_SQL: &str = "
 WITH lines AS (
     SELECT * FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::text[], $5::text[],
-                         $6::text[], $7::jsonb[])
+                         $6::text[], $7::text[])
            WITH ORDINALITY AS l(job_id, attempt, ts, level, task, message, data, ord)
 ), counts AS (
     SELECT job_id, attempt, count(*)::int AS n FROM lines GROUP BY job_id, attempt
@@ -646,7 +697,7 @@ WITH lines AS (
 )
 INSERT INTO job_logs (job_id, seq, ts, level, task, message, data, attempt)
 SELECT l.job_id, b.base + row_number() OVER (PARTITION BY l.job_id ORDER BY l.ord),
-       l.ts, l.level, l.task, l.message, l.data, l.attempt
+       l.ts, l.level, l.task, l.message, l.data::jsonb, l.attempt
 FROM lines l JOIN bumped b ON b.id = l.job_id AND b.attempt = l.attempt";
 
 // ---------------------------------------------------------------------------

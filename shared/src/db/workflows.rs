@@ -129,12 +129,15 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     Ok(row.into())
 }
 
-/// Deletes a workflow (softly, so its finished jobs keep their history).
-/// A workflow with queued or running jobs is refused with a 409.
-pub async fn delete(pool: &PgPool, id: Id) -> Result<()> {
+/// Deletes a workflow (softly, so its finished jobs keep their history),
+/// whatever its definition holds: nothing here reads it. Its schedule stops
+/// at once, its queued jobs are cancelled and its running ones are asked to
+/// stop; returns those running jobs, for the caller to tell the workers.
+pub async fn delete(pool: &PgPool, id: Id) -> Result<Vec<Id>> {
     let mut tx = pool.begin().await?;
     let found: Option<Id> = sqlx::query_scalar(
-        "SELECT id FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        "UPDATE workflows SET deleted_at = now(), next_fire_at = NULL
+         WHERE id = $1 AND deleted_at IS NULL RETURNING id",
     )
     .bind(id)
     .fetch_optional(&mut *tx)
@@ -142,23 +145,22 @@ pub async fn delete(pool: &PgPool, id: Id) -> Result<()> {
     if found.is_none() {
         return Err(missing(id));
     }
-    let active: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM jobs WHERE workflow_id = $1 AND status IN ('queued', 'running')",
+    let running: Vec<Id> = sqlx::query_scalar::<_, Option<Id>>(
+        "UPDATE jobs SET cancel_requested = true, updated_at = now(),
+                status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END
+         WHERE id IN (SELECT id FROM jobs WHERE workflow_id = $1
+                        AND status IN ('queued', 'running') ORDER BY id FOR UPDATE)
+         RETURNING CASE WHEN status = 'running' THEN id END",
     )
     .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if active > 0 {
-        return Err(Error::conflict(format!(
-            "workflow {id} has {active} queued or running job(s); cancel them or wait for them to finish"
-        )));
-    }
-    sqlx::query("UPDATE workflows SET deleted_at = now(), next_fire_at = NULL WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
     tx.commit().await?;
-    Ok(())
+    Ok(running)
 }
 
 #[cfg(test)]

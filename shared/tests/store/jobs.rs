@@ -104,7 +104,7 @@ fn outcome(id: Id, attempt: i32, status: JobStatus) -> Outcome {
 async fn a_claim_bumps_the_attempt_and_a_second_claim_gets_nothing() {
     let s = store().await;
     let id = s.job().await;
-    let claimed = jobs::claim(&s.pool, &[id], "w1", LEASE).await.unwrap();
+    let claimed = jobs::claim(&s.pool, &[id], "w1", LEASE).await.unwrap().runs;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].attempt, 1);
     assert_eq!(
@@ -113,7 +113,7 @@ async fn a_claim_bumps_the_attempt_and_a_second_claim_gets_nothing() {
         "the definition comes with the claim"
     );
     assert_eq!(s.status(id).await.0, JobStatus::Running);
-    let again = jobs::claim(&s.pool, &[id], "w2", LEASE).await.unwrap();
+    let again = jobs::claim(&s.pool, &[id], "w2", LEASE).await.unwrap().runs;
     assert!(again.is_empty(), "a running job cannot be claimed twice");
 }
 
@@ -124,7 +124,10 @@ async fn every_write_of_a_run_is_fenced_on_its_attempt() {
     jobs::claim(&s.pool, &[id], "old", LEASE).await.unwrap();
     s.expire(id).await;
     jobs::rescue_expired(&s.pool, 3).await.unwrap();
-    let second = jobs::claim(&s.pool, &[id], "new", LEASE).await.unwrap();
+    let second = jobs::claim(&s.pool, &[id], "new", LEASE)
+        .await
+        .unwrap()
+        .runs;
     assert_eq!(second[0].attempt, 2);
 
     // The first run lost its claim: none of its writes apply.

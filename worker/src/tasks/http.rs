@@ -11,14 +11,18 @@ use super::egress::HttpClient;
 use super::{TaskContext, TaskError};
 use crust_shared::model::task::{HttpBody, HttpParams};
 
-/// Largest response body read, in bytes (1 MiB).
+/// Largest response body read by default, in bytes (1 MiB): the output cap,
+/// [`super::TaskEnv::max_output_bytes`], is the limit.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most characters of a failed response's body put in the log.
 pub const LOGGED_BODY_CHARS: usize = 4096;
 
 /// Sends the request; fails on a transport error, a timeout, a body over
-/// [`MAX_BODY_BYTES`] or a status other than the expected ones.
-pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+/// the output cap ([`super::TaskEnv::max_output_bytes`]), a body that
+/// cannot be stored, or a status other than the expected ones. The output
+/// is built as JSON text: the body is never parsed into a tree.
+pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<super::Output, TaskError> {
+    let max_body = ctx.env.max_output_bytes;
     let url = Url::parse(params.url.trim())
         .map_err(|err| TaskError::failed(format!("url: {:?}: {err}", params.url)))?;
     let shown = redacted(&url);
@@ -56,7 +60,7 @@ pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<Value, Tas
         let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = read_body(response).await?;
+        let body = read_body(response, max_body).await?;
         Ok::<_, ReadError>((status, headers, body))
     };
     let (status, headers, body) = tokio::select! {
@@ -71,30 +75,50 @@ pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<Value, Tas
                 None => TaskError::failed(format!("{what}: {}", chain(&err.without_url()))),
             },
             ReadError::TooLarge => TaskError::failed(format!(
-                "{what}: the response body is larger than {MAX_BODY_BYTES} bytes"
+                "{what}: the response body is larger than {max_body} bytes (CRUST_WORKER_MAX_OUTPUT_BYTES)"
             )),
         })?,
         _ = ctx.cancel.cancelled() => return Err(TaskError::cancelled()),
     };
     let millis = started.elapsed().as_millis();
     let line = format!("{} {shown} → {status} in {millis} ms", params.method);
-    let output = json!({
-        "status": status,
-        "headers": header_map(&headers),
-        "body": parse_body(&headers, &body),
-    });
     if !params.expect_status.allows(status) {
-        let mut logged = output.clone();
-        logged["body"] =
-            Value::String(truncate(&String::from_utf8_lossy(&body), LOGGED_BODY_CHARS));
-        ctx.log("error", line, Some(logged));
+        let logged = json!({
+            "status": status,
+            "headers": header_map(&headers),
+            "body": truncate(&String::from_utf8_lossy(&body), LOGGED_BODY_CHARS),
+        });
+        ctx.log("error", line, Some(logged)).await;
         return Err(TaskError::failed(format!(
             "{what}: expected {}, got {status}",
             params.expect_status.describe()
         )));
     }
-    ctx.log("info", line, None);
-    Ok(output)
+    // Checking a megabyte of JSON is CPU work: off the async threads, so
+    // heartbeats and other runs are not held up behind it.
+    let says_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
+    let body = tokio::task::spawn_blocking(move || raw_body(says_json, body))
+        .await
+        .map_err(|err| TaskError::failed(format!("{what}: {err}")))?
+        .map_err(|reason| {
+            TaskError::failed(format!(
+                "{what}: the response body cannot be stored: {reason}"
+            ))
+        })?;
+    let headers = serde_json::to_string(&header_map(&headers))
+        .map_err(|err| TaskError::failed(format!("{what}: {err}")))?;
+    let output = format!(
+        r#"{{"status":{status},"headers":{headers},"body":{}}}"#,
+        body.get()
+    );
+    drop(body);
+    ctx.log("info", line, None).await;
+    serde_json::value::RawValue::from_string(output)
+        .map(super::Output::Raw)
+        .map_err(|err| TaskError::failed(format!("{what}: {err}")))
 }
 
 enum ReadError {
@@ -108,17 +132,17 @@ impl From<reqwest::Error> for ReadError {
     }
 }
 
-/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
-async fn read_body(mut response: Response) -> Result<Vec<u8>, ReadError> {
+/// Reads the body, refusing more than `max` bytes.
+async fn read_body(mut response: Response, max: usize) -> Result<Vec<u8>, ReadError> {
     if response
         .content_length()
-        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+        .is_some_and(|length| length > max as u64)
     {
         return Err(ReadError::TooLarge);
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
+        if body.len() + chunk.len() > max {
             return Err(ReadError::TooLarge);
         }
         body.extend_from_slice(&chunk);
@@ -144,21 +168,36 @@ fn header_map(headers: &HeaderMap) -> Value {
     Value::Object(map)
 }
 
-/// JSON when the server says so (or the text plainly is an object or
-/// array), else the text.
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Value {
-    let says_json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
-    let text = String::from_utf8_lossy(body);
+/// The body as JSON text: the JSON itself when the server says so (or
+/// the text plainly is an object or array) and it parses, else the text
+/// as a JSON string. Either must be storable (no NUL, no number that
+/// cannot be read back).
+fn raw_body(says_json: bool, body: Vec<u8>) -> Result<Box<serde_json::value::RawValue>, String> {
+    let text = match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    };
     let looks_json = matches!(text.trim_start().chars().next(), Some('{' | '['));
     if says_json || looks_json {
-        if let Ok(value) = serde_json::from_slice(body) {
-            return value;
+        // Not JSON after all (or not storable JSON): a storable string
+        // is still a fine output; an unstorable JSON value is an error.
+        match crate::storable::check_text_json(&text) {
+            Ok(()) => {
+                let text = if text.trim().len() == text.len() {
+                    text
+                } else {
+                    text.trim().to_owned()
+                };
+                return serde_json::value::RawValue::from_string(text)
+                    .map_err(|err| err.to_string());
+            }
+            Err(reason) if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() => {
+                return Err(reason)
+            }
+            Err(_) => {}
         }
     }
-    Value::String(text.into_owned())
+    crate::storable::to_raw(&Value::String(text), usize::MAX)
 }
 
 /// The URL without a password, for logs and errors.

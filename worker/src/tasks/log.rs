@@ -6,8 +6,9 @@ use super::{TaskContext, TaskError};
 use crust_shared::model::task::LogParams;
 
 /// Writes the line; the output is `{"message": …}`.
-pub fn run(params: LogParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
-    ctx.log(&params.level, params.message.clone(), params.data);
+pub async fn run(params: LogParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+    ctx.log(&params.level, params.message.clone(), params.data)
+        .await;
     Ok(json!({ "message": params.message }))
 }
 

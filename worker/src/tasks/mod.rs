@@ -17,8 +17,10 @@ pub mod template;
 #[cfg(test)]
 pub(crate) mod test_support;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,43 @@ pub struct TaskEnv {
     pub pool: PgPool,
     /// The `http` task's client, with the egress policy and default timeout.
     pub http: egress::HttpClient,
+    /// Largest output of a task, in bytes of JSON; also the most a task's
+    /// rendered params may take and the largest `http` body read.
+    pub max_output_bytes: usize,
+}
+
+/// The default of [`TaskEnv::max_output_bytes`] (1 MiB).
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// Outputs of the tasks that ran, by task name, as serialised JSON: a
+/// `serde_json::Value` tree of small objects costs 10–20× its JSON.
+pub type Outputs = BTreeMap<String, Box<RawValue>>;
+
+/// What a task produced: a value, or JSON text already checked with
+/// [`crate::storable::check_text_json`] (an `http` body), which is never
+/// turned into a tree.
+#[derive(Debug)]
+pub enum Output {
+    Value(Value),
+    Raw(Box<RawValue>),
+}
+
+impl Output {
+    /// The output as checked, capped JSON text.
+    pub fn into_raw(self, max: usize) -> Result<Box<RawValue>, TaskError> {
+        let raw = match self {
+            Output::Value(value) => crate::storable::to_raw(&value, usize::MAX)
+                .map_err(|reason| TaskError::failed(format!("output: {reason}")))?,
+            Output::Raw(raw) => raw,
+        };
+        if raw.get().len() > max {
+            return Err(TaskError::failed(format!(
+                "output: {} bytes of JSON, more than the limit of {max} (CRUST_WORKER_MAX_OUTPUT_BYTES)",
+                raw.get().len()
+            )));
+        }
+        Ok(raw)
+    }
 }
 
 /// The context of one try of one task.
@@ -46,7 +85,7 @@ pub struct TaskContext<'a> {
     /// The job's parameters.
     pub parameters: &'a Parameters,
     /// Outputs of the tasks that ran before, by task name.
-    pub outputs: &'a Map<String, Value>,
+    pub outputs: &'a Outputs,
     /// In `onError` tasks: the failure being handled.
     pub error: Option<&'a str>,
     pub log: &'a JobLogger,
@@ -56,13 +95,64 @@ pub struct TaskContext<'a> {
     pub cancel: &'a CancellationToken,
 }
 
+/// Templates are rendered over `{"parameters", "outputs", "job": {"id"}}`
+/// plus `"error"` in `onError` tasks, looked up in place: outputs stay
+/// serialised and only the referenced part is parsed.
+impl template::Scope for TaskContext<'_> {
+    fn lookup(&self, path: &[String]) -> Result<Value, String> {
+        match path.first().map(String::as_str) {
+            Some("parameters") => match path.get(1) {
+                None => Ok(json!(self.parameters)),
+                Some(name) => {
+                    let value = self
+                        .parameters
+                        .get(name)
+                        .ok_or_else(|| template::missing(path, 1))?;
+                    if path.len() > 2 {
+                        return Err(template::missing(path, 2));
+                    }
+                    Ok(Value::String(value.clone()))
+                }
+            },
+            Some("outputs") => match path.get(1) {
+                None => self
+                    .outputs
+                    .iter()
+                    .map(|(name, raw)| {
+                        serde_json::from_str(raw.get())
+                            .map(|value| (name.clone(), value))
+                            .map_err(|err| err.to_string())
+                    })
+                    .collect::<Result<Map<_, _>, _>>()
+                    .map(Value::Object),
+                Some(name) => {
+                    let raw = self
+                        .outputs
+                        .get(name)
+                        .ok_or_else(|| template::missing(path, 1))?;
+                    template::lookup_raw(raw, path, 2)
+                }
+            },
+            Some("job") => {
+                let job = json!({"job": {"id": self.job_id.to_string()}});
+                template::lookup(&job, path, 0).cloned()
+            }
+            Some("error") if self.error.is_some() => {
+                let error = json!({"error": self.error});
+                template::lookup(&error, path, 0).cloned()
+            }
+            _ => Err(template::missing(path, 0)),
+        }
+    }
+}
+
 impl TaskContext<'_> {
-    /// The JSON templates are rendered over: `{"parameters", "outputs",
-    /// "job": {"id"}}` plus `"error"` in `onError` tasks.
+    /// The whole template context as one JSON value (for scripts).
     pub fn template_context(&self) -> Value {
+        use template::Scope;
         let mut context = json!({
             "parameters": self.parameters,
-            "outputs": self.outputs,
+            "outputs": self.lookup(&["outputs".to_owned()]).unwrap_or(Value::Null),
             "job": {"id": self.job_id.to_string()},
         });
         if let (Some(error), Value::Object(map)) = (self.error, &mut context) {
@@ -72,8 +162,10 @@ impl TaskContext<'_> {
     }
 
     /// Writes one line to the job's log under this task's name.
-    pub fn log(&self, level: &str, message: impl Into<String>, data: Option<Value>) {
-        self.log.log(level, Some(self.task_name), message, data);
+    pub async fn log(&self, level: &str, message: impl Into<String>, data: Option<Value>) {
+        self.log
+            .log(level, Some(self.task_name), message, data)
+            .await;
     }
 }
 
@@ -96,32 +188,56 @@ impl TaskError {
     }
 }
 
-/// Runs one try of a task of `kind` with `params`; returns its output.
+/// Runs one try of a task of `kind` with `params`; returns its output as
+/// checked JSON text of at most [`TaskEnv::max_output_bytes`]: a value that
+/// cannot be stored or is larger fails the try.
+pub async fn run_to_raw(
+    kind: &str,
+    params: &Value,
+    ctx: &TaskContext<'_>,
+) -> Result<Box<RawValue>, TaskError> {
+    run_output(kind, params, ctx)
+        .await?
+        .into_raw(ctx.env.max_output_bytes)
+}
+
+/// [`run_to_raw`] as a value (tests).
 pub async fn run(kind: &str, params: &Value, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+    let raw = run_to_raw(kind, params, ctx).await?;
+    serde_json::from_str(raw.get()).map_err(|err| TaskError::failed(err.to_string()))
+}
+
+async fn run_output(
+    kind: &str,
+    params: &Value,
+    ctx: &TaskContext<'_>,
+) -> Result<Output, TaskError> {
     let params = render_params(kind, params, ctx)?;
     let params = parse_params(kind, &params)
         .map_err(|reason| TaskError::failed(format!("params: {reason}")))?;
-    match params {
-        TaskParams::Log(params) => log::run(params, ctx),
+    let value = match params {
+        TaskParams::Log(params) => log::run(params, ctx).await,
         TaskParams::Sleep(params) => sleep::run(params, ctx).await,
         TaskParams::Fail(params) => fail::run(params),
-        TaskParams::Http(params) => http::run(params, ctx).await,
+        TaskParams::Http(params) => return http::run(params, ctx).await,
         TaskParams::RecordCreate(params) => record::create(params, ctx).await,
         TaskParams::RecordUpdate(params) => record::update(params, ctx).await,
         TaskParams::RecordDelete(params) => record::delete(params, ctx).await,
         TaskParams::RecordQuery(params) => record::query(params, ctx).await,
         TaskParams::Script(params) => script::run(params, ctx).await,
-    }
+    };
+    value.map(Output::Value)
 }
 
 /// Renders the templates in `params`, leaving raw ones (a script's source)
-/// as they are.
+/// as they are. What the templates produce may take at most
+/// [`TaskEnv::max_output_bytes`] in all.
 pub fn render_params(
     kind: &str,
     params: &Value,
     ctx: &TaskContext<'_>,
 ) -> Result<Value, TaskError> {
-    let context = ctx.template_context();
+    let mut left = ctx.env.max_output_bytes;
     match params {
         Value::Object(map) => map
             .iter()
@@ -129,13 +245,13 @@ pub fn render_params(
                 let rendered = if is_raw_param(kind, name) {
                     value.clone()
                 } else {
-                    template::render(value, &context).map_err(TaskError::Failed)?
+                    template::render_limited(value, ctx, &mut left).map_err(TaskError::Failed)?
                 };
                 Ok((name.clone(), rendered))
             })
             .collect::<Result<Map<_, _>, _>>()
             .map(Value::Object),
-        other => template::render(other, &context).map_err(TaskError::Failed),
+        other => template::render_limited(other, ctx, &mut left).map_err(TaskError::Failed),
     }
 }
 
@@ -148,7 +264,7 @@ mod tests {
     async fn run_renders_templates_before_the_kind_sees_them() {
         let mut h = Harness::new();
         h.parameters.insert("who".into(), "Ada".into());
-        h.outputs.insert("prev".into(), json!({"n": 3}));
+        h.output("prev", json!({"n": 3}));
         let out = h
             .run(
                 "log",
@@ -179,6 +295,84 @@ mod tests {
             err.to_string()
                 .starts_with("params: seconds: must be a number"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn outputs_over_the_cap_or_unstorable_fail_the_task() {
+        let mut h = Harness::new();
+        h.env.max_output_bytes = 1024;
+        let out = h
+            .run(
+                "script",
+                json!({"source": "let s = \"\"; for i in 0..1000 { s += \"y\"; } s"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.as_str().unwrap().len(), 1000);
+        let err = h
+            .run(
+                "script",
+                json!({"source": "let s = \"\"; for i in 0..2000 { s += \"y\"; } s"}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output: 2002 bytes of JSON, more than the limit of 1024 (CRUST_WORKER_MAX_OUTPUT_BYTES)"
+        );
+        let err = h
+            .run(
+                "script",
+                json!({"source": "#{v: [1.7976931348623157e308]}"}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output: $.v[0]: the number 1.7976931348623157e308 cannot be stored and read back (out of range)"
+        );
+        let err = h
+            .run("script", json!({"source": "\"a\\x00b\""}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output: $: contains a NUL character (\\u0000)"
+        );
+    }
+
+    #[tokio::test]
+    async fn rendering_is_capped_and_outputs_are_read_in_place() {
+        let mut h = Harness::new();
+        h.parameters.insert("big".into(), "x".repeat(64 * 1024));
+        let message = "{{ parameters.big }}".repeat(2_000);
+        let err = h.run("log", json!({"message": message})).await.unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "renders to more than the limit of bytes a task's params may take (CRUST_WORKER_MAX_OUTPUT_BYTES)"
+            ),
+            "{err}"
+        );
+        h.output(
+            "fetch",
+            json!({"body": [{"id": 1}, {"id": 2, "name": "b"}]}),
+        );
+        let out = h
+            .run(
+                "log",
+                json!({"message": "{{ outputs.fetch.body.1.name }}", "data": "{{ outputs.fetch.body }}"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"message": "b"}));
+        assert_eq!(
+            h.logged(),
+            vec![(
+                "info".into(),
+                "b".into(),
+                Some(json!([{"id": 1}, {"id": 2, "name": "b"}]))
+            )]
         );
     }
 

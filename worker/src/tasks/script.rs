@@ -49,7 +49,11 @@ pub async fn run(params: ScriptParams, ctx: &TaskContext<'_>) -> Result<Value, T
         max_operations: params.max_operations,
         time_limit: ctx.timeout.unwrap_or(DEFAULT_TIME_LIMIT),
         parameters,
-        outputs: Value::Object(ctx.outputs.clone()),
+        outputs: {
+            use super::template::Scope;
+            ctx.lookup(&["outputs".to_owned()])
+                .map_err(|err| TaskError::failed(format!("script: {err}")))?
+        },
         error: ctx.error.map(str::to_owned),
         host: Host {
             pool: ctx.env.pool.clone(),
@@ -265,7 +269,7 @@ impl Host {
         if self.lines.fetch_add(1, Ordering::Relaxed) >= MAX_LOG_LINES {
             return Err(format!("log: more than {MAX_LOG_LINES} log lines").into());
         }
-        self.log.log(level, Some(&self.task), message, None);
+        self.block_on(self.log.log(level, Some(&self.task), message, None));
         Ok(())
     }
 
@@ -336,8 +340,7 @@ mod tests {
     async fn the_final_value_is_the_output() {
         let mut h = Harness::new();
         h.parameters.insert("name".into(), "Ada".into());
-        h.outputs
-            .insert("fetch".into(), json!({"body": {"items": [1, 2, 3]}}));
+        h.output("fetch", json!({"body": {"items": [1, 2, 3]}}));
         let out = h
             .run(
                 "script",

@@ -7,6 +7,7 @@
 //! literal `{{`. A path that leads nowhere is an error naming the last part
 //! that exists.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crust_shared::model::task::{parse_template, Segment};
@@ -17,19 +18,43 @@ pub fn check(template: &str) -> Result<(), String> {
     crust_shared::model::task::check_template(template)
 }
 
+/// What templates are rendered over: anything that can answer a path.
+pub trait Scope {
+    /// The value at `path`, or an error naming the part that is missing.
+    fn lookup(&self, path: &[String]) -> Result<Value, String>;
+}
+
+impl Scope for Value {
+    fn lookup(&self, path: &[String]) -> Result<Value, String> {
+        lookup(self, path, 0).cloned()
+    }
+}
+
 /// Renders every string inside `value` (object keys excepted).
-pub fn render(value: &Value, context: &Value) -> Result<Value, String> {
+pub fn render(value: &Value, context: &(impl Scope + ?Sized)) -> Result<Value, String> {
+    let mut left = usize::MAX;
+    render_limited(value, context, &mut left)
+}
+
+/// [`render`] within a budget of `left` bytes of JSON for all the values
+/// the templates produce (it shrinks as they render): a template that
+/// would produce more fails instead of filling memory.
+pub fn render_limited(
+    value: &Value,
+    context: &(impl Scope + ?Sized),
+    left: &mut usize,
+) -> Result<Value, String> {
     Ok(match value {
-        Value::String(text) => render_str(text, context)?,
+        Value::String(text) => render_str_limited(text, context, left)?,
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|item| render(item, context))
+                .map(|item| render_limited(item, context, left))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(key, item)| Ok((key.clone(), render(item, context)?)))
+                .map(|(key, item)| Ok((key.clone(), render_limited(item, context, left)?)))
                 .collect::<Result<Map<_, _>, String>>()?,
         ),
         other => other.clone(),
@@ -37,44 +62,118 @@ pub fn render(value: &Value, context: &Value) -> Result<Value, String> {
 }
 
 /// Renders one template string.
-pub fn render_str(text: &str, context: &Value) -> Result<Value, String> {
+pub fn render_str(text: &str, context: &(impl Scope + ?Sized)) -> Result<Value, String> {
+    let mut left = usize::MAX;
+    render_str_limited(text, context, &mut left)
+}
+
+fn too_large(text: &str) -> String {
+    let shown: String = text.chars().take(60).collect();
+    format!("template {shown:?}: renders to more than the limit of bytes a task's params may take (CRUST_WORKER_MAX_OUTPUT_BYTES)")
+}
+
+fn spend(left: &mut usize, bytes: usize, text: &str) -> Result<(), String> {
+    *left = left.checked_sub(bytes).ok_or_else(|| too_large(text))?;
+    Ok(())
+}
+
+fn render_str_limited(
+    text: &str,
+    context: &(impl Scope + ?Sized),
+    left: &mut usize,
+) -> Result<Value, String> {
     let segments = parse_template(text)?;
     if let [Segment::Ref(path)] = segments.as_slice() {
-        return lookup(context, path).cloned();
+        let value = context.lookup(path)?;
+        spend(left, json_len(&value), text)?;
+        return Ok(value);
     }
     let mut out = String::with_capacity(text.len());
     for segment in &segments {
+        let before = out.len();
         match segment {
             Segment::Text(literal) => out.push_str(literal),
-            Segment::Ref(path) => match lookup(context, path)? {
-                Value::String(value) => out.push_str(value),
+            Segment::Ref(path) => match context.lookup(path)? {
+                Value::String(value) => out.push_str(&value),
                 other => out.push_str(&other.to_string()),
             },
         }
+        spend(left, out.len() - before, text)?;
     }
     Ok(Value::String(out))
 }
 
-/// Follows `path` through `context`: object keys, or indexes into arrays.
-fn lookup<'c>(context: &'c Value, path: &[String]) -> Result<&'c Value, String> {
-    let mut current = context;
-    for (depth, part) in path.iter().enumerate() {
+/// Bytes of `value` as JSON, without building the text.
+pub fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// The error for `path[depth]` missing under `path[..depth]`.
+pub fn missing(path: &[String], depth: usize) -> String {
+    let whole = path.join(".");
+    let parent = if depth == 0 {
+        "the context".to_owned()
+    } else {
+        path[..depth].join(".")
+    };
+    format!(
+        "template {{{{ {whole} }}}}: {parent} has no {:?}",
+        path[depth]
+    )
+}
+
+/// Follows `path[from..]` through `value`: object keys, or indexes into
+/// arrays (errors name the whole path).
+pub fn lookup<'c>(value: &'c Value, path: &[String], from: usize) -> Result<&'c Value, String> {
+    let mut current = value;
+    for (depth, part) in path.iter().enumerate().skip(from) {
         let next = match current {
             Value::Object(map) => map.get(part),
             Value::Array(items) => part.parse::<usize>().ok().and_then(|at| items.get(at)),
             _ => None,
         };
-        current = next.ok_or_else(|| {
-            let whole = path.join(".");
-            let parent = if depth == 0 {
-                "the context".to_owned()
-            } else {
-                path[..depth].join(".")
-            };
-            format!("template {{{{ {whole} }}}}: {parent} has no {part:?}")
-        })?;
+        current = next.ok_or_else(|| missing(path, depth))?;
     }
     Ok(current)
+}
+
+/// Follows `path[from..]` through serialised JSON, parsing one level at a
+/// time (never the whole tree), and returns the value found.
+pub fn lookup_raw(raw: &RawValue, path: &[String], from: usize) -> Result<Value, String> {
+    let mut current: &RawValue = raw;
+    for (depth, part) in path.iter().enumerate().skip(from) {
+        let text = current.get().trim_start();
+        let next = if text.starts_with('{') {
+            let map: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> =
+                serde_json::from_str(current.get()).map_err(|err| err.to_string())?;
+            map.get(part.as_str()).copied()
+        } else if text.starts_with('[') {
+            match part.parse::<usize>() {
+                Ok(at) => {
+                    let items: Vec<&RawValue> =
+                        serde_json::from_str(current.get()).map_err(|err| err.to_string())?;
+                    items.get(at).copied()
+                }
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        current = next.ok_or_else(|| missing(path, depth))?;
+    }
+    serde_json::from_str(current.get()).map_err(|err| err.to_string())
 }
 
 #[cfg(test)]
@@ -174,6 +273,44 @@ mod tests {
                 "body": {"to": ["a@b.io", 3], "count": 200},
                 "{{ keys }}": "are not rendered",
             })
+        );
+    }
+
+    #[test]
+    fn a_template_that_renders_too_much_fails() {
+        let big = "x".repeat(64 * 1024);
+        let ctx = json!({"parameters": {"big": big}});
+        let many = "{{ parameters.big }}".repeat(2_000);
+        let err = render_limited(&json!({"message": many}), &ctx, &mut (1024 * 1024)).unwrap_err();
+        assert!(err.ends_with("renders to more than the limit of bytes a task's params may take (CRUST_WORKER_MAX_OUTPUT_BYTES)"), "{err}");
+        // A single reference to a big value counts too, across params.
+        let one = json!({"a": "{{ parameters.big }}", "b": "{{ parameters.big }}"});
+        render_limited(&one, &ctx, &mut (200 * 1024)).unwrap();
+        assert!(render_limited(&one, &ctx, &mut (100 * 1024)).is_err());
+    }
+
+    #[test]
+    fn raw_lookups_follow_paths_without_a_tree() {
+        let raw = RawValue::from_string(
+            r#"{"body": {"items": [{"id": 7}, {"id": 8, "k\"q": "v"}]}, "status": 200}"#.into(),
+        )
+        .unwrap();
+        let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            lookup_raw(&raw, &path("outputs.f.body.items.1.id"), 2).unwrap(),
+            json!(8)
+        );
+        assert_eq!(
+            lookup_raw(&raw, &path("outputs.f.body.items.1"), 2).unwrap(),
+            json!({"id": 8, "k\"q": "v"})
+        );
+        assert_eq!(
+            lookup_raw(&raw, &path("outputs.f.body.nope"), 2).unwrap_err(),
+            "template {{ outputs.f.body.nope }}: outputs.f.body has no \"nope\""
+        );
+        assert_eq!(
+            lookup_raw(&raw, &path("outputs.f.status.x"), 2).unwrap_err(),
+            "template {{ outputs.f.status.x }}: outputs.f.status has no \"x\""
         );
     }
 

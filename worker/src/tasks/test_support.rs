@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::egress::{Egress, HttpClient};
-use super::{TaskContext, TaskEnv, TaskError};
-use crate::logs::{JobLogger, LogLine};
+use super::{Outputs, TaskContext, TaskEnv, TaskError};
+use crate::logs::{JobLogger, LogLimits, LogLine, LogSink};
 use crust_shared::model::job::Parameters;
 use crust_shared::model::module::ModuleInput;
 use crust_shared::Id;
@@ -56,10 +56,10 @@ impl TestDb {
 pub struct Harness {
     pub env: TaskEnv,
     pub parameters: Parameters,
-    pub outputs: Map<String, Value>,
+    pub outputs: Outputs,
     pub error: Option<String>,
     pub logger: JobLogger,
-    pub lines: mpsc::UnboundedReceiver<LogLine>,
+    pub lines: mpsc::Receiver<LogLine>,
     pub timeout: Option<Duration>,
     pub cancel: CancellationToken,
     pub user: Id,
@@ -81,7 +81,7 @@ impl Harness {
     }
 
     fn with_pool(pool: PgPool, db: Option<TestDb>) -> Harness {
-        let (tx, lines) = mpsc::unbounded_channel();
+        let (tx, lines) = mpsc::channel(100_000);
         Harness {
             env: TaskEnv {
                 pool,
@@ -92,11 +92,17 @@ impl Harness {
                     Duration::from_secs(30),
                 )
                 .unwrap(),
+                max_output_bytes: super::DEFAULT_MAX_OUTPUT_BYTES,
             },
             parameters: Parameters::new(),
-            outputs: Map::new(),
+            outputs: Outputs::new(),
             error: None,
-            logger: JobLogger::new(Id(1), 1, tx),
+            logger: JobLogger::new(
+                Id(1),
+                1,
+                LogSink::new(tx, 64 * 1024 * 1024),
+                LogLimits::default(),
+            ),
             lines,
             timeout: None,
             cancel: CancellationToken::new(),
@@ -121,6 +127,14 @@ impl Harness {
         }
     }
 
+    /// Sets the output of an earlier task `name`.
+    pub fn output(&mut self, name: &str, value: Value) {
+        self.outputs.insert(
+            name.to_owned(),
+            serde_json::value::RawValue::from_string(value.to_string()).unwrap(),
+        );
+    }
+
     /// Runs a task through [`super::run`].
     pub async fn run(&self, kind: &str, params: Value) -> Result<Value, TaskError> {
         super::run(kind, &params, &self.ctx()).await
@@ -130,8 +144,12 @@ impl Harness {
     pub fn logged(&mut self) -> Vec<(String, String, Option<Value>)> {
         let mut out = Vec::new();
         while let Ok(line) = self.lines.try_recv() {
-            assert_eq!(line.entry.task.as_deref(), Some("t"));
-            out.push((line.entry.level, line.entry.message, line.entry.data));
+            assert_eq!(line.task.as_deref(), Some("t"));
+            let data = line
+                .data
+                .as_ref()
+                .map(|raw| serde_json::from_str(raw.get()).unwrap());
+            out.push((line.level, line.message, data));
         }
         out
     }

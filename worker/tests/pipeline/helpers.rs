@@ -33,6 +33,7 @@ pub struct System {
     pub worker_health: Vec<std::net::SocketAddr>,
     client: reqwest::Client,
     token: String,
+    limits: crust_worker::Limits,
     api: CancellationToken,
     schedulers: Vec<CancellationToken>,
     workers: Vec<(CancellationToken, JoinHandle<()>)>,
@@ -52,6 +53,8 @@ pub struct Options {
     pub db_port: Option<u16>,
     /// The workers' CRUST_HTTP_ALLOW: loopback, where test servers listen.
     pub http_allow: &'static str,
+    /// The workers' per-job limits.
+    pub limits: crust_worker::Limits,
 }
 
 impl Default for Options {
@@ -64,6 +67,7 @@ impl Default for Options {
             amqp_url: None,
             db_port: None,
             http_allow: "127.0.0.1/32",
+            limits: crust_worker::Limits::default(),
         }
     }
 }
@@ -94,6 +98,7 @@ pub async fn start(options: Options) -> System {
         schedulers: Vec::new(),
         workers: Vec::new(),
         http_allow: options.http_allow,
+        limits: options.limits.clone(),
         db,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -178,6 +183,7 @@ impl System {
             name: Some(format!("test-worker-{}", self.workers.len())),
             http_allow: crust_worker::tasks::egress::Egress::parse(self.http_allow).unwrap(),
             http_timeout: Duration::from_secs(30),
+            limits: self.limits.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.worker_health.push(listener.local_addr().unwrap());

@@ -1,0 +1,332 @@
+//! `crust-bench memory`: a running worker's memory under jobs that fetch
+//! big JSON. The bench serves a JSON array of small objects (0.95 MB by
+//! default) from 127.0.0.1, creates a workflow of `--tasks` `http` tasks
+//! that each fetch it, runs one job, then `--jobs` jobs at once, and reads
+//! the worker's resident memory from `/proc/<pid>/status` (VmRSS sampled
+//! while they run, VmHWM — the kernel's peak — after each phase).
+//!
+//! The worker must reach 127.0.0.1: once the `http` task refuses loopback
+//! by default, start it with `CRUST_HTTP_ALLOW=127.0.0.1/32`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use crust_shared::auth::TokenKey;
+use crust_shared::Id;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+
+use crate::api::Api;
+
+/// Targets of issue 9.
+const TARGET_ONE_MB: f64 = 200.0;
+const TARGET_MANY_MB: f64 = 1000.0;
+/// How often VmRSS is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// Options of `crust-bench memory`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Base URL of the running API.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    api: String,
+
+    /// The API's HS256 secret, to mint a bearer token.
+    #[arg(long, env = "CRUST_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+
+    /// The worker to measure (default: the only process named
+    /// `crust-worker`). It must be the only worker on the queue.
+    #[arg(long)]
+    worker_pid: Option<u32>,
+
+    /// `http` tasks in the workflow.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    tasks: u32,
+
+    /// Objects in the served JSON array (75 000 ≈ 0.95 MB).
+    #[arg(long, default_value_t = 75_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    objects: u32,
+
+    /// Jobs run at once in the second phase.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    jobs: u32,
+
+    /// Longest wait, in seconds, for a phase.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    deadline: u64,
+}
+
+/// The served document: `[{"id":0},{"id":1},…]`.
+fn document(objects: u32) -> Vec<u8> {
+    let mut out = String::with_capacity(objects as usize * 13 + 2);
+    out.push('[');
+    for id in 0..objects {
+        if id > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("{{\"id\":{id}}}"));
+    }
+    out.push(']');
+    out.into_bytes()
+}
+
+/// Serves `body` as JSON to every request on 127.0.0.1, from plain
+/// threads (one per connection); returns its URL.
+fn serve(body: Vec<u8>) -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/items.json", listener.local_addr()?);
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    let response: Arc<[u8]> = response.into();
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else {
+                continue;
+            };
+            let response = response.clone();
+            std::thread::spawn(move || {
+                // Read the request head, then answer and close.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65_536 {
+                    match socket.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = socket.write_all(&response);
+                let _ = socket.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    Ok(url)
+}
+
+/// The pid of the only process named `crust-worker`.
+fn find_worker() -> anyhow::Result<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(name) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+            if name.trim() == "crust-worker" {
+                found.push(pid);
+            }
+        }
+    }
+    match found.as_slice() {
+        [pid] => Ok(*pid),
+        [] => bail!("no process named crust-worker runs; start one or pass --worker-pid"),
+        many => bail!("several crust-worker processes run ({many:?}); pass --worker-pid"),
+    }
+}
+
+/// A `/proc/<pid>/status` field in MB (10^6 bytes).
+fn status_mb(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status (has the worker exited?)"))?;
+    parse_field(&status, field).with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+fn parse_field(status: &str, field: &str) -> Option<f64> {
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(&format!("{field}:")))?;
+    let kib: f64 = line[field.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024.0 / 1e6)
+}
+
+/// What one phase measured.
+struct Phase {
+    jobs: usize,
+    seconds: f64,
+    peak_rss_mb: f64,
+    hwm_mb: f64,
+    after_rss_mb: f64,
+}
+
+impl Api {
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        self.call(self.http.post(&url).json(&body), StatusCode::CREATED)
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("POST {url}"))
+    }
+
+    async fn status_of(&self, job: &str) -> anyhow::Result<(String, Option<String>)> {
+        let url = format!("{}/job/{job}", self.base);
+        let answer = self
+            .call(self.http.get(&url), StatusCode::OK)
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("GET {url}"))?;
+        let status = answer["response"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let error = answer["response"]["error"].as_str().map(str::to_owned);
+        Ok((status, error))
+    }
+}
+
+/// Runs `count` jobs of `workflow` at once and samples the worker's memory
+/// until they have all ended; any job not `ok` fails the bench.
+async fn phase(
+    api: &Api,
+    pid: u32,
+    workflow: &str,
+    count: usize,
+    deadline: Duration,
+) -> anyhow::Result<Phase> {
+    let started = Instant::now();
+    let mut jobs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let answer = api.post("/job/", json!({"workflowID": workflow})).await?;
+        let id = answer["response"]["jobID"]
+            .as_str()
+            .context("the job answer has no jobID")?
+            .to_owned();
+        jobs.push(id);
+    }
+    let mut peak = status_mb(pid, "VmRSS")?;
+    let mut pending = jobs.clone();
+    let mut last_poll = Instant::now();
+    while !pending.is_empty() {
+        if started.elapsed() > deadline {
+            bail!(
+                "{} jobs still not finished after {deadline:?}",
+                pending.len()
+            );
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+        peak = peak.max(status_mb(pid, "VmRSS")?);
+        if last_poll.elapsed() < Duration::from_millis(250) {
+            continue;
+        }
+        last_poll = Instant::now();
+        let mut still = Vec::new();
+        for job in pending {
+            match api.status_of(&job).await? {
+                (status, _) if status == "queued" || status == "running" => still.push(job),
+                (status, _) if status == "ok" => {}
+                (status, error) => bail!("job {job} ended {status}: {error:?}"),
+            }
+        }
+        pending = still;
+    }
+    Ok(Phase {
+        jobs: count,
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_mb: peak,
+        hwm_mb: status_mb(pid, "VmHWM")?,
+        after_rss_mb: status_mb(pid, "VmRSS")?,
+    })
+}
+
+/// Runs the bench.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let pid = match args.worker_pid {
+        Some(pid) => pid,
+        None => find_worker()?,
+    };
+    let token = TokenKey::new(&args.jwt_secret)
+        .map_err(anyhow::Error::msg)?
+        .sign(Id(1), chrono::Utc::now().timestamp(), 3600);
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: args.api.trim_end_matches('/').to_owned(),
+        auth: format!("Bearer {token}"),
+    };
+    let body = document(args.objects);
+    let size = body.len();
+    let url = serve(body)?;
+    let tasks: Vec<Value> = (1..=args.tasks)
+        .map(|n| json!({"name": format!("fetch{n}"), "kind": "http", "params": {"url": url}}))
+        .collect();
+    let name = format!("bench-memory-{}", std::process::id());
+    let answer = api
+        .post(
+            "/workflow/",
+            json!({"name": name, "tasks": tasks, "timeout": 0}),
+        )
+        .await?;
+    let workflow = answer["response"]["workflowID"]
+        .as_str()
+        .context("the workflow answer has no workflowID")?
+        .to_owned();
+    let deadline = Duration::from_secs(args.deadline);
+    let idle = status_mb(pid, "VmRSS")?;
+    println!(
+        "worker pid {pid}; serving {} objects ({:.2} MB of JSON) at {url}; {} http tasks per job",
+        args.objects,
+        size as f64 / 1e6,
+        args.tasks
+    );
+    println!("worker VmRSS before: {idle:.1} MB");
+    let result = async {
+        let one = phase(&api, pid, &workflow, 1, deadline).await?;
+        let many = phase(&api, pid, &workflow, args.jobs as usize, deadline).await?;
+        anyhow::Ok((one, many))
+    }
+    .await;
+    let url = format!("{}/workflow/{workflow}", api.base);
+    if let Err(err) = api.call(api.http.delete(&url), StatusCode::OK).await {
+        eprintln!("cannot delete the bench's workflow {workflow}: {err}");
+    }
+    let (one, many) = result?;
+    println!();
+    println!("| jobs at once | time s | peak VmRSS sampled MB | VmHWM after MB | VmRSS after MB | target |");
+    println!("|---|---|---|---|---|---|");
+    for (phase, target) in [(&one, TARGET_ONE_MB), (&many, TARGET_MANY_MB)] {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | < {target} MB: {} |",
+            phase.jobs,
+            phase.seconds,
+            phase.peak_rss_mb,
+            phase.hwm_mb,
+            phase.after_rss_mb,
+            if phase.hwm_mb < target {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_document_is_about_a_megabyte_of_small_objects() {
+        let body = document(75_000);
+        assert!((900_000..1_000_000).contains(&body.len()), "{}", body.len());
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value[74_999], json!({"id": 74_999}));
+    }
+
+    #[test]
+    fn status_fields_are_read_in_mb() {
+        let status = "Name:\tcrust-worker\nVmHWM:\t  204800 kB\nVmRSS:\t   20480 kB\n";
+        assert_eq!(parse_field(status, "VmHWM"), Some(204_800.0 * 1024.0 / 1e6));
+        assert_eq!(parse_field(status, "VmRSS"), Some(20_480.0 * 1024.0 / 1e6));
+        assert_eq!(parse_field(status, "VmSwap"), None);
+    }
+}
