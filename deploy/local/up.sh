@@ -60,7 +60,7 @@ token=$("$bin/crust-api" token --sub 1 --ttl 24h)
 call() { curl -sS -H "Authorization: Bearer $token" "$@"; }
 # The ID in the first `"<kind>ID":"N"` (followed by `"name":"NAME"` if
 # given) of the JSON on stdin.
-id_of() { grep -o "\"$1ID\":\"[0-9]*\"${2:+,\"name\":\"$2\"}" | head -n 1 | cut -d'"' -f4; }
+id_of() { { grep -o "\"$1ID\":\"[0-9]*\"${2:+,\"name\":\"$2\"}" || true; } | head -n 1 | cut -d'"' -f4; }
 module_id=$(call "$api/module/?query=Leads" | id_of module Leads)
 if [ -z "$module_id" ]; then
   module_id=$(call "$api/module/" -d '{"name": "Leads", "fields": [{"name": "email", "kind": "Email", "isRequired": true}, {"name": "score", "kind": "Number"}, {"name": "stage", "kind": "Select", "options": {"options": ["new", "won", "lost"]}}]}' | id_of module)

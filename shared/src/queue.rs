@@ -147,6 +147,29 @@ pub async fn connect(url: &str) -> Result<Connection, QueueError> {
         .map_err(QueueError::from)
 }
 
+/// Closes a connection and waits (up to 5 s) until lapin's I/O thread has
+/// ended. A close only asks the broker; the thread keeps running a moment
+/// longer, and if the runtime is shutting down by then it logs errors
+/// ("A Tokio 1.x context was found, but it is being shutdown"). Call this
+/// last, before the runtime ends.
+pub async fn close_connection(connection: Connection, reason: &str) {
+    let limit = Duration::from_secs(5);
+    if tokio::time::timeout(limit, connection.close(200, reason))
+        .await
+        .is_err()
+    {
+        tracing::debug!("broker did not acknowledge the close in time");
+    }
+    // `run` blocks until the I/O thread ends. A thread of its own, not the
+    // blocking pool, so a stuck loop cannot hold the runtime's shutdown.
+    let (ended, wait) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = connection.run();
+        let _ = ended.send(());
+    });
+    let _ = tokio::time::timeout(limit, wait).await;
+}
+
 /// Declares the exchanges and queues (idempotent).
 pub async fn declare(channel: &Channel, names: &Names) -> Result<(), QueueError> {
     let durable = ExchangeDeclareOptions {
@@ -337,13 +360,14 @@ impl Publisher {
         let Some((connection, channel)) = self.channel.lock().await.take() else {
             return;
         };
-        let goodbye = async {
-            let _ = channel.close(200, "closing").await;
-            let _ = connection.close(200, "closing").await;
-        };
-        if tokio::time::timeout(self.timeout, goodbye).await.is_err() {
-            tracing::debug!("broker did not acknowledge the close in time");
+        if tokio::time::timeout(self.timeout, channel.close(200, "closing"))
+            .await
+            .is_err()
+        {
+            tracing::debug!("broker did not acknowledge the channel close in time");
         }
+        drop(channel);
+        close_connection(connection, "closing").await;
     }
 
     /// Connects if not connected; for readiness probes.

@@ -248,7 +248,7 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     wait_for_runs(worker, Duration::from_secs(worker.config.drain_secs)).await;
     worker.runs.stop_all(StopReason::HandBack);
     wait_for_runs(worker, Duration::from_secs(10)).await;
-    let _ = connection.close(200, "worker shutting down").await;
+    queue::close_connection(connection, "worker shutting down").await;
     Ok(())
 }
 
