@@ -84,14 +84,14 @@ Paste these in another shell:
   export API=$api
 
   # The demo module "Leads" ($module_id): add a record, then list with a filter:
-  curl -sS -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id
-  curl -sS -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record -d '{"fields": {"email": "ann@example.com", "score": 42, "stage": "won"}}'
-  curl -sS -G -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record --data-urlencode "filter=score > 10 AND stage = 'won'" --data-urlencode 'sort=score DESC'
+  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id
+  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record -d '{"fields": {"email": "ann@example.com", "score": 42, "stage": "won"}}'
+  curl -sS -w '\\n' -G -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record --data-urlencode "filter=score > 10 AND stage = 'won'" --data-urlencode 'sort=score DESC'
 
   # The demo workflow "greet" ($workflow_id): run it as a job, then read the job and its logs:
   JOB=\$(curl -sS -H "Authorization: Bearer \$TOKEN" \$API/job/ -d '{"workflowID": "$workflow_id", "parameters": {"who": "ann"}}' | grep -o '"jobID":"[0-9]*"' | cut -d'"' -f4); echo "job \$JOB"
-  curl -sS -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB
-  curl -sS -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB/logs
+  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB
+  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB/logs
 
   # More tokens: crust-api token needs the api's secret (up.sh keeps its own in $secret_file):
   $secret_hint
