@@ -3,12 +3,14 @@
 
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod listener;
 pub mod openapi;
 pub mod publisher;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 use axum::extract::Request;
@@ -32,12 +34,11 @@ pub async fn run(
     // `/module/` and `/module` reach the same handler.
     let app = tower::util::MapRequestLayer::new(trim_trailing_slash).layer(router);
     tracing::info!(addr = %listener.local_addr()?, "crust-api listening");
-    axum::serve(
-        listener::EnvelopedListener(listener),
-        axum::ServiceExt::<Request>::into_make_service(app),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-    .await?;
+    let limits = server::Limits {
+        header_timeout: config.http_read_timeout,
+        max_connections: config.max_connections as usize,
+    };
+    server::serve(listener, app, limits, shutdown.clone()).await?;
     // The publisher drains once shutdown fires; then the broker connection
     // is closed while the runtime still runs.
     shutdown.cancel();

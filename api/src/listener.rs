@@ -1,4 +1,4 @@
-//! The API's TCP listener. Its connections answer requests that hyper
+//! The API's connections (see `server.rs`) answer requests that hyper
 //! rejects before routing (a URL with a raw space, `"`, `<` or `>`, a
 //! malformed header, a head too large) in the `{"error": {"message": …}}`
 //! envelope, instead of hyper's empty-bodied 400.
@@ -14,30 +14,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A TCP listener whose connections are [`EnvelopedStream`]s.
-pub struct EnvelopedListener(pub TcpListener);
-
-impl axum::serve::Listener for EnvelopedListener {
-    type Io = EnvelopedStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (
-            EnvelopedStream {
-                inner: stream,
-                pending: Vec::new(),
-            },
-            addr,
-        )
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
+use tokio::net::TcpStream;
 
 /// A connection that replaces hyper's bodiless error answers.
 pub struct EnvelopedStream {
@@ -47,6 +24,14 @@ pub struct EnvelopedStream {
 }
 
 impl EnvelopedStream {
+    /// Wraps an accepted connection.
+    pub fn new(inner: TcpStream) -> Self {
+        Self {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.pending.is_empty() {
             let written = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending))?;

@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use crust_api::Config;
-use crust_shared::auth::parse_ttl;
+use crust_shared::auth::{parse_ttl, parse_user_id};
 use crust_shared::config::ConfigError;
-use crust_shared::Id;
 
 #[derive(Parser)]
 #[command(name = "crust-api", version, about = "The Crust REST API")]
@@ -26,7 +25,7 @@ enum Command {
     Migrate,
     /// Print a signed bearer token (needs CRUST_JWT_SECRET, the api's secret).
     Token {
-        /// The user ID the token speaks for.
+        /// The user ID the token speaks for (a positive number).
         #[arg(long)]
         sub: String,
         /// How long it is valid: 90s, 15m, 24h, 7d.
@@ -57,7 +56,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 fn token(config: &Config, sub: &str, ttl: &str) -> anyhow::Result<()> {
     let key = config.token_key()?;
-    let user = Id::parse(sub).map_err(|reason| ConfigError::new(format!("--sub: {reason}")))?;
+    let user = parse_user_id(sub).map_err(|reason| ConfigError::new(format!("--sub: {reason}")))?;
     let ttl = parse_ttl(ttl).map_err(|reason| ConfigError::new(format!("--ttl: {reason}")))?;
     println!("{}", key.sign(user, chrono::Utc::now().timestamp(), ttl));
     Ok(())

@@ -20,8 +20,16 @@ pub struct Inner {
     pub pool: PgPool,
     pub tokens: TokenKey,
     pub body_limit: usize,
+    /// `CRUST_QUERY_TIMEOUT` and `CRUST_REPORT_MAX_ROWS`.
+    pub queries: crust_shared::config::QueryLimits,
+    /// `CRUST_HTTP_READ_TIMEOUT`: how long a request body may take to arrive.
+    pub read_timeout: std::time::Duration,
+    /// `CRUST_TRACE_URL`: how a job's `traceID` becomes a `traceURL`.
+    pub trace_url: Option<String>,
     /// Publishes jobs to RabbitMQ after their rows commit.
     pub queue: JobQueue,
+    /// `CRUST_CORS_ORIGINS`; `None` leaves CORS off.
+    pub cors: Option<crate::cors::Cors>,
     /// Module definitions for record creates (checked by version on write).
     pub modules: crust_shared::db::modules::ModuleCache,
 }
@@ -30,6 +38,14 @@ impl AppState {
     /// Builds the state from configuration; bad settings fail here, at start.
     pub fn new(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let tokens = config.token_key()?;
+        if let Some(url) = &config.trace_url {
+            anyhow::ensure!(
+                url.contains("{traceID}"),
+                "CRUST_TRACE_URL must contain {{traceID}} where the trace id goes (got {url:?})"
+            );
+        }
+        let cors = crate::cors::Cors::new(&config.cors_origins)
+            .map_err(crust_shared::config::ConfigError::new)?;
         let pool = config.db.pool()?;
         config.amqp.validate()?;
         let queue = JobQueue::start(
@@ -41,7 +57,11 @@ impl AppState {
             pool,
             tokens,
             body_limit: config.body_limit,
+            queries: config.queries.clone(),
+            read_timeout: config.http_read_timeout,
+            trace_url: config.trace_url.clone(),
             queue,
+            cors,
             modules: Default::default(),
         })))
     }

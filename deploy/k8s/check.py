@@ -6,6 +6,9 @@
     check.py negatives RENDERED OUTDIR broken copies that must fail, one line each:
                                        "stage<TAB>schema<TAB>file<TAB>what is wrong"
     check.py dashboard FILE            the Grafana dashboard is sound JSON
+    check.py otel OTEL CRUST           deploy/otel (rendered) is a sound collector that
+                                       Crust's OTEL_EXPORTER_OTLP_ENDPOINT reaches
+    check.py otel-negatives OTEL OUTDIR broken copies of deploy/otel, one path a line
 """
 
 import copy
@@ -13,6 +16,7 @@ import json
 import os
 import re
 import sys
+from urllib.parse import urlparse
 
 import yaml
 
@@ -287,6 +291,124 @@ def dashboard(path):
     return 1 if errors else 0
 
 
+
+def collector_parts(docs):
+    """(collector config, Deployment, Service, namespace) of a rendered deploy/otel."""
+    by_kind = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    deployment = by_kind["Deployment"][0]
+    service = by_kind["Service"][0]
+    maps = {doc["metadata"]["name"]: doc for doc in by_kind.get("ConfigMap", [])}
+    volumes = {v["name"]: v for v in pod_spec(deployment).get("volumes", [])}
+    container = pod_spec(deployment)["containers"][0]
+    config_arg = next((a.split("=", 1)[1] for a in container.get("args", []) if a.startswith("--config=")), None)
+    config, errors = None, []
+    for mount in container.get("volumeMounts", []):
+        if config_arg and config_arg.startswith(mount["mountPath"].rstrip("/") + "/"):
+            source = volumes.get(mount["name"], {}).get("configMap", {}).get("name")
+            key = config_arg[len(mount["mountPath"].rstrip("/")) + 1:]
+            if source not in maps or key not in maps[source].get("data", {}):
+                errors.append(f"--config={config_arg} names no key of a mounted ConfigMap")
+            else:
+                config = yaml.safe_load(maps[source]["data"][key])
+    if config is None and not errors:
+        errors.append(f"the collector's --config ({config_arg}) is not in a mounted ConfigMap")
+    return config, deployment, service, deployment["metadata"].get("namespace"), errors
+
+
+def port_of(endpoint):
+    return int(str(endpoint).rsplit(":", 1)[1])
+
+
+def otel(rendered_otel, rendered_crust):
+    docs = load(rendered_otel)
+    config, deployment, service, namespace, errors = collector_parts(docs)
+    if config is not None:
+        service_section = config.get("service", {})
+        for section in ("receivers", "processors", "exporters", "extensions"):
+            config.setdefault(section, {})
+        for name in service_section.get("extensions", []):
+            if name not in config["extensions"]:
+                errors.append(f"service.extensions names an undefined extension {name}")
+        pipelines = service_section.get("pipelines", {})
+        if not any(name.split("/")[0] == "traces" for name in pipelines):
+            errors.append("no traces pipeline")
+        for pipeline, parts in pipelines.items():
+            for section in ("receivers", "processors", "exporters"):
+                for name in parts.get(section, []):
+                    if name not in config[section]:
+                        errors.append(f"pipeline {pipeline} names an undefined {section[:-1]} {name}")
+            if not parts.get("receivers") or not parts.get("exporters"):
+                errors.append(f"pipeline {pipeline} needs receivers and exporters")
+        http = config["receivers"].get("otlp", {}).get("protocols", {}).get("http")
+        if not http:
+            errors.append("no otlp receiver with the http protocol (Crust sends OTLP/HTTP)")
+        else:
+            receiver_port = port_of(http.get("endpoint", "0.0.0.0:4318"))
+            container = pod_spec(deployment)["containers"][0]
+            named = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+            if receiver_port not in named.values():
+                errors.append(f"the collector container does not expose the OTLP/HTTP port {receiver_port}")
+            reaching = {
+                p["port"] for p in service["spec"]["ports"]
+                if named.get(p.get("targetPort"), p.get("targetPort")) == receiver_port
+            }
+            if not reaching:
+                errors.append(f"Service/{service['metadata']['name']} has no port reaching the OTLP/HTTP port {receiver_port}")
+            if not selects(service["spec"]["selector"], template_labels(deployment)):
+                errors.append("the collector Service selects no collector pod")
+            crust = [d for d in load(rendered_crust) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "crust-config"]
+            endpoint = crust[0].get("data", {}).get("OTEL_EXPORTER_OTLP_ENDPOINT") if crust else None
+            if endpoint:
+                url = urlparse(endpoint)
+                hosts = {f"{service['metadata']['name']}.{namespace}", f"{service['metadata']['name']}.{namespace}.svc",
+                         f"{service['metadata']['name']}.{namespace}.svc.cluster.local"}
+                if url.scheme != "http":
+                    errors.append(f"OTEL_EXPORTER_OTLP_ENDPOINT {endpoint}: Crust sends plain http")
+                if url.hostname not in hosts:
+                    errors.append(f"OTEL_EXPORTER_OTLP_ENDPOINT {endpoint} does not name the collector Service ({sorted(hosts)[0]})")
+                if url.port not in reaching:
+                    errors.append(f"OTEL_EXPORTER_OTLP_ENDPOINT {endpoint}: port {url.port} does not reach the OTLP/HTTP receiver")
+    for error in errors:
+        print(f"FAIL deploy/otel: {error}")
+    return 1 if errors else 0
+
+
+def otel_negatives(rendered_otel, outdir):
+    docs = load(rendered_otel)
+
+    def broken(change, label):
+        changed = copy.deepcopy(docs)
+        change(changed)
+        path = os.path.join(outdir, f"{len(os.listdir(outdir)):02d}-otel.yaml")
+        with open(path, "w") as handle:
+            yaml.safe_dump_all(changed, handle, sort_keys=False)
+        print(f"{path}\t{label}")
+
+    def edit_config(changed, change):
+        for doc in changed:
+            if doc["kind"] == "ConfigMap":
+                for key, text in doc["data"].items():
+                    config = yaml.safe_load(text)
+                    change(config)
+                    doc["data"][key] = yaml.safe_dump(config)
+
+    def of_kind(changed, kind):
+        return next(doc for doc in changed if doc["kind"] == kind)
+
+    broken(lambda c: edit_config(c, lambda cfg: cfg["service"]["pipelines"]["traces"]["exporters"].append("zipkin")),
+           "a pipeline naming an undefined exporter")
+    broken(lambda c: edit_config(c, lambda cfg: cfg["receivers"]["otlp"]["protocols"].pop("http")),
+           "no OTLP/HTTP receiver")
+    broken(lambda c: of_kind(c, "Service")["spec"]["ports"][0].__setitem__("targetPort", "otlp-grpc"),
+           "the Service's 4318 reaching the gRPC port")
+    broken(lambda c: pod_spec(of_kind(c, "Deployment"))["containers"][0].__setitem__("args", ["--config=/etc/none.yaml"]),
+           "--config outside the mounted ConfigMap")
+    return 0
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    sys.exit({"split": split, "rules": rules, "negatives": negatives, "dashboard": dashboard}[command](*args))
+    sys.exit({"split": split, "rules": rules, "negatives": negatives, "dashboard": dashboard,
+              "otel": otel, "otel-negatives": otel_negatives}[command](*args))

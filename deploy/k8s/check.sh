@@ -167,8 +167,33 @@ else
   fail "dashboard"
 fi
 
+step "7. OpenTelemetry Collector: deploy/otel"
+otel=$tmp/otel.yaml
+if "$KUBECTL" kustomize "$repo/deploy/otel" >"$otel"; then
+  first=${versions%% *}
+  if validate_core "$first" "$otel"; then echo "   ok: kubernetes-validate $first"; else fail "deploy/otel objects"; fi
+  if "$PY" "$here/check.py" otel "$otel" "$rendered"; then echo "   ok: collector config and Crust's endpoint"; else fail "deploy/otel rules"; fi
+  mkdir "$tmp/neg/otel"
+  while IFS=$'\t' read -r file what; do
+    if "$PY" "$here/check.py" otel "$file" "$rendered" >/dev/null 2>&1; then
+      fail "deploy/otel rules accepted a broken copy: $what"
+    else
+      echo "   rejected: $what"
+    fi
+  done < <("$PY" "$here/check.py" otel-negatives "$otel" "$tmp/neg/otel")
+  # Crust's endpoint pointing at the gRPC port must fail too.
+  sed 's|otel-collector.observability:4318|otel-collector.observability:4317|' "$rendered" >"$tmp/neg/otel-endpoint.yaml"
+  if "$PY" "$here/check.py" otel "$otel" "$tmp/neg/otel-endpoint.yaml" >/dev/null 2>&1; then
+    fail "deploy/otel rules accepted Crust's endpoint on the gRPC port"
+  else
+    echo "   rejected: Crust's endpoint on the gRPC port"
+  fi
+else
+  fail "kustomize could not render deploy/otel"
+fi
+
 if [ "$failures" -gt 0 ]; then
   echo "FAILED: $failures check(s) failed"
   exit 1
 fi
-echo "PASSED: rendered, validated (Kubernetes ${versions// /, }; KEDA schemas), rules, negative controls, dashboard"
+echo "PASSED: rendered, validated (Kubernetes ${versions// /, }; KEDA schemas), rules, negative controls, dashboard, collector"

@@ -57,7 +57,7 @@ token=$("$bin/crust-api" token --sub 1 --ttl 24h)
 
 # Demo data, made once: a module "Leads" and a workflow "greet". A second
 # run finds them and prints lines with their IDs, whatever those are.
-call() { curl -sS -H "Authorization: Bearer $token" "$@"; }
+call() { curl -sS -H "Authorization: Bearer $token" -H "Content-Type: application/json" "$@"; }
 # The ID in the first `"<kind>ID":"N"` (followed by `"name":"NAME"` if
 # given) of the JSON on stdin.
 id_of() { { grep -o "\"$1ID\":\"[0-9]*\"${2:+,\"name\":\"$2\"}" || true; } | head -n 1 | cut -d'"' -f4; }
@@ -85,11 +85,11 @@ Paste these in another shell:
 
   # The demo module "Leads" ($module_id): add a record, then list with a filter:
   curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id
-  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record -d '{"fields": {"email": "ann@example.com", "score": 42, "stage": "won"}}'
+  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record -H "Content-Type: application/json" -d '{"fields": {"email": "ann@example.com", "score": 42, "stage": "won"}}'
   curl -sS -w '\\n' -G -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record --data-urlencode "filter=score > 10 AND stage = 'won'" --data-urlencode 'sort=score DESC'
 
   # The demo workflow "greet" ($workflow_id): run it as a job, then read the job and its logs:
-  JOB=\$(curl -sS -H "Authorization: Bearer \$TOKEN" \$API/job/ -d '{"workflowID": "$workflow_id", "parameters": {"who": "ann"}}' | grep -o '"jobID":"[0-9]*"' | cut -d'"' -f4); echo "job \$JOB"
+  JOB=\$(curl -sS -H "Authorization: Bearer \$TOKEN" \$API/job/ -H "Content-Type: application/json" -d '{"workflowID": "$workflow_id", "parameters": {"who": "ann"}}' | grep -o '"jobID":"[0-9]*"' | cut -d'"' -f4); echo "job \$JOB"
   curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB
   curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB/logs
 

@@ -31,8 +31,19 @@ pub struct Claims {
 impl Claims {
     /// The user the token speaks for.
     pub fn user_id(&self) -> Result<Id, String> {
-        Id::parse(&self.sub).map_err(|reason| format!("token subject {reason}"))
+        parse_user_id(&self.sub).map_err(|reason| format!("token subject {reason}"))
     }
+}
+
+/// A user ID as a token's `sub` carries it: a positive decimal number.
+/// Zero is no user (it stands for "none" in optional references), so a
+/// token for it is refused rather than acting as nobody.
+pub fn parse_user_id(text: &str) -> Result<Id, String> {
+    let id = Id::parse(text)?;
+    if id.get() <= 0 {
+        return Err(format!("{text:?} is not a user ID (must be positive)"));
+    }
+    Ok(id)
 }
 
 /// Signs and checks tokens with one secret. The secret is never printed.
@@ -156,6 +167,18 @@ mod tests {
         let token = key.sign(Id(7), 1_000, 60);
         let claims = key.verify(&token, 1_010).unwrap();
         assert_eq!(claims.user_id().unwrap(), Id(7));
+    }
+
+    #[test]
+    fn a_token_for_user_zero_is_refused() {
+        let key = TokenKey::new(SECRET).unwrap();
+        let token = key.sign(Id(0), 1_000, 60);
+        assert_eq!(
+            key.verify(&token, 1_010).unwrap_err(),
+            r#"token subject "0" is not a user ID (must be positive)"#
+        );
+        assert!(parse_user_id("0").is_err());
+        assert_eq!(parse_user_id("12"), Ok(Id(12)));
     }
 
     #[test]

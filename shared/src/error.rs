@@ -1,6 +1,10 @@
 //! The one error type of the shared library: what went wrong, in words a
 //! client can act on, sorted by who has to fix it.
 
+use std::time::Duration;
+
+use crate::config::show_duration;
+
 /// Result with the shared [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -51,12 +55,20 @@ impl Error {
 }
 
 /// Maps a Postgres "data exception" (SQLSTATE class 22: a value out of
-/// range, an overflow) raised while evaluating a client's query to a 400;
-/// anything else stays a database error.
-pub(crate) fn query_failure(err: sqlx::Error) -> Error {
-    match &err {
+/// range, an overflow) raised while evaluating a client's query to a 400,
+/// and so a query Postgres stopped at its statement timeout `timeout`
+/// (57014, query_canceled); anything else stays a database error.
+pub(crate) fn query_failure(timeout: Duration) -> impl Fn(sqlx::Error) -> Error {
+    move |err| match &err {
         sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("22")) => {
             Error::invalid(format!("the query cannot be evaluated: {}", db.message()))
+        }
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
+            Error::invalid(format!(
+                "the query took too long: it was stopped after {} (CRUST_QUERY_TIMEOUT); \
+                 narrow the filter or simplify the expressions",
+                show_duration(timeout)
+            ))
         }
         _ => err.into(),
     }

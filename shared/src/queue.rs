@@ -20,13 +20,15 @@ use tokio::sync::Mutex;
 
 use crate::Id;
 
-/// Where the broker is and how names are prefixed.
-#[derive(Debug, Clone, clap::Args)]
+/// Where the broker is and how names are prefixed. Its `Debug` hides the
+/// URL's password.
+#[derive(Clone, clap::Args)]
 pub struct AmqpConfig {
     /// RabbitMQ URL.
     #[arg(
         long,
         env = "AMQP_URL",
+        hide_env_values = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
@@ -47,6 +49,29 @@ impl AmqpConfig {
                 crate::config::ConfigError::new(format!("AMQP_URL is not a valid AMQP URL: {err}"))
             })
     }
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("amqp_url", &crate::config::redact_url(&self.amqp_url))
+            .field("queue_prefix", &self.queue_prefix)
+            .finish()
+    }
+}
+
+/// Closes `connection` and waits (up to `timeout`) for lapin's I/O thread
+/// to end: that thread otherwise outlives the close handshake for a moment,
+/// and if the runtime is shutting down by then it logs errors about it.
+pub async fn close_connection(connection: Connection, reason: &str, timeout: Duration) {
+    let closed = tokio::time::timeout(timeout, connection.close(200, reason)).await;
+    if !matches!(closed, Ok(Ok(()))) {
+        tracing::debug!("broker did not acknowledge the close in time");
+        return;
+    }
+    // `run` joins the I/O thread, which ends once the connection is closed.
+    let joined = tokio::task::spawn_blocking(move || connection.run());
+    let _ = tokio::time::timeout(timeout, joined).await;
 }
 
 /// The names derived from the prefix.
@@ -145,29 +170,6 @@ pub async fn connect(url: &str) -> Result<Connection, QueueError> {
         .await
         .map_err(|_| QueueError::Timeout(timeout))?
         .map_err(QueueError::from)
-}
-
-/// Closes a connection and waits (up to 5 s) until lapin's I/O thread has
-/// ended. A close only asks the broker; the thread keeps running a moment
-/// longer, and if the runtime is shutting down by then it logs errors
-/// ("A Tokio 1.x context was found, but it is being shutdown"). Call this
-/// last, before the runtime ends.
-pub async fn close_connection(connection: Connection, reason: &str) {
-    let limit = Duration::from_secs(5);
-    if tokio::time::timeout(limit, connection.close(200, reason))
-        .await
-        .is_err()
-    {
-        tracing::debug!("broker did not acknowledge the close in time");
-    }
-    // `run` blocks until the I/O thread ends. A thread of its own, not the
-    // blocking pool, so a stuck loop cannot hold the runtime's shutdown.
-    let (ended, wait) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = connection.run();
-        let _ = ended.send(());
-    });
-    let _ = tokio::time::timeout(limit, wait).await;
 }
 
 /// Declares the exchanges and queues (idempotent).
@@ -360,14 +362,8 @@ impl Publisher {
         let Some((connection, channel)) = self.channel.lock().await.take() else {
             return;
         };
-        if tokio::time::timeout(self.timeout, channel.close(200, "closing"))
-            .await
-            .is_err()
-        {
-            tracing::debug!("broker did not acknowledge the channel close in time");
-        }
-        drop(channel);
-        close_connection(connection, "closing").await;
+        let _ = tokio::time::timeout(self.timeout, channel.close(200, "closing")).await;
+        close_connection(connection, "closing", self.timeout).await;
     }
 
     /// Connects if not connected; for readiness probes.

@@ -33,6 +33,7 @@ use tracing::Instrument;
 
 use crate::logs::JobLogger;
 use crate::runner::{Ending, Runs, StopReason};
+use crate::tasks::egress::{Egress, HttpClient};
 use crate::tasks::TaskEnv;
 use crate::writer::Writer;
 
@@ -66,6 +67,19 @@ pub struct Config {
     /// This worker's name in job rows (default: host name and process id).
     #[arg(long, env = "CRUST_WORKER_NAME")]
     pub name: Option<String>,
+
+    /// Internal targets the `http` task may reach anyway: comma-separated
+    /// CIDR blocks, addresses and host names (e.g. `10.0.0.0/8,billing.internal`).
+    /// Loopback, private, link-local, multicast and unspecified addresses are
+    /// refused unless listed here.
+    #[arg(long, env = "CRUST_HTTP_ALLOW", default_value = "", value_parser = Egress::parse)]
+    pub http_allow: Egress,
+
+    /// How long an `http` task's request may take, body included, when the
+    /// task sets no `timeout` (`30s`, `2m`).
+    #[arg(long, env = "CRUST_HTTP_TIMEOUT", default_value = "30s",
+          value_parser = crust_shared::config::parse_duration)]
+    pub http_timeout: Duration,
 }
 
 impl Config {
@@ -103,9 +117,7 @@ pub async fn run(
     config.amqp.validate()?;
     let log_pool = log_pool(&config.db)?;
     let (writer, writer_task) = Writer::start(pool.clone(), log_pool);
-    let http = reqwest::Client::builder()
-        .user_agent("crust-worker")
-        .build()
+    let http = HttpClient::new(config.http_allow.clone(), config.http_timeout)
         .context("cannot build the HTTP client")?;
     let worker = Arc::new(Worker {
         name: config.name(),
@@ -248,7 +260,12 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     wait_for_runs(worker, Duration::from_secs(worker.config.drain_secs)).await;
     worker.runs.stop_all(StopReason::HandBack);
     wait_for_runs(worker, Duration::from_secs(10)).await;
-    queue::close_connection(connection, "worker shutting down").await;
+    crust_shared::queue::close_connection(
+        connection,
+        "worker shutting down",
+        Duration::from_secs(5),
+    )
+    .await;
     Ok(())
 }
 
@@ -405,6 +422,13 @@ async fn run_claimed(worker: Arc<Worker>, job: Claimed, acker: Acker) {
                 error,
             };
             let status_label = outcome.status.as_str();
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match &outcome.error {
+                Some(error) => {
+                    tracing::warn!(status = status_label, error = %error, elapsed_ms, "job finished")
+                }
+                None => tracing::debug!(status = status_label, elapsed_ms, "job finished"),
+            }
             if worker.writer.finish(outcome).await {
                 metrics
                     .jobs_finished
@@ -486,4 +510,45 @@ async fn drain(worker: &Worker) {
     wait_for_runs(worker, Duration::from_secs(worker.config.drain_secs)).await;
     worker.runs.stop_all(StopReason::HandBack);
     wait_for_runs(worker, Duration::from_secs(10)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn the_http_policy_settings_are_read_and_checked_at_start() {
+        let cli = Cli::try_parse_from([
+            "crust-worker",
+            "--http-allow",
+            "10.0.0.0/8,billing.internal",
+            "--http-timeout",
+            "2m",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.config.http_allow,
+            Egress::parse("10.0.0.0/8, billing.internal").unwrap()
+        );
+        assert_eq!(cli.config.http_timeout, Duration::from_secs(120));
+        for (flag, value) in [
+            ("--http-allow", "10.0.0.0/33"),
+            ("--http-allow", "127.1"),
+            ("--http-timeout", "0s"),
+            ("--http-timeout", "30"),
+        ] {
+            let err = Cli::try_parse_from(["crust-worker", flag, value])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} {value} was accepted"));
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+    }
 }

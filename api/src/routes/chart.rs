@@ -114,7 +114,7 @@ pub async fn chart_data(
     };
     let mut results = Vec::new();
     for report in compile_reports(&state, &input).await? {
-        results.push(reports::run(&state.pool, &report).await?);
+        results.push(reports::run(&state.pool, &report, &state.queries).await?);
     }
     Ok(ok(results))
 }

@@ -92,7 +92,12 @@ pub async fn list_jobs(
                 .map_err(|reason| ApiError::bad_request(format!("status: {reason}")))
         })
         .transpose()?;
-    let (jobs, count) = jobs::list(&state.pool, status, paging).await?;
+    let (jobs, count) = jobs::list(&state.pool, status, paging, &state.queries).await?;
+    let trace_url = state.trace_url.as_deref();
+    let jobs: Vec<Job> = jobs
+        .into_iter()
+        .map(|job| job.link_trace(trace_url))
+        .collect();
     Ok(ok(JobList {
         meta: JobListMeta {
             page: paging.page,
@@ -127,7 +132,9 @@ pub async fn create_job(
     if created_job.due_now {
         state.queue.run(created_job.job.id, trace_parent);
     }
-    Ok(created(created_job.job))
+    Ok(created(
+        created_job.job.link_trace(state.trace_url.as_deref()),
+    ))
 }
 
 /// Read a job.
@@ -138,7 +145,9 @@ pub async fn read_job(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(ok(jobs::get(&state.pool, id).await?))
+    Ok(ok(jobs::get(&state.pool, id)
+        .await?
+        .link_trace(state.trace_url.as_deref())))
 }
 
 /// Update a job: append a `log` entry, move `status` along a legal edge,
@@ -159,7 +168,7 @@ pub async fn update_job(
     if updated.cancel {
         state.queue.cancel(id);
     }
-    Ok(ok(updated.job))
+    Ok(ok(updated.job.link_trace(state.trace_url.as_deref())))
 }
 
 /// Cancel a job: a queued one never starts; a running one is stopped within

@@ -40,7 +40,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::auth::require_token,
         ));
-    Router::new()
+    let cors = state.cors.clone();
+    let router = Router::new()
         .merge(protected)
         .merge(health::router())
         .merge(crate::openapi::router())
@@ -52,8 +53,12 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(state.body_limit))
-        .layer(middleware::from_fn(observe))
-        .with_state(state)
+        .layer(middleware::from_fn(crate::extract::refuse_nul_in_url));
+    let router = match cors {
+        Some(cors) => router.layer(middleware::from_fn_with_state(cors, crate::cors::cors)),
+        None => router,
+    };
+    router.layer(middleware::from_fn(observe)).with_state(state)
 }
 
 /// `{"response": value}` with 200.

@@ -76,6 +76,7 @@ pub async fn list_records(
         paging,
         query.filter.as_deref().unwrap_or_default(),
         query.sort.as_deref().unwrap_or_default(),
+        &state.queries,
     )
     .await?;
     Ok(ok(RecordList {

@@ -39,7 +39,7 @@ pub async fn module_report(
 ) -> ApiResult<impl IntoResponse> {
     let module = modules::get(&state.pool, module_id).await?;
     let report = reports::compile(&module, &query.metrics, &query.dimensions, &query.filter)?;
-    Ok(ok(reports::run(&state.pool, &report).await?))
+    Ok(ok(reports::run(&state.pool, &report, &state.queries).await?))
 }
 
 /// Report routes.

@@ -44,6 +44,11 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(SECRET.into()),
         body_limit: 1024 * 1024,
+        queries: Default::default(),
+        trace_url: None,
+        http_read_timeout: std::time::Duration::from_secs(30),
+        max_connections: 1024,
+        cors_origins: Vec::new(),
     };
     adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -4,8 +4,10 @@
 mod auth;
 mod charts;
 mod edits;
+mod hardening;
 mod helpers;
 mod jobs;
+mod limits;
 mod modules;
 mod pages;
 mod process;

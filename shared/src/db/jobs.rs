@@ -43,6 +43,7 @@ struct JobRow {
     finished_at: Option<DateTime<Utc>>,
     error: Option<String>,
     cron_slot: Option<DateTime<Utc>>,
+    trace_parent: Option<String>,
 }
 
 impl JobRow {
@@ -60,12 +61,18 @@ impl JobRow {
             finished_at: self.finished_at,
             error: self.error,
             cron_slot: self.cron_slot,
+            trace_id: self
+                .trace_parent
+                .as_deref()
+                .and_then(crate::telemetry::trace_id_of)
+                .map(str::to_owned),
+            trace_url: None,
         })
     }
 }
 
 const COLUMNS: &str = "id, workflow_id, status, parameters, start_at, attempt, created_at, \
-                       started_at, finished_at, error, cron_slot";
+                       started_at, finished_at, error, cron_slot, trace_parent";
 
 fn missing(id: Id) -> Error {
     Error::not_found(format!("job {id} does not exist"))
@@ -156,8 +163,13 @@ pub async fn list(
     pool: &PgPool,
     status: Option<JobStatus>,
     paging: Paging,
+    limits: &crate::config::QueryLimits,
 ) -> Result<(Vec<Job>, i64)> {
     let status = status.map(JobStatus::as_str);
+    // A client's listing (and its count over every job) is bounded like
+    // record lists: Postgres stops it at the statement timeout.
+    let failure = crate::error::query_failure(limits.query_timeout);
+    let mut tx = super::bounded(pool, limits.query_timeout).await?;
     let rows: Vec<JobRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1)
          ORDER BY id DESC LIMIT $2 OFFSET $3"
@@ -165,13 +177,16 @@ pub async fn list(
     .bind(status)
     .bind(paging.per_page)
     .bind(paging.offset())
-    .fetch_all(pool)
-    .await?;
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(&failure)?;
     let count: i64 =
         sqlx::query_scalar("SELECT count(*) FROM jobs WHERE ($1::text IS NULL OR status = $1)")
             .bind(status)
-            .fetch_one(pool)
-            .await?;
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(&failure)?;
+    tx.commit().await?;
     let jobs = rows
         .into_iter()
         .map(JobRow::into_job)
@@ -753,16 +768,26 @@ pub async fn fire_schedules(pool: &PgPool) -> Result<u64> {
     .fetch_all(&mut *tx)
     .await?;
     let mut fired = 0;
-    let now = Utc::now();
+    // The next slot is counted from the database's clock, the one that
+    // judges due-ness: from a lagging application clock it could already be
+    // due, and the scheduler would spin without sleeping.
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
     for (id, text, slot) in due {
         let next = Schedule::parse(&text).ok().and_then(|s| s.next_after(now));
+        // The slot's trace starts here, in the scheduler, as a request's
+        // does in the api: the job's first run continues it.
+        let span = tracing::info_span!("cron", workflow.id = %id, slot = %slot.to_rfc3339());
+        let trace_parent = span.in_scope(crate::telemetry::current_traceparent);
         let created = sqlx::query(
-            "INSERT INTO jobs (workflow_id, cron_slot, release_at)
-             VALUES ($1, $2, now())
+            "INSERT INTO jobs (workflow_id, cron_slot, release_at, trace_parent)
+             VALUES ($1, $2, now(), $3)
              ON CONFLICT (workflow_id, cron_slot) WHERE cron_slot IS NOT NULL DO NOTHING",
         )
         .bind(id)
         .bind(slot)
+        .bind(trace_parent)
         .execute(&mut *tx)
         .await?;
         fired += created.rows_affected();

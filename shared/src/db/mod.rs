@@ -11,7 +11,25 @@ pub mod records;
 pub mod reports;
 pub mod workflows;
 
-use sqlx::PgPool;
+use std::time::Duration;
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// A transaction whose statements Postgres itself stops after `timeout`
+/// (`SET LOCAL statement_timeout`), for queries a client drives: the backend
+/// ends the query even when the client has gone away.
+pub(crate) async fn bounded(
+    pool: &PgPool,
+    timeout: Duration,
+) -> crate::Result<Transaction<'static, Postgres>> {
+    // One round trip; the number is ours, not client text.
+    Ok(pool
+        .begin_with(format!(
+            "BEGIN; SET LOCAL statement_timeout = {}",
+            timeout.as_millis()
+        ))
+        .await?)
+}
 
 /// Checks that Postgres answers, for readiness probes.
 pub async fn ping(pool: &PgPool) -> crate::Result<()> {

@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
+use super::bounded;
 use super::modules::{self, ModuleCache};
+use crate::config::QueryLimits;
 use crate::error::query_failure;
 use crate::model::module::Module;
 use crate::model::paging::Paging;
@@ -58,12 +60,15 @@ pub struct Count {
 /// A page of a module's live records matching `filter` (query language,
 /// blank = all) in `sort` order (blank = newest first), plus how many match.
 /// The client's text is compiled to SQL with every literal bound.
+///
+/// Every statement runs under `limits.query_timeout`, enforced by Postgres.
 pub async fn list(
     pool: &PgPool,
     module: &Module,
     paging: Paging,
     filter: &str,
     sort: &str,
+    limits: &QueryLimits,
 ) -> Result<(Vec<Record>, Count)> {
     let schema = module.query_schema();
     let mut params = Params::new();
@@ -83,13 +88,15 @@ pub async fn list(
     let offset = page_params.bind(paging.offset().to_string(), "bigint");
     let page_sql =
         format!("SELECT {COLUMNS} {scope} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}");
+    let failure = query_failure(limits.query_timeout);
+    let mut tx = bounded(pool, limits.query_timeout).await?;
     let rows = bind_all(
         sqlx::query_as::<_, RecordRow>(&page_sql),
         &page_params.values,
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await
-    .map_err(query_failure)?;
+    .map_err(&failure)?;
     // Count only what the meta block needs: nothing when the page itself
     // tells the total; the planner's estimate when that is large (planning
     // only, no scan); else an exact count, capped.
@@ -104,7 +111,7 @@ pub async fn list(
         for value in &params.values {
             explaining = explaining.bind(value);
         }
-        let plan = explaining.fetch_one(pool).await.map_err(query_failure)?;
+        let plan = explaining.fetch_one(&mut *tx).await.map_err(&failure)?;
         let estimate = plan.0[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
         if estimate > EXACT_COUNT_LIMIT {
             Count {
@@ -120,13 +127,14 @@ pub async fn list(
             for value in &params.values {
                 counting = counting.bind(value);
             }
-            let counted = counting.fetch_one(pool).await.map_err(query_failure)?;
+            let counted = counting.fetch_one(&mut *tx).await.map_err(&failure)?;
             Count {
                 value: counted,
                 exact: counted <= EXACT_COUNT_LIMIT,
             }
         }
     };
+    tx.commit().await?;
     Ok((
         rows.into_iter()
             .map(|row| row.into_record(module))

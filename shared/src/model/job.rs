@@ -132,6 +132,26 @@ pub struct Job {
     /// through the API.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cron_slot: Option<DateTime<Utc>>,
+    /// The trace of the request that created the job (W3C trace id, 32 hex
+    /// digits); the worker's job and task spans belong to it.
+    #[serde(rename = "traceID", skip_serializing_if = "Option::is_none")]
+    #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
+    pub trace_id: Option<String>,
+    /// `CRUST_TRACE_URL` with `{traceID}` replaced: a link to the trace in
+    /// the operator's tracing UI. Absent when that variable is not set.
+    #[serde(rename = "traceURL", skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<String>,
+}
+
+impl Job {
+    /// Fills [`Job::trace_url`] from a template such as
+    /// `https://grafana.example/explore?traceId={traceID}`.
+    pub fn link_trace(mut self, template: Option<&str>) -> Self {
+        if let (Some(template), Some(trace_id)) = (template, self.trace_id.as_deref()) {
+            self.trace_url = Some(template.replace("{traceID}", trace_id));
+        }
+        self
+    }
 }
 
 /// The body of `POST /job/`.

@@ -972,9 +972,29 @@ fn field_ty(t: FieldType) -> Ty {
     }
 }
 
+/// Most values one query binds (Postgres takes 65 535 parameters).
+pub const MAX_PARAMS: usize = 10_000;
+
+/// Refuses a query that binds more than [`MAX_PARAMS`] values.
+fn check_params(params: &Params) -> Result<()> {
+    if params.values.len() <= MAX_PARAMS {
+        return Ok(());
+    }
+    Err(QueryError::new(
+        format!("at most {MAX_PARAMS} literal values are allowed"),
+        None,
+    ))
+}
+
 /// Compiles a filter to a SQL boolean expression (for WHERE, without a leading AND), or
 /// `None` when it is blank. Literals are appended to `params`.
 pub fn compile_filter(src: &str, schema: &Schema, params: &mut Params) -> Result<Option<String>> {
+    let sql = compile_condition(src, schema, params)?;
+    check_params(params)?;
+    Ok(sql)
+}
+
+fn compile_condition(src: &str, schema: &Schema, params: &mut Params) -> Result<Option<String>> {
     let Some(expr) = parse_filter(src)? else {
         return Ok(None);
     };
@@ -994,8 +1014,9 @@ pub fn compile_filter(src: &str, schema: &Schema, params: &mut Params) -> Result
 }
 
 /// Compiles a sort to an ORDER BY list (without the keywords). Blank gives `r.id DESC`;
-/// every item gets `NULLS LAST`, and `r.id DESC` is appended as a tie-breaker unless the
-/// sort already orders by `r.id`. Literals are not allowed.
+/// items keep Postgres's own null order (NULLs last ascending, first descending, so one
+/// index per field serves both directions), and `r.id` is appended as a tie-breaker in the
+/// last item's direction unless the sort already orders by `r.id`. Literals are not allowed.
 pub fn compile_sort(src: &str, schema: &Schema) -> Result<String> {
     let items = parse_sort(src)?;
     let mut params = Params::new();
@@ -1141,6 +1162,7 @@ pub fn compile_report(
     if let Some(f) = filter_sql {
         sql.push_str(&format!(" AND ({f})"));
     }
+    check_params(&params)?;
     if !ordinals.is_empty() {
         let list = ordinals.join(", ");
         sql.push_str(&format!(" GROUP BY {list} ORDER BY {list}"));

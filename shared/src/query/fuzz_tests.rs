@@ -396,3 +396,55 @@ fn deepest_allowed_nesting_compiles() {
     let err = compile_filter(&deeper, &schema, &mut Params::new()).unwrap_err();
     assert_eq!(err.message, "expressions are nested too deeply");
 }
+
+#[test]
+fn postgres_limits_are_refused_by_the_compiler() {
+    let schema = schema();
+    // Postgres takes at most 100 arguments per function call.
+    let args = |n: usize| vec!["status"; n].join(", ");
+    let mut p = Params::new();
+    assert!(compile_filter(&format!("CONCAT({}) = 'x'", args(100)), &schema, &mut p).is_ok());
+    let err = compile_filter(
+        &format!("CONCAT({}) = 'x'", args(101)),
+        &schema,
+        &mut Params::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "function CONCAT takes at most 100 arguments at column 1"
+    );
+    let err = compile_filter(
+        &format!("COALESCE({}) = 'x'", args(101)),
+        &schema,
+        &mut Params::new(),
+    )
+    .unwrap_err();
+    assert_eq!(err.message, "function COALESCE takes at most 100 arguments");
+
+    // Postgres takes at most 1 664 columns per query; we take 100 metrics,
+    // 100 dimensions and 100 sort keys.
+    let dims = |n: usize| vec!["1"; n].join(",");
+    let keys = |n: usize| {
+        (0..n)
+            .map(|i| format!("status AS d{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    assert!(compile_report(1, &schema, "", &keys(100), "").is_ok());
+    let err = compile_report(1, &schema, "", &dims(2000), "").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "dimensions: at most 100 expressions are allowed at column 201"
+    );
+    let err = compile_report(1, &schema, &vec!["SUM(amount)"; 101].join(","), "", "").unwrap_err();
+    assert!(
+        err.message
+            .starts_with("metrics: at most 100 expressions are allowed"),
+        "{err}"
+    );
+    let fields = |n: usize| vec!["status"; n].join(",");
+    assert!(compile_sort(&fields(100), &schema).is_ok());
+    let err = compile_sort(&fields(101), &schema).unwrap_err();
+    assert_eq!(err.message, "at most 100 expressions are allowed");
+}

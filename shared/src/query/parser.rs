@@ -16,6 +16,14 @@ pub const MAX_DEPTH: usize = 32;
 /// Largest `n` accepted in `INTERVAL n UNIT`.
 pub const MAX_INTERVAL: i64 = 1_000_000;
 
+/// Most arguments of one function call: Postgres's own limit (`FUNC_MAX_ARGS`),
+/// so `CONCAT` of 101 values is our 400, not its error.
+pub const MAX_ARGS: usize = 100;
+
+/// Most items of a sort or of a metrics or dimensions list (Postgres allows
+/// 1 664 columns per query).
+pub const MAX_ITEMS: usize = 100;
+
 type Result<T> = std::result::Result<T, QueryError>;
 
 /// Parses a filter; `None` when it is blank.
@@ -48,6 +56,7 @@ pub fn parse_sort(src: &str) -> Result<Vec<SortItem>> {
         if !p.eat(&Tok::Comma) {
             break;
         }
+        p.check_items(items.len())?;
     }
     p.finish()?;
     Ok(items)
@@ -90,6 +99,7 @@ pub fn parse_select_list(src: &str) -> Result<Vec<SelectItem>> {
         if !p.eat(&Tok::Comma) {
             break;
         }
+        p.check_items(items.len())?;
     }
     p.finish()?;
     Ok(items)
@@ -195,6 +205,18 @@ impl Parser {
             return Err(QueryError::at("expressions are nested too deeply", col));
         }
         Ok(())
+    }
+
+    /// Refuses a next item after `count` when the list is full.
+    fn check_items(&self, count: usize) -> Result<()> {
+        if count < MAX_ITEMS {
+            return Ok(());
+        }
+        let col = self.peek().map(|t| t.col);
+        Err(QueryError::new(
+            format!("at most {MAX_ITEMS} expressions are allowed"),
+            col,
+        ))
     }
 
     fn leave(&mut self) {
@@ -553,6 +575,15 @@ impl Parser {
         } else if !self.eat(&Tok::RParen) {
             args.push(self.expr()?);
             while self.eat(&Tok::Comma) {
+                if args.len() == MAX_ARGS {
+                    return Err(QueryError::at(
+                        format!(
+                            "function {} takes at most {MAX_ARGS} arguments",
+                            func.name()
+                        ),
+                        col,
+                    ));
+                }
                 args.push(self.expr()?);
             }
             self.expect(&Tok::RParen, "')'")?;

@@ -7,6 +7,7 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::{Method, Response, Url};
 use serde_json::{json, Map, Value};
 
+use super::egress::HttpClient;
 use super::{TaskContext, TaskError};
 use crust_shared::model::task::{HttpBody, HttpParams};
 
@@ -25,7 +26,14 @@ pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<Value, Tas
     let method = Method::from_bytes(params.method.as_bytes()).map_err(|_| {
         TaskError::failed(format!("method: {:?} is not an HTTP method", params.method))
     })?;
-    let mut request = ctx.env.http.request(method, url);
+    // Literal addresses are connected to without resolving: check them here
+    // (names are checked as they resolve, redirects hop by hop).
+    ctx.env
+        .http
+        .egress
+        .check_url(&url)
+        .map_err(|refused| TaskError::failed(refused.0))?;
+    let mut request = ctx.env.http.client.request(method, url);
     for (name, value) in &params.headers {
         request = request.header(name.as_str(), value.as_str());
     }
@@ -34,18 +42,15 @@ pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<Value, Tas
         Some(HttpBody::Raw(text)) => request.body(text),
         Some(HttpBody::Json(value)) => request.json(&value),
     };
-    let limit = match (
-        params
-            .timeout
-            .and_then(|s| Duration::try_from_secs_f64(s).ok()),
-        ctx.timeout,
-    ) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    if let Some(limit) = limit {
-        request = request.timeout(limit);
-    }
+    // The task's `timeout`, else CRUST_HTTP_TIMEOUT, so a server that
+    // trickles its answer cannot hold a worker slot forever even when the
+    // task and workflow set no timeout; the try's own limit when shorter.
+    let requested = params
+        .timeout
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(ctx.env.http.timeout);
+    let limit = ctx.timeout.map_or(requested, |own| own.min(requested));
+    request = request.timeout(limit);
     let started = Instant::now();
     let exchange = async {
         let response = request.send().await?;
@@ -58,9 +63,13 @@ pub async fn run(params: HttpParams, ctx: &TaskContext<'_>) -> Result<Value, Tas
         result = exchange => result.map_err(|err| match err {
             ReadError::Http(err) if err.is_timeout() => TaskError::failed(format!(
                 "{what}: timed out after {}",
-                limit.map_or_else(|| "the client's timeout".into(), seconds)
+                seconds(limit)
             )),
-            ReadError::Http(err) => TaskError::failed(format!("{what}: {}", chain(&err.without_url()))),
+            // The policy refused a resolved address or a redirect hop.
+            ReadError::Http(err) => match HttpClient::refusal(&err) {
+                Some(refused) => TaskError::failed(refused.0),
+                None => TaskError::failed(format!("{what}: {}", chain(&err.without_url()))),
+            },
             ReadError::TooLarge => TaskError::failed(format!(
                 "{what}: the response body is larger than {MAX_BODY_BYTES} bytes"
             )),
@@ -198,6 +207,7 @@ mod tests {
     use axum::{Json, Router};
     use serde_json::json;
 
+    use crate::tasks::egress::{Egress, HttpClient};
     use crate::tasks::test_support::Harness;
 
     /// Serves a few endpoints on 127.0.0.1:0; returns the base URL.
@@ -394,5 +404,211 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("pw"));
+    }
+
+    /// A server on 127.0.0.1 that counts the requests it gets and can
+    /// redirect: `/redirect?to=URL`. Returns the port and the counter.
+    async fn counted_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = Router::new()
+            .route("/json", get(|| async { Json(json!({"ok": true})) }))
+            .route(
+                "/redirect",
+                get(
+                    |axum::extract::Query(query): axum::extract::Query<
+                        std::collections::HashMap<String, String>,
+                    >| async move {
+                        axum::response::Redirect::to(&query["to"]).into_response()
+                    },
+                ),
+            )
+            .layer(axum::middleware::from_fn(
+                move |request: Request, next: axum::middleware::Next| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    next.run(request)
+                },
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (port, hits)
+    }
+
+    /// A harness whose `http` client follows `allow` (CRUST_HTTP_ALLOW).
+    fn allowing(allow: &str, timeout: Duration) -> Harness {
+        let mut h = Harness::new();
+        h.env.http = HttpClient::new(Egress::parse(allow).unwrap(), timeout).unwrap();
+        h
+    }
+
+    #[tokio::test]
+    async fn every_spelling_of_loopback_is_refused_by_default() {
+        let (port, hits) = counted_server().await;
+        let h = allowing("", Duration::from_secs(30));
+        for (host, shown) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.1", "127.0.0.1"),
+            ("2130706433", "127.0.0.1"),
+            ("0x7f000001", "127.0.0.1"),
+            ("0177.0.0.1", "127.0.0.1"),
+            ("[::1]", "::1"),
+            ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+            ("[::ffff:7f00:1]", "::ffff:127.0.0.1"),
+        ] {
+            let err = h
+                .run("http", json!({"url": format!("http://{host}:{port}/json")}))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("http: {shown} is a loopback address; allow it with CRUST_HTTP_ALLOW"),
+                "{host}"
+            );
+        }
+        for host in ["0.0.0.0", "0", "[::]"] {
+            let err = h
+                .run("http", json!({"url": format!("http://{host}:{port}/json")}))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.ends_with(" is an unspecified address; allow it with CRUST_HTTP_ALLOW"),
+                "{host}: {err}"
+            );
+        }
+        // A name is checked on the addresses it resolves to.
+        for (host, shown) in [("localhost", "localhost"), ("LocalHost", "localhost")] {
+            let err = h
+                .run("http", json!({"url": format!("http://{host}:{port}/json")}))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("http: {shown} resolves to ")),
+                "{err}"
+            );
+            assert!(
+                err.ends_with(", a loopback address; allow it with CRUST_HTTP_ALLOW"),
+                "{err}"
+            );
+        }
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn an_allowed_block_or_host_name_is_reached() {
+        let (port, hits) = counted_server().await;
+        for (allow, host) in [
+            ("127.0.0.1/32", "127.0.0.1"),
+            ("127.0.0.0/8", "127.1"),
+            ("localhost", "localhost"),
+        ] {
+            let h = allowing(allow, Duration::from_secs(30));
+            let out = h
+                .run("http", json!({"url": format!("http://{host}:{port}/json")}))
+                .await
+                .unwrap_or_else(|err| panic!("{allow} {host}: {err}"));
+            assert_eq!(out["body"], json!({"ok": true}));
+        }
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // A block allows only itself.
+        let h = allowing("127.0.0.1/32", Duration::from_secs(30));
+        let err = h
+            .run(
+                "http",
+                json!({"url": format!("http://127.0.0.2:{port}/json")}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "http: 127.0.0.2 is a loopback address; allow it with CRUST_HTTP_ALLOW"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_redirect_hop_is_checked() {
+        let (port, hits) = counted_server().await;
+        let (other, other_hits) = counted_server().await;
+        let redirect = |from: &str, to: String| json!({"url": format!("http://{from}:{port}/redirect?to={to}")});
+        // Allowed by name; the hop to another port by address is not.
+        let h = allowing("localhost", Duration::from_secs(30));
+        let err = h
+            .run(
+                "http",
+                redirect("localhost", format!("http://127.0.0.1:{other}/json")),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "http: 127.0.0.1 is a loopback address; allow it with CRUST_HTTP_ALLOW"
+        );
+        // Allowed by block; hops outside it are refused in any spelling.
+        let h = allowing("127.0.0.1/32", Duration::from_secs(30));
+        for to in [
+            format!("http://127.0.0.2:{other}/json"),
+            format!("http://[::1]:{other}/json"),
+            format!("http://0x7f000002:{other}/json"),
+        ] {
+            let err = h
+                .run("http", redirect("127.0.0.1", to.clone()))
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .ends_with("is a loopback address; allow it with CRUST_HTTP_ALLOW"),
+                "{to}: {err}"
+            );
+        }
+        assert_eq!(other_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // A hop the policy allows is followed, across ports too.
+        let out = h
+            .run(
+                "http",
+                redirect("127.0.0.1", format!("http://127.0.0.1:{other}/json")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out["body"], json!({"ok": true}));
+        assert_eq!(other_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_trickling_server_is_cut_at_the_default_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Answers at once, then sends its body a byte at a time, forever.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000000\r\n\r\n";
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    while socket.write_all(b"x").await.is_ok() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+            }
+        });
+        // No task or try timeout: only CRUST_HTTP_TIMEOUT bounds it.
+        let h = allowing("127.0.0.1/32", Duration::from_millis(300));
+        let run = h.run("http", json!({"url": format!("http://127.0.0.1:{port}/")}));
+        let err = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the request ends by itself")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("http GET http://127.0.0.1:{port}/: timed out after 0.3 s")
+        );
     }
 }

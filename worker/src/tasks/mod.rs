@@ -5,6 +5,7 @@
 //! reads them into the kind's typed parameters
 //! ([`crust_shared::model::task::parse_params`]) and hands them to the kind.
 
+pub mod egress;
 pub mod fail;
 pub mod http;
 pub mod log;
@@ -31,7 +32,8 @@ use crust_shared::Id;
 #[derive(Clone)]
 pub struct TaskEnv {
     pub pool: PgPool,
-    pub http: reqwest::Client,
+    /// The `http` task's client, with the egress policy and default timeout.
+    pub http: egress::HttpClient,
 }
 
 /// The context of one try of one task.

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 use sqlx::PgPool;
 
 use super::{TaskContext, TaskError};
+use crust_shared::config::QueryLimits;
 use crust_shared::db::{modules, records};
 use crust_shared::model::paging::Paging;
 use crust_shared::model::task::{
@@ -101,9 +102,17 @@ pub async fn query_records(
     let module = modules::get(pool, module_id)
         .await
         .map_err(|err| err.to_string())?;
-    let (found, count) = records::list(pool, &module, paging, filter, sort)
-        .await
-        .map_err(|err| err.to_string())?;
+    let (found, count) = records::list(
+        pool,
+        &module,
+        paging,
+        filter,
+        sort,
+        // The api's defaults: a workflow's query is bounded like a client's.
+        &QueryLimits::default(),
+    )
+    .await
+    .map_err(|err| err.to_string())?;
     Ok(json!({ "count": count.value, "records": to_json(&found)? }))
 }
 

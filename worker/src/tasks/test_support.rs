@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::egress::{Egress, HttpClient};
 use super::{TaskContext, TaskEnv, TaskError};
 use crate::logs::{JobLogger, LogLine};
 use crust_shared::model::job::Parameters;
@@ -84,7 +85,13 @@ impl Harness {
         Harness {
             env: TaskEnv {
                 pool,
-                http: reqwest::Client::new(),
+                // The tests' servers listen on 127.0.0.1; the default
+                // policy would refuse them.
+                http: HttpClient::new(
+                    Egress::parse("127.0.0.1/32").unwrap(),
+                    Duration::from_secs(30),
+                )
+                .unwrap(),
             },
             parameters: Parameters::new(),
             outputs: Map::new(),

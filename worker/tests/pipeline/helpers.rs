@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const SECRET: &str = "test-secret-test-secret-test-secret";
+pub const SECRET: &str = "test-secret-test-secret-test-secret";
 /// How long any wait in these tests may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -36,6 +36,8 @@ pub struct System {
     api: CancellationToken,
     schedulers: Vec<CancellationToken>,
     workers: Vec<(CancellationToken, JoinHandle<()>)>,
+    /// The workers' CRUST_HTTP_ALLOW.
+    http_allow: &'static str,
 }
 
 /// What to start.
@@ -48,6 +50,8 @@ pub struct Options {
     pub amqp_url: Option<String>,
     /// Postgres's port as the processes see it (a proxy in outage tests).
     pub db_port: Option<u16>,
+    /// The workers' CRUST_HTTP_ALLOW: loopback, where test servers listen.
+    pub http_allow: &'static str,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             drain_secs: 10,
             amqp_url: None,
             db_port: None,
+            http_allow: "127.0.0.1/32",
         }
     }
 }
@@ -88,6 +93,7 @@ pub async fn start(options: Options) -> System {
         api: CancellationToken::new(),
         schedulers: Vec::new(),
         workers: Vec::new(),
+        http_allow: options.http_allow,
         db,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,6 +104,11 @@ pub async fn start(options: Options) -> System {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(SECRET.into()),
         body_limit: 1 << 20,
+        queries: Default::default(),
+        trace_url: None,
+        http_read_timeout: std::time::Duration::from_secs(30),
+        max_connections: 1024,
+        cors_origins: Vec::new(),
     };
     let stop = system.api.clone();
     tokio::spawn(async move { crust_api::run(config, listener, stop).await.unwrap() });
@@ -165,6 +176,8 @@ impl System {
             lease_ms,
             drain_secs,
             name: Some(format!("test-worker-{}", self.workers.len())),
+            http_allow: crust_worker::tasks::egress::Egress::parse(self.http_allow).unwrap(),
+            http_timeout: Duration::from_secs(30),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.worker_health.push(listener.local_addr().unwrap());
@@ -192,29 +205,20 @@ impl System {
         name: &str,
         lease_ms: u64,
     ) -> (tokio::process::Child, mpsc::UnboundedReceiver<String>) {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_crust-worker"))
-            .env("DATABASE_URL", &self.db.url)
-            .env("AMQP_URL", format!("{}?heartbeat=1", self.amqp_url))
-            .env("CRUST_QUEUE_PREFIX", &self.db.name)
-            .env("CRUST_WORKER_LEASE_MS", lease_ms.to_string())
-            .env("CRUST_WORKER_NAME", name)
-            .env("CRUST_HTTP_ADDR", "127.0.0.1:0")
-            .env("CRUST_LOG_FORMAT", "text")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("crust-worker starts");
-        let (lines, receiver) = mpsc::unbounded_channel();
-        let stderr = child.stderr.take().expect("stderr is piped");
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                let _ = lines.send(line);
-            }
-        });
-        (child, receiver)
+        spawn_process(
+            std::path::Path::new(env!("CARGO_BIN_EXE_crust-worker")),
+            &[
+                ("DATABASE_URL", self.db.url.clone()),
+                ("AMQP_URL", format!("{}?heartbeat=1", self.amqp_url)),
+                ("CRUST_QUEUE_PREFIX", self.db.name.clone()),
+                ("CRUST_WORKER_LEASE_MS", lease_ms.to_string()),
+                ("CRUST_WORKER_NAME", name.to_owned()),
+                ("CRUST_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+                ("CRUST_HTTP_ALLOW", self.http_allow.to_owned()),
+                ("CRUST_LOG_FORMAT", "text".to_owned()),
+                ("RUST_LOG", "info".to_owned()),
+            ],
+        )
     }
 
     /// Sends a request with the token; returns status and JSON body.
@@ -369,4 +373,28 @@ pub async fn ready_messages(amqp_url: &str, queue: &str) -> u32 {
         .unwrap();
     let _ = connection.close(200, "done").await;
     declared.message_count()
+}
+
+/// Starts a real binary with `env`; its stderr lines arrive on the
+/// returned channel.
+pub fn spawn_process(
+    binary: &std::path::Path,
+    env: &[(&str, String)],
+) -> (tokio::process::Child, mpsc::UnboundedReceiver<String>) {
+    let mut child = tokio::process::Command::new(binary)
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("{} starts: {err}", binary.display()));
+    let (lines, receiver) = mpsc::unbounded_channel();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            let _ = lines.send(line);
+        }
+    });
+    (child, receiver)
 }

@@ -6,6 +6,7 @@
 
 mod crashes;
 mod helpers;
+mod otlp;
 mod recovery;
 mod runs;
 mod scheduling;

@@ -229,3 +229,29 @@ async fn a_draining_worker_hands_back_what_outlives_the_grace_period() {
     let done = system.wait_status(&job, "ok").await;
     assert_eq!(done["attempt"], 2);
 }
+
+#[tokio::test]
+async fn an_http_task_cannot_reach_internal_addresses_unless_allowed() {
+    // The api's own port on loopback stands for any internal service.
+    for (allow, outcome) in [("", "error"), ("127.0.0.1/32", "ok")] {
+        let system = start(Options {
+            http_allow: allow,
+            ..Options::default()
+        })
+        .await;
+        let url = format!("{}/healthz", system.base);
+        let workflow = system
+            .workflow(json!({"name": "peek", "tasks": [
+                {"name": "fetch", "kind": "http", "params": {"url": url}}
+            ]}))
+            .await;
+        let job = system.job(&workflow, json!({})).await;
+        let done = system.wait_status(&job, outcome).await;
+        if outcome == "error" {
+            assert_eq!(
+                done["error"],
+                "task fetch: http: 127.0.0.1 is a loopback address; allow it with CRUST_HTTP_ALLOW"
+            );
+        }
+    }
+}
