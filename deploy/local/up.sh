@@ -60,7 +60,7 @@ token=$("$bin/crust-api" token --sub 1 --ttl 24h)
 call() { curl -sS -H "Authorization: Bearer $token" -H "Content-Type: application/json" "$@"; }
 # The ID in the first `"<kind>ID":"N"` (followed by `"name":"NAME"` if
 # given) of the JSON on stdin.
-id_of() { grep -o "\"$1ID\":\"[0-9]*\"${2:+,\"name\":\"$2\"}" | head -n 1 | cut -d'"' -f4; }
+id_of() { { grep -o "\"$1ID\":\"[0-9]*\"${2:+,\"name\":\"$2\"}" || true; } | head -n 1 | cut -d'"' -f4; }
 module_id=$(call "$api/module/?query=Leads" | id_of module Leads)
 if [ -z "$module_id" ]; then
   module_id=$(call "$api/module/" -d '{"name": "Leads", "fields": [{"name": "email", "kind": "Email", "isRequired": true}, {"name": "score", "kind": "Number"}, {"name": "stage", "kind": "Select", "options": {"options": ["new", "won", "lost"]}}]}' | id_of module)
@@ -84,14 +84,14 @@ Paste these in another shell:
   export API=$api
 
   # The demo module "Leads" ($module_id): add a record, then list with a filter:
-  curl -sS -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id
-  curl -sS -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record -H "Content-Type: application/json" -d '{"fields": {"email": "ann@example.com", "score": 42, "stage": "won"}}'
-  curl -sS -G -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record --data-urlencode "filter=score > 10 AND stage = 'won'" --data-urlencode 'sort=score DESC'
+  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id
+  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record -H "Content-Type: application/json" -d '{"fields": {"email": "ann@example.com", "score": 42, "stage": "won"}}'
+  curl -sS -w '\\n' -G -H "Authorization: Bearer \$TOKEN" \$API/module/$module_id/record --data-urlencode "filter=score > 10 AND stage = 'won'" --data-urlencode 'sort=score DESC'
 
   # The demo workflow "greet" ($workflow_id): run it as a job, then read the job and its logs:
   JOB=\$(curl -sS -H "Authorization: Bearer \$TOKEN" \$API/job/ -H "Content-Type: application/json" -d '{"workflowID": "$workflow_id", "parameters": {"who": "ann"}}' | grep -o '"jobID":"[0-9]*"' | cut -d'"' -f4); echo "job \$JOB"
-  curl -sS -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB
-  curl -sS -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB/logs
+  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB
+  curl -sS -w '\\n' -H "Authorization: Bearer \$TOKEN" \$API/job/\$JOB/logs
 
   # More tokens: crust-api token needs the api's secret (up.sh keeps its own in $secret_file):
   $secret_hint

@@ -128,11 +128,6 @@ impl WorkflowPatch {
             schedule: self.schedule.unwrap_or(current.schedule),
         }
     }
-
-    /// Whether the edit names the schedule (so its next slot is recomputed).
-    pub fn touches_schedule(&self) -> bool {
-        self.schedule.is_some()
-    }
 }
 
 /// A workflow input that passed validation.
