@@ -149,6 +149,9 @@ impl Modify for Conventions {
             ("JobUpdate", "workflowID", nullable_id_input()),
             ("PageInput", "selfID", id_input()),
             ("PageInput", "moduleID", id_input()),
+            // Partial edits: null (or absent) keeps the current value.
+            ("PagePatch", "selfID", nullable_id_input()),
+            ("PagePatch", "moduleID", nullable_id_input()),
             (
                 "ReorderInput",
                 "pageIDs",

@@ -74,7 +74,7 @@ pub struct PagePatch {
     pub title: Option<String>,
     pub description: Option<String>,
     pub visible: Option<bool>,
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<serde_json::Value>>)]
     pub blocks: Option<Value>,
 }
 
