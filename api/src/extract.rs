@@ -243,19 +243,8 @@ fn shown(path: &str) -> &str {
     }
 }
 
-/// The largest magnitude a JSON number may have: six steps below
-/// `f64::MAX`, written `1.7976931348623145e308`.
-///
-/// Postgres keeps JSON numbers as `numeric` and prints them without an
-/// exponent (`1e300` comes back as 301 digits). serde_json reads that long
-/// form less exactly than the short one, sometimes one step higher than what
-/// was written, and `f64::MAX` itself does not read back at all (`number out
-/// of range`). Numbers the worker copies from row to row can climb that way
-/// step by step; the five doubles just below `f64::MAX` climb all the way to
-/// it, the sixth is a fixed point that nothing below can pass. The unit
-/// tests replay the trip (`postgres_round_trip`) and an api test checks the
-/// replay against Postgres itself.
-pub const MAX_STORABLE: f64 = 1.797_693_134_862_314_5e308;
+/// The largest magnitude a JSON number may have (see the shared constant).
+pub use crust_shared::model::MAX_STORABLE_NUMBER as MAX_STORABLE;
 
 /// Whether `number` can be stored in `jsonb` and read back, however often.
 fn reads_back(number: &serde_json::Number) -> bool {

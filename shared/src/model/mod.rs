@@ -15,6 +15,21 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest free text accepted where no field limit is set, in characters.
 pub const MAX_TEXT_LEN: usize = 65_536;
 
+/// The largest magnitude a JSON number may have: six steps below
+/// `f64::MAX`, written `1.7976931348623145e308`.
+///
+/// Postgres keeps JSON numbers as `numeric` and prints them without an
+/// exponent (`1e300` comes back as 301 digits). serde_json reads that long
+/// form less exactly than the short one, sometimes one step higher than what
+/// was written, and `f64::MAX` itself does not read back at all (`number out
+/// of range`). Numbers the worker copies from row to row can climb that way
+/// step by step; the five doubles just below `f64::MAX` climb all the way to
+/// it, the sixth is a fixed point that nothing below can pass. The api's
+/// unit tests replay the trip and an api test checks the replay against
+/// Postgres itself. The api refuses larger numbers at the edge; the worker
+/// fails a task whose output holds one.
+pub const MAX_STORABLE_NUMBER: f64 = 1.797_693_134_862_314_5e308;
+
 /// Checks a required, bounded, non-blank name and returns it trimmed. The
 /// length is that of the name as sent, as the API document states it.
 pub fn required_name(field: &str, value: &str) -> crate::Result<String> {
