@@ -204,6 +204,12 @@ pub async fn run(
     Ok(())
 }
 
+/// The second Postgres client, for job log lines only. Log appends are the
+/// worker's hottest writes: many small multi-row inserts of one prepared
+/// statement. tokio-postgres through deadpool keeps that statement prepared
+/// per connection (`prepare_cached`) and pipelines it, and its own 4
+/// connections keep log writes from queueing behind claims, heartbeats and
+/// task queries on the sqlx pool (and vice versa).
 fn log_pool(db: &DbConfig) -> anyhow::Result<deadpool_postgres::Pool> {
     let config = tokio_postgres::Config::from_str(&db.database_url)
         .context("DATABASE_URL is not a valid Postgres URL")?;
@@ -273,7 +279,7 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     queue::declare(&channel, &worker.names).await?;
     queue::set_prefetch(&channel, worker.config.concurrency.max(1)).await?;
     listen_for_cancels(worker, &connection).await?;
-    let tag = format!("{}-{}", worker.name, rand_suffix());
+    let tag = consumer_tag(&worker.name);
     let mut consumer = channel
         .basic_consume(
             &worker.names.jobs_queue,
@@ -325,11 +331,13 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     Ok(())
 }
 
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+/// A consumer tag for this worker's next connection: its name and how many
+/// connections it has opened (a tag only has to be unique per channel; the
+/// name and number make it readable in the broker's consumer list).
+fn consumer_tag(name: &str) -> String {
+    static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("{name}-{n}")
 }
 
 /// Binds a private queue to the cancel fanout and stops matching runs.

@@ -12,12 +12,6 @@ use serde_json::{Map, Value};
 
 use crust_shared::model::task::{parse_template, Segment};
 
-/// Checks template syntax (unclosed `{{`, empty or unknown paths); used at
-/// save time by `validate_params`.
-pub fn check(template: &str) -> Result<(), String> {
-    crust_shared::model::task::check_template(template)
-}
-
 /// What templates are rendered over: anything that can answer a path.
 pub trait Scope {
     /// The value at `path`, or an error naming the part that is missing.
@@ -312,12 +306,5 @@ mod tests {
             lookup_raw(&raw, &path("outputs.f.status.x"), 2).unwrap_err(),
             "template {{ outputs.f.status.x }}: outputs.f.status has no \"x\""
         );
-    }
-
-    #[test]
-    fn check_reports_syntax_errors() {
-        assert!(check("{{ parameters.a }}").is_ok());
-        assert!(check("{{ parameters.a").unwrap_err().contains("unclosed"));
-        assert!(check("{{}}").unwrap_err().contains("empty path"));
     }
 }
