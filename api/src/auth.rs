@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use crust_shared::Id;
+use crust_model::Id;
 
 use crate::error::ApiError;
 use crate::AppState;

@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crust_shared::auth::TokenKey;
-use crust_shared::config::{ConfigError, DbConfig, QueryLimits};
-use crust_shared::queue::AmqpConfig;
+use crust_model::auth::TokenKey;
+use crust_model::config::ConfigError;
+use crust_queue::AmqpConfig;
+use crust_store::config::{DbConfig, QueryLimits};
 
 /// What `crust-api` needs to serve. Its `Debug` shows no secret.
 #[derive(Clone, clap::Args)]
@@ -68,7 +69,7 @@ impl std::fmt::Debug for Config {
 
 /// A timeout such as `30s`, `2m` or a bare number of seconds.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    crust_shared::auth::parse_ttl(text).map(|seconds| Duration::from_secs(seconds.unsigned_abs()))
+    crust_model::auth::parse_ttl(text).map(|seconds| Duration::from_secs(seconds.unsigned_abs()))
 }
 
 impl Config {

@@ -59,17 +59,26 @@ impl ApiError {
     }
 }
 
-impl From<crust_shared::Error> for ApiError {
-    fn from(err: crust_shared::Error) -> Self {
-        use crust_shared::Error;
+impl From<crust_model::Error> for ApiError {
+    fn from(err: crust_model::Error) -> Self {
+        use crust_model::Error;
+        match err {
+            Error::Invalid(message) => ApiError::BadRequest(message),
+            Error::NotFound(message) => ApiError::NotFound(message),
+            Error::Conflict(message) => ApiError::Conflict(message),
+        }
+    }
+}
+
+impl From<crust_store::Error> for ApiError {
+    fn from(err: crust_store::Error) -> Self {
+        use crust_store::Error;
         if err.is_unavailable() {
             tracing::warn!(error = %err, "database unavailable");
             return ApiError::Unavailable;
         }
         match err {
-            Error::Invalid(message) => ApiError::BadRequest(message),
-            Error::NotFound(message) => ApiError::NotFound(message),
-            Error::Conflict(message) => ApiError::Conflict(message),
+            Error::Domain(err) => err.into(),
             Error::Database(db) => ApiError::Internal(db.to_string()),
         }
     }

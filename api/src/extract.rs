@@ -6,7 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use crust_shared::Id;
+use crust_model::Id;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -244,7 +244,7 @@ fn shown(path: &str) -> &str {
 }
 
 /// The largest magnitude a JSON number may have (see the shared constant).
-pub use crust_shared::model::MAX_STORABLE_NUMBER as MAX_STORABLE;
+pub use crust_model::MAX_STORABLE_NUMBER as MAX_STORABLE;
 
 /// Whether `number` can be stored in `jsonb` and read back, however often.
 fn reads_back(number: &serde_json::Number) -> bool {

@@ -65,16 +65,16 @@ fn trim_trailing_slash(mut request: Request) -> Request {
 }
 
 /// Creates the database if it is missing and applies every migration.
-pub async fn migrate(db: &crust_shared::config::DbConfig) -> anyhow::Result<()> {
+pub async fn migrate(db: &crust_store::config::DbConfig) -> anyhow::Result<()> {
     use anyhow::Context;
     let options = db.connect_options()?;
-    crust_shared::config::create_database_if_missing(&options)
+    crust_store::config::create_database_if_missing(&options)
         .await
         .context("cannot create the database")?;
     let pool = sqlx::PgPool::connect_with(options)
         .await
         .context("cannot connect to Postgres")?;
-    crust_shared::MIGRATOR
+    crust_store::MIGRATOR
         .run(&pool)
         .await
         .context("migrations failed")?;

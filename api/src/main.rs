@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use crust_api::Config;
-use crust_shared::auth::{parse_ttl, parse_user_id};
-use crust_shared::config::ConfigError;
+use crust_model::auth::{parse_ttl, parse_user_id};
+use crust_model::config::ConfigError;
 
 #[derive(Parser)]
 #[command(name = "crust-api", version, about = "The Crust REST API")]
@@ -37,21 +37,21 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let telemetry = crust_shared::telemetry::init("crust-api");
+    let telemetry = crust_runtime::telemetry::init("crust-api");
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => crust_api::migrate(&cli.config.db).await,
         Command::Token { sub, ttl } => token(&cli.config, &sub, &ttl),
     };
     telemetry.shutdown();
-    crust_shared::config::exit_code("crust-api", result.as_ref().err().map(|err| &**err as _))
+    crust_model::config::exit_code("crust-api", result.as_ref().err().map(|err| &**err as _))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_addr))?;
-    crust_api::run(config, listener, crust_shared::shutdown::on_signal()).await
+    crust_api::run(config, listener, crust_runtime::shutdown::on_signal()).await
 }
 
 fn token(config: &Config, sub: &str, ttl: &str) -> anyhow::Result<()> {

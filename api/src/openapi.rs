@@ -34,11 +34,11 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         job::list_jobs, job::create_job, job::read_job, job::update_job, job::cancel_job, job::job_logs,
     ),
     components(schemas(
-        crust_shared::model::module::Module, crust_shared::model::module::Field,
-        crust_shared::model::module::FieldKind, crust_shared::model::record::Record,
-        crust_shared::model::page::Page, crust_shared::model::chart::Chart,
-        crust_shared::model::workflow::Workflow, crust_shared::model::workflow::Task,
-        crust_shared::model::job::Job, crust_shared::model::job::JobStatus, crust_shared::model::job::LogEntry,
+        crust_model::module::Module, crust_model::module::Field,
+        crust_model::module::FieldKind, crust_model::record::Record,
+        crust_model::page::Page, crust_model::chart::Chart,
+        crust_model::workflow::Workflow, crust_model::workflow::Task,
+        crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),
     modifiers(&BearerAuth, &Conventions),
@@ -175,9 +175,7 @@ impl Modify for Conventions {
                 "kind".to_owned(),
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some(
-                        crust_shared::model::workflow::TASK_KINDS.iter().copied(),
-                    ))
+                    .enum_values(Some(crust_model::workflow::TASK_KINDS.iter().copied()))
                     .description(Some("The task kind."))
                     .into(),
             );
@@ -286,8 +284,8 @@ mod tests {
 
     use super::*;
     use crate::routes::{job, record};
-    use crust_shared::model::paging::Paging;
-    use crust_shared::Id;
+    use crust_model::paging::Paging;
+    use crust_model::Id;
 
     fn document() -> Value {
         serde_json::to_value(ApiDoc::openapi()).unwrap()
@@ -454,15 +452,12 @@ mod tests {
             "#/components/schemas/ErrorMessage"
         );
         let kinds = &doc["components"]["schemas"]["Task"]["properties"]["kind"]["enum"];
-        assert_eq!(
-            kinds,
-            &serde_json::json!(crust_shared::model::workflow::TASK_KINDS)
-        );
+        assert_eq!(kinds, &serde_json::json!(crust_model::workflow::TASK_KINDS));
     }
 
     #[test]
     fn body_limits_in_the_document_are_the_servers() {
-        use crust_shared::model::{module, workflow, MAX_NAME_LEN, MAX_TEXT_LEN};
+        use crust_model::{module, workflow, MAX_NAME_LEN, MAX_TEXT_LEN};
         let doc = document();
         let schemas = &doc["components"]["schemas"];
         for (schema, property) in [

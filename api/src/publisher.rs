@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use crust_shared::db::jobs;
-use crust_shared::queue::{Message, Outgoing, Publisher};
-use crust_shared::Id;
+use crust_model::Id;
+use crust_queue::{Message, Outgoing, Publisher};
+use crust_store::jobs;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
@@ -74,7 +74,7 @@ impl JobQueue {
     }
 
     /// Connects to the broker if needed; says why it cannot.
-    pub async fn check(&self) -> Result<(), crust_shared::queue::QueueError> {
+    pub async fn check(&self) -> Result<(), crust_queue::QueueError> {
         self.publisher.check().await
     }
 }

@@ -3,8 +3,8 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crust_shared::auth::TokenKey;
-use crust_shared::queue::Publisher;
+use crust_model::auth::TokenKey;
+use crust_queue::Publisher;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +21,7 @@ pub struct Inner {
     pub tokens: TokenKey,
     pub body_limit: usize,
     /// `CRUST_QUERY_TIMEOUT` and `CRUST_REPORT_MAX_ROWS`.
-    pub queries: crust_shared::config::QueryLimits,
+    pub queries: crust_store::config::QueryLimits,
     /// `CRUST_HTTP_READ_TIMEOUT`: how long a request body may take to arrive.
     pub read_timeout: std::time::Duration,
     /// `CRUST_TRACE_URL`: how a job's `traceID` becomes a `traceURL`.
@@ -31,7 +31,7 @@ pub struct Inner {
     /// `CRUST_CORS_ORIGINS`; `None` leaves CORS off.
     pub cors: Option<crate::cors::Cors>,
     /// Module definitions for record creates (checked by version on write).
-    pub modules: crust_shared::db::modules::ModuleCache,
+    pub modules: crust_store::modules::ModuleCache,
 }
 
 impl AppState {
@@ -45,7 +45,7 @@ impl AppState {
             );
         }
         let cors = crate::cors::Cors::new(&config.cors_origins)
-            .map_err(crust_shared::config::ConfigError::new)?;
+            .map_err(crust_model::config::ConfigError::new)?;
         let pool = config.db.pool()?;
         config.amqp.validate()?;
         let queue = JobQueue::start(

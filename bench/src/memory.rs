@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use crust_shared::auth::TokenKey;
-use crust_shared::Id;
+use crust_model::auth::TokenKey;
+use crust_model::Id;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::{Read, Write};

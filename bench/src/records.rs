@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use crust_shared::auth::TokenKey;
-use crust_shared::Id;
+use crust_model::auth::TokenKey;
+use crust_model::Id;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -365,7 +365,7 @@ async fn clean_up(api: &Api, pool: &PgPool, module_id: Id) -> anyhow::Result<()>
         .with_context(|| format!("cannot remove the deleted bench module {module_id}"))?;
     // Each module's records live in a partition of their own, which the
     // API keeps after a delete; drop the bench's (now empty) one.
-    let partition = crust_shared::db::partitions::partition(module_id);
+    let partition = crust_store::partitions::partition(module_id);
     let attached: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                         WHERE i.inhparent = 'records'::regclass AND c.relname = $1)",

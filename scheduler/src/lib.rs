@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crust_shared::config::DbConfig;
-use crust_shared::db::jobs::{self, RELEASE_CHANNEL};
-use crust_shared::model::job::JobStatus;
-use crust_shared::queue::{AmqpConfig, Message, Outgoing, Publisher};
+use crust_model::job::JobStatus;
+use crust_queue::{AmqpConfig, Message, Outgoing, Publisher};
+use crust_store::config::DbConfig;
+use crust_store::jobs::{self, RELEASE_CHANNEL};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -41,7 +41,7 @@ pub struct Config {
 }
 
 fn parse_retention(text: &str) -> Result<Duration, String> {
-    crust_shared::auth::parse_ttl(text).map(|seconds| Duration::from_secs(seconds as u64))
+    crust_model::auth::parse_ttl(text).map(|seconds| Duration::from_secs(seconds as u64))
 }
 
 /// Longest sleep between passes, so housekeeping runs and a missed
@@ -62,7 +62,7 @@ pub async fn run(
     config.amqp.validate()?;
     let publisher = Arc::new(Publisher::new(&config.amqp));
     tracing::info!(addr = %listener.local_addr()?, "crust-scheduler started");
-    let health = tokio::spawn(crust_shared::health::serve(
+    let health = tokio::spawn(crust_runtime::health::serve(
         listener,
         ready_check(pool.clone(), publisher.clone()),
         shutdown.clone(),
@@ -109,15 +109,15 @@ pub async fn run(
     Ok(())
 }
 
-fn ready_check(pool: PgPool, publisher: Arc<Publisher>) -> crust_shared::health::ReadyCheck {
+fn ready_check(pool: PgPool, publisher: Arc<Publisher>) -> crust_runtime::health::ReadyCheck {
     Arc::new(move || {
         let (pool, publisher) = (pool.clone(), publisher.clone());
         Box::pin(async move {
-            let postgres = crust_shared::db::ping(&pool).await;
-            crust_shared::metrics::metrics()
+            let postgres = crust_store::ping(&pool).await;
+            crust_runtime::metrics::metrics()
                 .db_up
                 .set(i64::from(postgres.is_ok()));
-            crust_shared::metrics::observe_pool(&pool);
+            crust_runtime::metrics::observe_pool(&pool);
             postgres.map_err(|err| format!("postgres: {err}"))?;
             publisher
                 .check()
@@ -162,13 +162,19 @@ async fn pass(
     publisher: &Publisher,
     last_prune: &mut Option<Instant>,
 ) -> anyhow::Result<()> {
-    let fired = jobs::fire_schedules(pool).await?;
-    crust_shared::metrics::metrics().jobs_created.inc_by(fired);
+    let fired = jobs::fire_schedules(pool, |workflow, slot| {
+        // The slot's trace starts here, in the scheduler, as a request's
+        // does in the api: the job's first run continues it.
+        let span = tracing::info_span!("cron", workflow.id = %workflow, slot = %slot.to_rfc3339());
+        span.in_scope(crust_runtime::telemetry::current_traceparent)
+    })
+    .await?;
+    crust_runtime::metrics::metrics().jobs_created.inc_by(fired);
     if fired > 0 {
         tracing::info!(jobs = fired, "cron slots fired");
     }
     let rescued_runs = jobs::rescue_expired(pool, config.max_attempts).await?;
-    crust_shared::metrics::metrics()
+    crust_runtime::metrics::metrics()
         .jobs_rescued
         .inc_by(rescued_runs.len() as u64);
     for rescued in rescued_runs {
@@ -194,7 +200,7 @@ async fn pass(
 /// Reads the jobs queue's depth and consumers from the broker for the
 /// dashboards (the scheduler is the one process that always runs).
 async fn observe_queue(publisher: &Publisher) {
-    let metrics = crust_shared::metrics::metrics();
+    let metrics = crust_runtime::metrics::metrics();
     let queue = publisher.names().jobs_queue.clone();
     match publisher.queue_stats(&queue).await {
         Ok((messages, consumers)) => {

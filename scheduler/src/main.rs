@@ -15,10 +15,10 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let telemetry = crust_shared::telemetry::init("crust-scheduler");
+    let telemetry = crust_runtime::telemetry::init("crust-scheduler");
     let result = run(cli.config).await;
     telemetry.shutdown();
-    crust_shared::config::exit_code(
+    crust_model::config::exit_code(
         "crust-scheduler",
         result.as_ref().err().map(|err| &**err as _),
     )
@@ -28,5 +28,5 @@ async fn run(config: crust_scheduler::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_addr))?;
-    crust_scheduler::run(config, listener, crust_shared::shutdown::on_signal()).await
+    crust_scheduler::run(config, listener, crust_runtime::shutdown::on_signal()).await
 }

@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use crust_shared::config::DbConfig;
-use crust_shared::db::jobs::{self, Claimed, Outcome, Unreadable};
-use crust_shared::model::job::JobStatus;
-use crust_shared::queue::{self, AmqpConfig, Message, Names};
-use crust_shared::Id;
+use crust_model::job::JobStatus;
+use crust_model::Id;
+use crust_queue::{self as queue, AmqpConfig, Message, Names};
+use crust_store::config::DbConfig;
+use crust_store::jobs::{self, Claimed, Outcome, Unreadable};
 use futures_util::{FutureExt, StreamExt};
 use lapin::acker::Acker;
 use lapin::message::Delivery;
@@ -80,7 +80,7 @@ pub struct Config {
     /// How long an `http` task's request may take, body included, when the
     /// task sets no `timeout` (`30s`, `2m`).
     #[arg(long, env = "CRUST_HTTP_TIMEOUT", default_value = "30s",
-          value_parser = crust_shared::config::parse_duration)]
+          value_parser = crust_model::config::parse_duration)]
     pub http_timeout: Duration,
 
     #[command(flatten)]
@@ -182,7 +182,7 @@ pub async fn run(
     tracing::info!(worker = %worker.name, addr = %listener.local_addr()?, "crust-worker started");
 
     let health_stop = CancellationToken::new();
-    let health = tokio::spawn(crust_shared::health::serve(
+    let health = tokio::spawn(crust_runtime::health::serve(
         listener,
         ready_check(worker.clone()),
         health_stop.clone(),
@@ -229,19 +229,19 @@ fn log_pool(db: &DbConfig) -> anyhow::Result<deadpool_postgres::Pool> {
         .context("cannot build the log connection pool")
 }
 
-fn ready_check(worker: Arc<Worker>) -> crust_shared::health::ReadyCheck {
+fn ready_check(worker: Arc<Worker>) -> crust_runtime::health::ReadyCheck {
     Arc::new(move || {
         let worker = worker.clone();
         Box::pin(async move {
-            let postgres = crust_shared::db::ping(&worker.env.pool).await;
-            crust_shared::metrics::metrics()
+            let postgres = crust_store::ping(&worker.env.pool).await;
+            crust_runtime::metrics::metrics()
                 .db_up
                 .set(i64::from(postgres.is_ok()));
             postgres.map_err(|err| format!("postgres: {err}"))?;
             let consuming = worker.consuming.load(Ordering::Relaxed);
-            let metrics = crust_shared::metrics::metrics();
+            let metrics = crust_runtime::metrics::metrics();
             metrics.amqp_connected.set(i64::from(consuming));
-            crust_shared::metrics::observe_pool(&worker.env.pool);
+            crust_runtime::metrics::observe_pool(&worker.env.pool);
             if !consuming {
                 return Err("not consuming from RabbitMQ".into());
             }
@@ -322,12 +322,7 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     wait_for_runs(worker, Duration::from_secs(worker.config.drain_secs)).await;
     worker.runs.stop_all(StopReason::HandBack);
     wait_for_runs(worker, Duration::from_secs(10)).await;
-    crust_shared::queue::close_connection(
-        connection,
-        "worker shutting down",
-        Duration::from_secs(5),
-    )
-    .await;
+    crust_queue::close_connection(connection, "worker shutting down", Duration::from_secs(5)).await;
     Ok(())
 }
 
@@ -465,9 +460,9 @@ fn job_span(attempt: i32, id: Id, trace_parent: Option<&str>) -> tracing::Span {
     let span = tracing::info_span!("job", job.id = %id, attempt = attempt);
     if let Some(origin) = trace_parent {
         if attempt == 1 {
-            crust_shared::telemetry::set_parent(&span, origin);
+            crust_runtime::telemetry::set_parent(&span, origin);
         } else {
-            crust_shared::telemetry::add_link(&span, origin);
+            crust_runtime::telemetry::add_link(&span, origin);
         }
     }
     span
@@ -476,7 +471,7 @@ fn job_span(attempt: i32, id: Id, trace_parent: Option<&str>) -> tracing::Span {
 /// Ends a claimed job that cannot be read: one log line with the reason,
 /// then `error` with it, like any failed run (fenced on the attempt).
 async fn end_unreadable(worker: Arc<Worker>, job: Unreadable, acker: Acker) {
-    let metrics = crust_shared::metrics::metrics();
+    let metrics = crust_runtime::metrics::metrics();
     metrics.jobs_started.inc();
     tracing::warn!(job.id = %job.id, reason = %job.reason, "claimed job cannot be read; ended");
     let logger = worker.logger(job.id, job.attempt);
@@ -502,7 +497,7 @@ async fn end_unreadable(worker: Arc<Worker>, job: Unreadable, acker: Acker) {
 
 /// Runs a claimed job, writes its ending, and only then acknowledges.
 async fn run_claimed(worker: Arc<Worker>, job: Claimed, acker: Acker) {
-    let metrics = crust_shared::metrics::metrics();
+    let metrics = crust_runtime::metrics::metrics();
     metrics.jobs_started.inc();
     match job.late {
         Some(late) => metrics.job_start_lateness.observe(late.max(0.0)),

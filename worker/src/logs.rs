@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use crust_shared::Id;
+use crust_model::Id;
 
 /// Largest `data` put on a line, in bytes of JSON; larger data is replaced
 /// by a note of its size.

@@ -15,15 +15,15 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let telemetry = crust_shared::telemetry::init("crust-worker");
+    let telemetry = crust_runtime::telemetry::init("crust-worker");
     let result = run(cli.config).await;
     telemetry.shutdown();
-    crust_shared::config::exit_code("crust-worker", result.as_ref().err().map(|err| &**err as _))
+    crust_model::config::exit_code("crust-worker", result.as_ref().err().map(|err| &**err as _))
 }
 
 async fn run(config: crust_worker::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_addr))?;
-    crust_worker::run(config, listener, crust_shared::shutdown::on_signal()).await
+    crust_worker::run(config, listener, crust_runtime::shutdown::on_signal()).await
 }

@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crust_shared::db::jobs::Claimed;
-use crust_shared::model::job::JobStatus;
-use crust_shared::model::task::{is_raw_param, parse_template, Segment};
-use crust_shared::model::workflow::Task;
-use crust_shared::Id;
+use crust_model::job::JobStatus;
+use crust_model::task::{is_raw_param, parse_template, Segment};
+use crust_model::workflow::Task;
+use crust_model::Id;
+use crust_store::jobs::Claimed;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

@@ -93,7 +93,7 @@ fn check_text(text: &str, path: &str) -> Result<(), Unstorable> {
 fn check_float(float: f64, path: &str) -> Result<(), Unstorable> {
     // One rule with the api's edge: numbers near `f64::MAX` do not survive
     // being stored and copied from row to row (see the constant).
-    if float.is_finite() && float.abs() <= crust_shared::model::MAX_STORABLE_NUMBER {
+    if float.is_finite() && float.abs() <= crust_model::MAX_STORABLE_NUMBER {
         Ok(())
     } else {
         Err(format!(
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn numbers_near_the_largest_double_are_refused_as_at_the_api() {
-        let max = crust_shared::model::MAX_STORABLE_NUMBER;
+        let max = crust_model::MAX_STORABLE_NUMBER;
         assert!(check(&serde_json::json!({"v": max})).is_ok());
         assert!(check(&serde_json::json!({"v": 1e308})).is_ok());
         for steps in 1..=6 {

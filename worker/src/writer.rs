@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crust_shared::db::jobs::{self, Outcome, APPEND_LOGS_SQL};
-use crust_shared::Id;
+use crust_model::Id;
+use crust_store::jobs::{self, Outcome, APPEND_LOGS_SQL};
 use deadpool_postgres::Pool as LogPool;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
@@ -155,7 +155,7 @@ async fn write_lines(log_pool: &LogPool, lines: &[LogLine]) {
         .await;
         match result {
             Ok(_) => {
-                crust_shared::metrics::metrics()
+                crust_runtime::metrics::metrics()
                     .log_lines
                     .inc_by(lines.len() as u64);
                 return;

@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use crust_shared::db::{charts, modules, reports};
-use crust_shared::model::chart::{Chart, ChartInput, ChartPatch};
-use crust_shared::query::Report;
+use crust_model::chart::{Chart, ChartInput, ChartPatch};
+use crust_query::Report;
+use crust_store::{charts, modules, reports};
 
 use super::{created, ok, success, ApiResult};
 use crate::error::ApiError;
@@ -82,8 +82,8 @@ pub async fn delete_chart(
 async fn compile_reports(state: &AppState, input: &ChartInput) -> ApiResult<Vec<Report>> {
     let mut compiled = Vec::new();
     for (index, report) in input.reports()?.iter().enumerate() {
-        let at = |err: crust_shared::Error| match err {
-            crust_shared::Error::Database(_) => ApiError::from(err),
+        let at = |err: crust_store::Error| match err {
+            crust_store::Error::Database(_) => ApiError::from(err),
             other => ApiError::bad_request(format!("config.reports[{index}]: {other}")),
         };
         let module = modules::get(&state.pool, report.module_id)

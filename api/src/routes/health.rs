@@ -21,9 +21,9 @@ pub async fn healthz() -> Json<Value> {
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "ready"), (status = 503, description = "Postgres is unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let postgres = crust_shared::db::ping(&state.pool).await;
+    let postgres = crust_store::ping(&state.pool).await;
     let rabbitmq = state.queue.check().await;
-    let metrics = crust_shared::metrics::metrics();
+    let metrics = crust_runtime::metrics::metrics();
     metrics.db_up.set(i64::from(postgres.is_ok()));
     metrics.amqp_connected.set(i64::from(rabbitmq.is_ok()));
     let body = json!({
@@ -44,8 +44,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 /// Prometheus metrics of this process.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> String {
-    crust_shared::metrics::observe_pool(&state.pool);
-    crust_shared::metrics::render()
+    crust_runtime::metrics::observe_pool(&state.pool);
+    crust_runtime::metrics::render()
 }
 
 /// Probe routes.

@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use crust_shared::db::jobs;
-use crust_shared::model::job::{Job, JobInput, JobStatus, JobUpdate, LogEntry};
-use crust_shared::model::paging::Paging;
+use crust_model::job::{Job, JobInput, JobStatus, JobUpdate, LogEntry};
+use crust_model::paging::Paging;
+use crust_store::jobs;
 use serde::{Deserialize, Serialize};
 
 use super::{created, ok, ApiResult};
@@ -127,7 +127,7 @@ pub async fn create_job(
     Body(input): Body<JobInput>,
 ) -> ApiResult<impl IntoResponse> {
     // The job's first run continues this request's trace.
-    let trace_parent = crust_shared::telemetry::current_traceparent();
+    let trace_parent = crust_runtime::telemetry::current_traceparent();
     let created_job = jobs::create(
         &state.pool,
         input.workflow_id,
@@ -137,7 +137,7 @@ pub async fn create_job(
         trace_parent.as_deref(),
     )
     .await?;
-    crust_shared::metrics::metrics().jobs_created.inc();
+    crust_runtime::metrics::metrics().jobs_created.inc();
     if created_job.due_now {
         state.queue.run(created_job.job.id, trace_parent);
     }

@@ -139,7 +139,7 @@ async fn observe(request: Request, next: Next) -> Response {
         .await;
     let status = response.status();
     let elapsed = started.elapsed().as_secs_f64();
-    let metrics = crust_shared::metrics::metrics();
+    let metrics = crust_runtime::metrics::metrics();
     metrics
         .http_requests
         .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])

@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use crust_shared::db::modules;
-use crust_shared::model::module::{Module, ModuleInput, ModulePatch};
+use crust_model::module::{Module, ModuleInput, ModulePatch};
+use crust_store::modules;
 use serde::Deserialize;
 
 use super::{created, ok, success, ApiResult, Force};

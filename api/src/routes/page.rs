@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use crust_shared::db::pages;
-use crust_shared::model::page::{Page, PageInput, PagePatch, ReorderInput};
-use crust_shared::Id;
+use crust_model::page::{Page, PageInput, PagePatch, ReorderInput};
+use crust_model::Id;
+use crust_store::pages;
 use serde::Deserialize;
 
 use super::{created, ok, success, ApiResult, Force};

@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use crust_shared::db::{modules, records};
-use crust_shared::model::paging::Paging;
-use crust_shared::model::record::{Record, RecordInput};
+use crust_model::paging::Paging;
+use crust_model::record::{Record, RecordInput};
+use crust_store::{modules, records};
 use serde::{Deserialize, Serialize};
 
 use super::{created, ok, success, ApiResult};

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use crust_shared::db::{modules, reports};
+use crust_store::{modules, reports};
 use serde::Deserialize;
 
 use super::{ok, ApiResult};

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use crust_shared::db::workflows;
-use crust_shared::model::workflow::{Workflow, WorkflowInput, WorkflowPatch};
+use crust_model::workflow::{Workflow, WorkflowInput, WorkflowPatch};
+use crust_store::workflows;
 
 use super::{created, ok, success, ApiResult};
 use crate::extract::{Body, Ids};

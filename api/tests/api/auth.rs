@@ -4,8 +4,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{message, read, spawn_app, spawn_app_with, TestApp, SECRET};
-use crust_shared::auth::TokenKey;
-use crust_shared::Id;
+use crust_model::auth::TokenKey;
+use crust_model::Id;
 
 #[tokio::test]
 async fn requests_without_a_token_are_refused_with_401() {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crust_shared::auth::TokenKey;
-use crust_shared::Id;
+use crust_model::auth::TokenKey;
+use crust_model::Id;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -2,11 +2,11 @@
 //! from a migrated template, and talks to it over HTTP.
 
 use crust_api::Config;
-use crust_shared::auth::TokenKey;
-use crust_shared::config::DbConfig;
-use crust_shared::queue::AmqpConfig;
-use crust_shared::testing::{amqp_url, TestDb};
-use crust_shared::Id;
+use crust_model::auth::TokenKey;
+use crust_model::Id;
+use crust_queue::AmqpConfig;
+use crust_store::config::DbConfig;
+use crust_testing::{amqp_url, TestDb};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::PgConnection;

@@ -397,7 +397,7 @@ async fn creating_or_editing_a_scheduled_workflow_wakes_the_scheduler() {
     let app = spawn_app().await;
     let mut listener = PgListener::connect(&app.db.url).await.unwrap();
     listener
-        .listen(crust_shared::db::jobs::RELEASE_CHANNEL)
+        .listen(crust_store::jobs::RELEASE_CHANNEL)
         .await
         .unwrap();
     let (status, body) = app
@@ -443,7 +443,9 @@ async fn a_job_the_scheduler_created_for_a_cron_slot_shows_the_slot() {
     .unwrap();
     let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
     assert_eq!(
-        crust_shared::db::jobs::fire_schedules(&pool).await.unwrap(),
+        crust_store::jobs::fire_schedules(&pool, |_, _| None)
+            .await
+            .unwrap(),
         1
     );
     pool.close().await;
@@ -471,7 +473,7 @@ async fn woken(listener: &mut PgListener) -> bool {
 #[tokio::test]
 async fn a_page_past_the_documented_last_one_is_a_400_whatever_the_page_size() {
     let app = spawn_app().await;
-    let last = crust_shared::model::paging::Paging::max_page(100);
+    let last = crust_model::paging::Paging::max_page(100);
     let (status, body) = app.get(&format!("/job/?page={last}&perPage=1")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app.get(&format!("/job/?page={}&perPage=1", last + 1)).await;

@@ -3,9 +3,7 @@
 
 use std::process::Command;
 
-use crust_shared::testing::{
-    amqp_url, free_port, wait_until_ok, warnings_and_errors, Process, TestDb,
-};
+use crust_testing::{amqp_url, free_port, wait_until_ok, warnings_and_errors, Process, TestDb};
 
 use crate::helpers::SECRET;
 

@@ -5,9 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crust_shared::testing::{
-    amqp_url, free_port, wait_until_ok, warnings_and_errors, Process, TestDb,
-};
+use crust_testing::{amqp_url, free_port, wait_until_ok, warnings_and_errors, Process, TestDb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn crust_scheduler(db: &TestDb, addr: &str) -> Command {

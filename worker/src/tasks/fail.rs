@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::TaskError;
-use crust_shared::model::task::FailParams;
+use crust_model::task::FailParams;
 
 /// Fails with the message ("failed on purpose" by default).
 pub fn run(params: FailParams) -> Result<Value, TaskError> {

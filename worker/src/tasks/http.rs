@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::egress::HttpClient;
 use super::{TaskContext, TaskError};
-use crust_shared::model::task::{HttpBody, HttpParams};
+use crust_model::task::{HttpBody, HttpParams};
 
 /// Largest response body read by default, in bytes (1 MiB): the output cap,
 /// [`super::TaskEnv::max_output_bytes`], is the limit.

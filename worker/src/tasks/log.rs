@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{TaskContext, TaskError};
-use crust_shared::model::task::LogParams;
+use crust_model::task::LogParams;
 
 /// Writes the line; the output is `{"message": …}`.
 pub async fn run(params: LogParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {

@@ -3,7 +3,7 @@
 //!
 //! [`run`] renders the templates in the parameters over the job's context,
 //! reads them into the kind's typed parameters
-//! ([`crust_shared::model::task::parse_params`]) and hands them to the kind.
+//! ([`crust_model::task::parse_params`]) and hands them to the kind.
 
 pub mod egress;
 pub mod fail;
@@ -26,9 +26,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::logs::JobLogger;
-use crust_shared::model::job::Parameters;
-use crust_shared::model::task::{is_raw_param, parse_params, TaskParams};
-use crust_shared::Id;
+use crust_model::job::Parameters;
+use crust_model::task::{is_raw_param, parse_params, TaskParams};
+use crust_model::Id;
 
 /// What every task of every job shares.
 #[derive(Clone)]

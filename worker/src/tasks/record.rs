@@ -1,19 +1,19 @@
 //! `record.create`, `record.update`, `record.delete` and `record.query`:
-//! record operations through `crust_shared::db`, with the same validation
+//! record operations through `crust_store`, with the same validation
 //! (and messages) as the API. Scripts call the same operations.
 
 use serde_json::{json, Map, Value};
 use sqlx::PgPool;
 
 use super::{TaskContext, TaskError};
-use crust_shared::config::QueryLimits;
-use crust_shared::db::{modules, records};
-use crust_shared::model::paging::Paging;
-use crust_shared::model::task::{
+use crust_model::paging::Paging;
+use crust_model::task::{
     RecordCreateParams, RecordDeleteParams, RecordQueryParams, RecordUpdateParams,
     MAX_QUERY_PER_PAGE,
 };
-use crust_shared::Id;
+use crust_model::Id;
+use crust_store::config::QueryLimits;
+use crust_store::{modules, records};
 
 /// Creates a record as the job's user; the output is the record.
 pub async fn create(params: RecordCreateParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {

@@ -21,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 use super::record::{create_record, delete_record, query_records, update_record};
 use super::{TaskContext, TaskError};
 use crate::logs::JobLogger;
-use crust_shared::model::job::LOG_LEVELS;
-use crust_shared::model::record::RecordFields;
-use crust_shared::model::task::ScriptParams;
-use crust_shared::Id;
+use crust_model::job::LOG_LEVELS;
+use crust_model::record::RecordFields;
+use crust_model::task::ScriptParams;
+use crust_model::Id;
 
 /// Wall-clock limit of a script whose try has no timeout.
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(30);
@@ -220,7 +220,7 @@ impl Script {
                     filter,
                     "",
                     None,
-                    Some(crust_shared::model::task::MAX_QUERY_PER_PAGE),
+                    Some(crust_model::task::MAX_QUERY_PER_PAGE),
                 ));
                 host.reply("record_query", found)
             },
@@ -297,7 +297,7 @@ fn text_of(value: Dynamic) -> String {
     value
         .to_string()
         .chars()
-        .take(crust_shared::model::MAX_TEXT_LEN)
+        .take(crust_model::MAX_TEXT_LEN)
         .collect()
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{TaskContext, TaskError};
-use crust_shared::model::task::SleepParams;
+use crust_model::task::SleepParams;
 
 /// Sleeps `seconds`; the output is `{"slept": seconds}`.
 pub async fn run(params: SleepParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {

@@ -10,7 +10,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crust_shared::model::task::{parse_template, Segment};
+use crust_model::task::{parse_template, Segment};
 
 /// What templates are rendered over: anything that can answer a path.
 pub trait Scope {

@@ -12,20 +12,20 @@ use tokio_util::sync::CancellationToken;
 use super::egress::{Egress, HttpClient};
 use super::{Outputs, TaskContext, TaskEnv, TaskError};
 use crate::logs::{JobLogger, LogLimits, LogLine, LogSink};
-use crust_shared::model::job::Parameters;
-use crust_shared::model::module::ModuleInput;
-use crust_shared::Id;
+use crust_model::job::Parameters;
+use crust_model::module::ModuleInput;
+use crust_model::Id;
 
 /// A database of the test's own (dropped on drop) with a pool over it.
 pub struct TestDb {
     pub pool: PgPool,
-    _db: crust_shared::testing::TestDb,
+    _db: crust_testing::TestDb,
 }
 
 impl TestDb {
     /// Clones the migrated template into a fresh database.
     pub async fn new() -> TestDb {
-        let db = crust_shared::testing::TestDb::new().await;
+        let db = crust_testing::TestDb::new().await;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .connect(&db.url)
@@ -45,7 +45,7 @@ impl TestDb {
             ],
         }))
         .unwrap();
-        crust_shared::db::modules::create(&self.pool, input.validate().unwrap())
+        crust_store::modules::create(&self.pool, input.validate().unwrap())
             .await
             .unwrap()
             .id
@@ -69,7 +69,7 @@ pub struct Harness {
 impl Harness {
     /// A harness whose pool never connects (for tasks without records).
     pub fn new() -> Harness {
-        let pool = PgPoolOptions::new().connect_lazy_with(crust_shared::testing::server_options());
+        let pool = PgPoolOptions::new().connect_lazy_with(crust_testing::server_options());
         Self::with_pool(pool, None)
     }
 

@@ -5,11 +5,11 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crust_shared::auth::TokenKey;
-use crust_shared::config::DbConfig;
-use crust_shared::queue::{AmqpConfig, Names};
-use crust_shared::testing::{amqp_url, TestDb};
-use crust_shared::Id;
+use crust_model::auth::TokenKey;
+use crust_model::Id;
+use crust_queue::{AmqpConfig, Names};
+use crust_store::config::DbConfig;
+use crust_testing::{amqp_url, TestDb};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -364,7 +364,7 @@ async fn run_worker(
 
 /// Messages ready in a queue right now.
 pub async fn ready_messages(amqp_url: &str, queue: &str) -> u32 {
-    let connection = crust_shared::queue::connect(amqp_url).await.unwrap();
+    let connection = crust_queue::connect(amqp_url).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let declared = channel
         .queue_declare(

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crust_shared::testing::Proxy;
+use crust_testing::Proxy;
 
 use crate::helpers::{eventually, probe, start, Options};
 

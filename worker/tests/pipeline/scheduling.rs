@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use crust_shared::queue::{AmqpConfig, Message, Outgoing, Publisher};
-use crust_shared::testing::{amqp_url, Proxy};
-use crust_shared::Id;
+use crust_model::Id;
+use crust_queue::{AmqpConfig, Message, Outgoing, Publisher};
+use crust_testing::{amqp_url, Proxy};
 use serde_json::json;
 
 use crate::helpers::{ready_messages, start, Options, DEADLINE};

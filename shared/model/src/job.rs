@@ -1,0 +1,348 @@
+//! Jobs: runs of a workflow, their statuses and legal moves, and log entries.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::{Error, Id, Result};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Ok,
+    Error,
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Ok => "ok",
+            JobStatus::Error => "error",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored or requested status.
+    pub fn parse(text: &str) -> std::result::Result<JobStatus, String> {
+        match text {
+            "queued" => Ok(JobStatus::Queued),
+            "running" => Ok(JobStatus::Running),
+            "ok" => Ok(JobStatus::Ok),
+            "error" => Ok(JobStatus::Error),
+            "cancelled" => Ok(JobStatus::Cancelled),
+            other => Err(format!(
+                "{other:?} is not a job status (queued, running, ok, error or cancelled)"
+            )),
+        }
+    }
+
+    /// True once the job can no longer change.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Ok | JobStatus::Error | JobStatus::Cancelled
+        )
+    }
+
+    /// The only legal moves: queued → running | cancelled; running → ok |
+    /// error | cancelled | queued (a retry after a lost worker).
+    pub fn can_move_to(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Running)
+                | (Queued, Cancelled)
+                | (Running, Ok)
+                | (Running, Error)
+                | (Running, Cancelled)
+                | (Running, Queued)
+        )
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Job parameters: string keys to string values.
+pub type Parameters = BTreeMap<String, String>;
+
+/// Most parameters, and the longest key and value.
+pub const MAX_PARAMETERS: usize = 100;
+pub const MAX_PARAMETER_LEN: usize = 65_536;
+
+/// Checks the size of a parameter set.
+pub fn check_parameters(parameters: &Parameters) -> Result<()> {
+    if parameters.len() > MAX_PARAMETERS {
+        return Err(Error::invalid(format!(
+            "parameters: at most {MAX_PARAMETERS} entries"
+        )));
+    }
+    for (key, value) in parameters {
+        if key.is_empty() || key.len() > 255 {
+            return Err(Error::invalid("parameters: keys must be 1 to 255 bytes"));
+        }
+        if value.len() > MAX_PARAMETER_LEN {
+            return Err(Error::invalid(format!(
+                "parameters.{key}: longer than {MAX_PARAMETER_LEN} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A job as shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    #[serde(rename = "jobID")]
+    #[schema(value_type = String, example = "12")]
+    pub id: Id,
+    #[serde(rename = "workflowID")]
+    #[schema(value_type = String, example = "3")]
+    pub workflow_id: Id,
+    pub status: JobStatus,
+    pub parameters: Parameters,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<DateTime<Utc>>,
+    /// How many times a worker has claimed it.
+    pub attempt: i32,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Set on jobs the scheduler created for a cron slot of the workflow's
+    /// `schedule`: the slot's time (RFC 3339). Absent on jobs created
+    /// through the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron_slot: Option<DateTime<Utc>>,
+    /// The trace of the request that created the job (W3C trace id, 32 hex
+    /// digits); the worker's job and task spans belong to it.
+    #[serde(rename = "traceID", skip_serializing_if = "Option::is_none")]
+    #[schema(example = "4bf92f3577b34da6a3ce929d0e0e4736")]
+    pub trace_id: Option<String>,
+    /// `CRUST_TRACE_URL` with `{traceID}` replaced: a link to the trace in
+    /// the operator's tracing UI. Absent when that variable is not set.
+    #[serde(rename = "traceURL", skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<String>,
+}
+
+impl Job {
+    /// Fills [`Job::trace_url`] from a template such as
+    /// `https://grafana.example/explore?traceId={traceID}`.
+    pub fn link_trace(mut self, template: Option<&str>) -> Self {
+        if let (Some(template), Some(trace_id)) = (template, self.trace_id.as_deref()) {
+            self.trace_url = Some(template.replace("{traceID}", trace_id));
+        }
+        self
+    }
+}
+
+/// The body of `POST /job/`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobInput {
+    #[serde(rename = "workflowID")]
+    #[schema(value_type = String)]
+    pub workflow_id: Id,
+    /// RFC 3339; in the future = a delayed job.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    #[serde(default)]
+    pub parameters: Parameters,
+}
+
+/// The body of `POST /job/{jobID}`: any of these.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobUpdate {
+    #[serde(default)]
+    pub status: Option<String>,
+    /// A log entry to append: an object `{level?, message, task?, data?}`
+    /// or a bare string (the message).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub log: Option<Value>,
+    #[serde(rename = "workflowID", default)]
+    #[schema(value_type = Option<String>)]
+    pub workflow_id: Option<Id>,
+    #[serde(default)]
+    pub start_at: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Parameters>,
+}
+
+/// Parses `startAt` (RFC 3339), naming the field on failure.
+pub fn parse_start_at(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|err| {
+            Error::invalid(format!(
+                "startAt: {text:?} is not an RFC 3339 date-time ({err})"
+            ))
+        })
+}
+
+/// Log levels, lowest first.
+pub const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error"];
+
+/// One log entry as shown.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LogEntry {
+    pub seq: i32,
+    pub ts: DateTime<Utc>,
+    pub level: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+}
+
+/// A log entry to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLogEntry {
+    pub ts: DateTime<Utc>,
+    pub level: String,
+    pub task: Option<String>,
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl NewLogEntry {
+    /// An entry stamped now.
+    pub fn new(
+        level: &str,
+        task: Option<&str>,
+        message: impl Into<String>,
+        data: Option<Value>,
+    ) -> Self {
+        Self {
+            ts: Utc::now(),
+            level: level.to_owned(),
+            task: task.map(str::to_owned),
+            message: message.into(),
+            data,
+        }
+    }
+
+    /// Reads the `log` of a job update: an object or a bare string.
+    pub fn from_input(value: Value) -> Result<Self> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Input {
+            #[serde(default)]
+            level: Option<String>,
+            message: String,
+            #[serde(default)]
+            task: Option<String>,
+            #[serde(default)]
+            data: Option<Value>,
+        }
+        let input = match value {
+            Value::String(message) => Input {
+                level: None,
+                message,
+                task: None,
+                data: None,
+            },
+            Value::Object(_) => serde_json::from_value::<Input>(value)
+                .map_err(|err| Error::invalid(format!("log: {err}")))?,
+            _ => {
+                return Err(Error::invalid(
+                    "log: must be a string or an object with a message",
+                ))
+            }
+        };
+        let level = input.level.unwrap_or_else(|| "info".to_owned());
+        if !LOG_LEVELS.contains(&level.as_str()) {
+            return Err(Error::invalid(format!(
+                "log.level: {level:?} is not one of {}",
+                LOG_LEVELS.join(", ")
+            )));
+        }
+        crate::bounded_text("log.message", &input.message, crate::MAX_TEXT_LEN)?;
+        Ok(Self {
+            ts: Utc::now(),
+            level,
+            task: input.task,
+            message: input.message,
+            data: input.data,
+        })
+    }
+}
+
+/// The trace id inside a W3C `traceparent` (`00-<trace>-<span>-<flags>`).
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (_version, trace_id) = (parts.next()?, parts.next()?);
+    (trace_id.len() == 32
+        && trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace_id.bytes().any(|b| b != b'0'))
+    .then_some(trace_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_legal_moves_are_allowed() {
+        use JobStatus::*;
+        assert!(Queued.can_move_to(Running));
+        assert!(Queued.can_move_to(Cancelled));
+        assert!(Running.can_move_to(Queued));
+        assert!(!Queued.can_move_to(Ok));
+        assert!(!Ok.can_move_to(Running));
+        assert!(!Cancelled.can_move_to(Queued));
+        assert!(!Error.can_move_to(Cancelled));
+    }
+
+    #[test]
+    fn log_input_is_a_string_or_an_object() {
+        let entry = NewLogEntry::from_input(Value::String("hi".into())).unwrap();
+        assert_eq!(
+            (entry.level.as_str(), entry.message.as_str()),
+            ("info", "hi")
+        );
+        let entry = NewLogEntry::from_input(
+            serde_json::json!({"level": "warn", "message": "m", "task": "t"}),
+        )
+        .unwrap();
+        assert_eq!(entry.task.as_deref(), Some("t"));
+        assert!(
+            NewLogEntry::from_input(serde_json::json!({"level": "loud", "message": "m"})).is_err()
+        );
+        assert!(NewLogEntry::from_input(serde_json::json!(5)).is_err());
+    }
+
+    #[test]
+    fn the_trace_id_is_read_from_a_traceparent() {
+        assert_eq!(
+            trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(trace_id_of("garbage"), None);
+        assert_eq!(
+            trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! Workflows: named lists of tasks, an error handler, a timeout and an
+//! optional cron schedule.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::required_name;
+use crate::task::validate_params;
+use crate::{Error, Id, Result};
+
+/// The task kinds a worker can run.
+pub const TASK_KINDS: &[&str] = &[
+    "log",
+    "sleep",
+    "fail",
+    "http",
+    "record.create",
+    "record.update",
+    "record.delete",
+    "record.query",
+    "script",
+];
+
+/// Most tasks in one list, retries per task, and seconds in any timeout
+/// or retry delay (a day).
+pub const MAX_TASKS: usize = 100;
+pub const MAX_RETRIES: usize = 20;
+pub const MAX_SECONDS: u32 = 86_400;
+
+/// One step of a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// Unique within the workflow; later tasks read this task's output
+    /// as `{{ outputs.<name>… }}`.
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_]*$", max_length = 64)]
+    pub name: String,
+    /// The task kind: log, sleep, fail, http, record.create, record.update,
+    /// record.delete, record.query or script.
+    pub kind: String,
+    /// Kind-specific parameters; string values are templates.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// Delays in seconds before each retry: `[1, 5, 30]` = up to 3 retries.
+    #[serde(default)]
+    pub retries: Vec<u32>,
+    /// Seconds one try may take; 0 = no limit.
+    #[serde(default)]
+    pub timeout: u32,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// A workflow as stored and shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workflow {
+    #[serde(rename = "workflowID")]
+    #[schema(value_type = String, example = "3")]
+    pub id: Id,
+    pub name: String,
+    pub tasks: Vec<Task>,
+    pub on_error: Vec<Task>,
+    /// Seconds the whole job may take; 0 = no limit.
+    pub timeout: u32,
+    /// Cron expression (`sec min hour day-of-month month day-of-week [year]`
+    /// or the usual five fields); each slot starts one job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The body of a workflow create or update.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowInput {
+    #[schema(min_length = 1, max_length = 255)]
+    pub name: String,
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub tasks: Vec<Task>,
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub on_error: Vec<Task>,
+    /// Seconds the whole job may take; 0 = no limit.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 86_400)]
+    pub timeout: i64,
+    #[serde(default)]
+    pub schedule: Option<String>,
+}
+
+/// The body of a workflow edit: every key is optional and an absent one
+/// keeps its current value; `"schedule": null` (or `""`) removes the
+/// schedule. Lists (`tasks`, `onError`) are replaced whole when given.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowPatch {
+    pub name: Option<String>,
+    pub tasks: Option<Vec<Task>>,
+    pub on_error: Option<Vec<Task>>,
+    /// Seconds the whole job may take; 0 = no limit.
+    pub timeout: Option<i64>,
+    /// Cron expression; `null` removes the schedule.
+    #[serde(default, deserialize_with = "crate::explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub schedule: Option<Option<String>>,
+}
+
+impl WorkflowPatch {
+    /// The full input this edit makes of `current`.
+    pub fn apply(self, current: Workflow) -> WorkflowInput {
+        WorkflowInput {
+            name: self.name.unwrap_or(current.name),
+            tasks: self.tasks.unwrap_or(current.tasks),
+            on_error: self.on_error.unwrap_or(current.on_error),
+            timeout: self.timeout.unwrap_or(i64::from(current.timeout)),
+            schedule: self.schedule.unwrap_or(current.schedule),
+        }
+    }
+}
+
+/// A workflow input that passed validation.
+#[derive(Debug, Clone)]
+pub struct ValidWorkflow {
+    pub name: String,
+    pub tasks: Vec<Task>,
+    pub on_error: Vec<Task>,
+    pub timeout: u32,
+    pub schedule: Option<Schedule>,
+}
+
+/// A parsed cron schedule and the text it came from.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub text: String,
+    pub cron: cron::Schedule,
+}
+
+impl Schedule {
+    /// Parses a cron expression; five-field (minute-first) expressions get a
+    /// leading `0` seconds field.
+    pub fn parse(text: &str) -> std::result::Result<Schedule, String> {
+        let text = text.trim();
+        let fields = text.split_whitespace().count();
+        let full = if fields == 5 {
+            format!("0 {text}")
+        } else {
+            text.to_owned()
+        };
+        let cron = cron::Schedule::from_str(&full)
+            .map_err(|err| format!("{text:?} is not a valid cron expression: {err}"))?;
+        Ok(Schedule {
+            text: text.to_owned(),
+            cron,
+        })
+    }
+
+    /// The first slot strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.after(&after).next()
+    }
+}
+
+impl WorkflowInput {
+    /// Checks names, kinds, parameters, retries, timeouts and the schedule.
+    pub fn validate(self) -> Result<ValidWorkflow> {
+        let name = required_name("name", &self.name)?;
+        if self.timeout < 0 || self.timeout > i64::from(MAX_SECONDS) {
+            return Err(Error::invalid(format!(
+                "timeout: must be between 0 and {MAX_SECONDS} seconds"
+            )));
+        }
+        check_tasks("tasks", &self.tasks)?;
+        check_tasks("onError", &self.on_error)?;
+        let schedule = match self.schedule.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(
+                Schedule::parse(text)
+                    .map_err(|reason| Error::invalid(format!("schedule: {reason}")))?,
+            ),
+        };
+        if let Some(schedule) = &schedule {
+            if schedule.next_after(Utc::now()).is_none() {
+                return Err(Error::invalid("schedule: the expression never fires again"));
+            }
+        }
+        Ok(ValidWorkflow {
+            name,
+            tasks: self.tasks,
+            on_error: self.on_error,
+            timeout: self.timeout as u32,
+            schedule,
+        })
+    }
+}
+
+fn check_tasks(list: &str, tasks: &[Task]) -> Result<()> {
+    if tasks.len() > MAX_TASKS {
+        return Err(Error::invalid(format!("{list}: at most {MAX_TASKS} tasks")));
+    }
+    let mut names = HashSet::new();
+    for (index, task) in tasks.iter().enumerate() {
+        let at = format!("{list}[{index}]");
+        if !crate::module::is_identifier(&task.name) || task.name.len() > 64 {
+            return Err(Error::invalid(format!(
+                "{at}.name: {:?} is not an identifier (a letter, then letters, digits or _)",
+                task.name
+            )));
+        }
+        if !names.insert(task.name.as_str()) {
+            return Err(Error::invalid(format!(
+                "{at}.name: {:?} is used twice",
+                task.name
+            )));
+        }
+        if !TASK_KINDS.contains(&task.kind.as_str()) {
+            return Err(Error::invalid(format!(
+                "{at}.kind: unknown task kind {:?} (one of {})",
+                task.kind,
+                TASK_KINDS.join(", ")
+            )));
+        }
+        if task.retries.len() > MAX_RETRIES {
+            return Err(Error::invalid(format!(
+                "{at}.retries: at most {MAX_RETRIES} retries"
+            )));
+        }
+        if task.retries.iter().any(|delay| *delay > MAX_SECONDS) {
+            return Err(Error::invalid(format!(
+                "{at}.retries: delays must be at most {MAX_SECONDS} seconds"
+            )));
+        }
+        if task.timeout > MAX_SECONDS {
+            return Err(Error::invalid(format!(
+                "{at}.timeout: must be at most {MAX_SECONDS} seconds"
+            )));
+        }
+        validate_params(&task.kind, &task.params)
+            .map_err(|reason| Error::invalid(format!("{at}.params: {reason}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Workflows: list, read, create, update and delete, keeping each cron
+//! schedule's next slot in `next_fire_at` for the scheduler.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::PgPool;
+
+use crate::{Error, Result};
+use crust_model::workflow::{Task, ValidWorkflow, Workflow, WorkflowPatch};
+use crust_model::Id;
+
+#[derive(sqlx::FromRow)]
+struct WorkflowRow {
+    id: Id,
+    name: String,
+    tasks: Json<Vec<Task>>,
+    on_error: Json<Vec<Task>>,
+    timeout_secs: i32,
+    schedule: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<WorkflowRow> for Workflow {
+    fn from(row: WorkflowRow) -> Self {
+        Workflow {
+            id: row.id,
+            name: row.name,
+            tasks: row.tasks.0,
+            on_error: row.on_error.0,
+            timeout: row.timeout_secs.max(0) as u32,
+            schedule: row.schedule,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, tasks, on_error, timeout_secs, schedule, created_at, updated_at";
+
+fn missing(id: Id) -> Error {
+    Error::not_found(format!("workflow {id} does not exist"))
+}
+
+/// Live workflows, by ID.
+pub async fn list(pool: &PgPool) -> Result<Vec<Workflow>> {
+    let rows: Vec<WorkflowRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM workflows WHERE deleted_at IS NULL ORDER BY id"
+    ))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Workflow::from).collect())
+}
+
+/// One live workflow.
+pub async fn get(pool: &PgPool, id: Id) -> Result<Workflow> {
+    sqlx::query_as::<_, WorkflowRow>(&format!(
+        "SELECT {COLUMNS} FROM workflows WHERE id = $1 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .map(Workflow::from)
+    .ok_or_else(|| missing(id))
+}
+
+fn next_fire(input: &ValidWorkflow) -> Option<DateTime<Utc>> {
+    input
+        .schedule
+        .as_ref()
+        .and_then(|schedule| schedule.next_after(Utc::now()))
+}
+
+/// Wakes the scheduler (at commit) when the workflow has a next cron slot,
+/// so it re-arms its timer at once and the first slot is not late by up to
+/// its longest sleep.
+const WAKE_SCHEDULER: &str =
+    "CASE WHEN next_fire_at IS NOT NULL THEN pg_notify('crust_jobs_release', '') END";
+
+/// Creates a workflow.
+pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
+    let row: WorkflowRow = sqlx::query_as(&format!(
+        "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at)
+                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
+         SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
+    ))
+    .bind(&input.name)
+    .bind(Json(&input.tasks))
+    .bind(Json(&input.on_error))
+    .bind(input.timeout as i32)
+    .bind(input.schedule.as_ref().map(|s| s.text.clone()))
+    .bind(next_fire(&input))
+    .fetch_one(pool)
+    .await?;
+    Ok(row.into())
+}
+
+/// Edits a workflow: the keys `patch` names change, the rest stay, and the
+/// result is validated as a whole. The row is locked from read to write, so
+/// concurrent edits of different keys do not undo each other. Jobs already
+/// running keep the definition they started with; queued ones pick up the
+/// new one.
+pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workflow> {
+    let mut tx = pool.begin().await?;
+    let current: Workflow = sqlx::query_as::<_, WorkflowRow>(&format!(
+        "SELECT {COLUMNS} FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(Workflow::from)
+    .ok_or_else(|| missing(id))?;
+    let input = patch.apply(current).validate()?;
+    let row: WorkflowRow = sqlx::query_as(&format!(
+        "WITH w AS (UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
+                           schedule = $6, next_fire_at = $7, updated_at = now()
+                    WHERE id = $1 RETURNING *)
+         SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
+    ))
+    .bind(id)
+    .bind(&input.name)
+    .bind(Json(&input.tasks))
+    .bind(Json(&input.on_error))
+    .bind(input.timeout as i32)
+    .bind(input.schedule.as_ref().map(|s| s.text.clone()))
+    .bind(next_fire(&input))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row.into())
+}
+
+/// Deletes a workflow (softly, so its finished jobs keep their history),
+/// whatever its definition holds: nothing here reads it. Its schedule stops
+/// at once, its queued jobs are cancelled and its running ones are asked to
+/// stop; returns those running jobs, for the caller to tell the workers.
+pub async fn delete(pool: &PgPool, id: Id) -> Result<Vec<Id>> {
+    let mut tx = pool.begin().await?;
+    let found: Option<Id> = sqlx::query_scalar(
+        "UPDATE workflows SET deleted_at = now(), next_fire_at = NULL
+         WHERE id = $1 AND deleted_at IS NULL RETURNING id",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if found.is_none() {
+        return Err(missing(id));
+    }
+    let running: Vec<Id> = sqlx::query_scalar::<_, Option<Id>>(
+        "UPDATE jobs SET cancel_requested = true, updated_at = now(),
+                status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END
+         WHERE id IN (SELECT id FROM jobs WHERE workflow_id = $1
+                        AND status IN ('queued', 'running') ORDER BY id FOR UPDATE)
+         RETURNING CASE WHEN status = 'running' THEN id END",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    tx.commit().await?;
+    Ok(running)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_wake_up_goes_to_the_channel_the_scheduler_listens_on() {
+        let channel = format!("'{}'", crate::jobs::RELEASE_CHANNEL);
+        assert!(super::WAKE_SCHEDULER.contains(&channel));
+    }
+}
