@@ -21,6 +21,7 @@ pub mod module;
 pub mod page;
 pub mod paging;
 pub mod record;
+pub mod step;
 pub mod task;
 pub mod workflow;
 

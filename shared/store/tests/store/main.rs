@@ -4,3 +4,4 @@
 //! safely.
 
 mod jobs;
+mod steps;

@@ -1,0 +1,67 @@
+-- Workflows as graphs with durable steps: versions, steps, waiting, signals.
+
+-- Every saved definition of a workflow; a job runs the version it was
+-- created with, so editing a workflow never changes jobs already created.
+ALTER TABLE workflows ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE workflow_versions (
+    workflow_id BIGINT      NOT NULL REFERENCES workflows (id),
+    version     INTEGER     NOT NULL,
+    -- The definition as the API shows it (tasks, onError, timeout, parameters…).
+    definition  JSONB       NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    created_by  BIGINT      NOT NULL DEFAULT 0,
+    PRIMARY KEY (workflow_id, version)
+);
+INSERT INTO workflow_versions (workflow_id, version, definition, created_at)
+SELECT id, 1, jsonb_build_object('tasks', tasks, 'onError', on_error, 'timeout', timeout_secs),
+       coalesce(updated_at, created_at)
+FROM workflows;
+
+ALTER TABLE jobs
+    ADD COLUMN workflow_version INTEGER,
+    ADD COLUMN parent_job_id    BIGINT REFERENCES jobs (id) ON DELETE SET NULL,
+    ADD COLUMN parent_step      TEXT,
+    ADD COLUMN rerun_of         BIGINT REFERENCES jobs (id) ON DELETE SET NULL,
+    -- When a waiting job is put back in the queue (a sleep's end, a wait's
+    -- timeout); NULL waits for a signal or a child only.
+    ADD COLUMN wake_at          TIMESTAMPTZ;
+UPDATE jobs SET workflow_version = 1;
+ALTER TABLE jobs DROP CONSTRAINT jobs_status_check;
+ALTER TABLE jobs ADD CONSTRAINT jobs_status_check
+    CHECK (status IN ('queued', 'running', 'waiting', 'ok', 'error', 'cancelled'));
+CREATE INDEX jobs_waking ON jobs (wake_at) WHERE status = 'waiting' AND wake_at IS NOT NULL;
+CREATE INDEX jobs_children ON jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
+-- One child per parent step (and forEach item): a resumed parent finds it.
+CREATE UNIQUE INDEX jobs_one_child_per_step ON jobs (parent_job_id, parent_step)
+    WHERE parent_job_id IS NOT NULL;
+
+-- One row per step of a job (a task, or one item of a forEach task), written
+-- as the step starts and ends, fenced on the run's attempt.
+CREATE TABLE job_steps (
+    job_id      BIGINT      NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    task        TEXT        NOT NULL,
+    -- -1 for the task itself; 0.. for the items of a forEach.
+    item        INTEGER     NOT NULL DEFAULT -1,
+    status      TEXT        NOT NULL
+                CHECK (status IN ('running', 'waiting', 'ok', 'error', 'skipped', 'cancelled')),
+    tries       INTEGER     NOT NULL DEFAULT 0,
+    attempt     INTEGER     NOT NULL,
+    started_at  TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    -- A durable sleep's end, a wait's deadline.
+    until_at    TIMESTAMPTZ,
+    output      JSONB,
+    error       TEXT,
+    PRIMARY KEY (job_id, task, item)
+);
+
+-- Signals sent to a job, kept until a `wait` task takes them.
+CREATE TABLE job_signals (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id     BIGINT      NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    event      TEXT        NOT NULL,
+    data       JSONB,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    taken_at   TIMESTAMPTZ
+);
+CREATE INDEX job_signals_pending ON job_signals (job_id, event, id) WHERE taken_at IS NULL;
