@@ -105,18 +105,21 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
+#[cfg(feature = "sqlx")]
 impl sqlx::Type<sqlx::Postgres> for Id {
     fn type_info() -> sqlx::postgres::PgTypeInfo {
         <i64 as sqlx::Type<sqlx::Postgres>>::type_info()
     }
 }
 
+#[cfg(feature = "sqlx")]
 impl sqlx::postgres::PgHasArrayType for Id {
     fn array_type_info() -> sqlx::postgres::PgTypeInfo {
         <i64 as sqlx::postgres::PgHasArrayType>::array_type_info()
     }
 }
 
+#[cfg(feature = "sqlx")]
 impl<'q> sqlx::Encode<'q, sqlx::Postgres> for Id {
     fn encode_by_ref(
         &self,
@@ -126,6 +129,7 @@ impl<'q> sqlx::Encode<'q, sqlx::Postgres> for Id {
     }
 }
 
+#[cfg(feature = "sqlx")]
 impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Id {
     fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
         <i64 as sqlx::Decode<sqlx::Postgres>>::decode(value).map(Id)
