@@ -111,7 +111,7 @@ async fn publish_loop(
                         Message::CancelJob { .. } => None,
                     })
                     .collect();
-                if let Err(err) = jobs::mark_published(&pool, &ids).await {
+                if let Err(err) = jobs::api::mark_published(&pool, &ids).await {
                     // Unmarked jobs get published again by the scheduler;
                     // the duplicate message is dropped by the worker.
                     tracing::warn!(error = %err, "cannot mark jobs published");

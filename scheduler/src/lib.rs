@@ -76,7 +76,7 @@ pub async fn run(
         let pause = match pass(&config, &pool, &publisher, &mut last_prune).await {
             Ok(()) => {
                 backoff = Duration::from_millis(100);
-                match jobs::next_wake(&pool).await {
+                match jobs::schedule::next_wake(&pool).await {
                     Ok((Some(next), now)) => {
                         (next - now).to_std().unwrap_or_default().min(MAX_SLEEP)
                     }
@@ -162,7 +162,7 @@ async fn pass(
     publisher: &Publisher,
     last_prune: &mut Option<Instant>,
 ) -> anyhow::Result<()> {
-    let fired = jobs::fire_schedules(pool, |workflow, slot| {
+    let fired = jobs::schedule::fire_schedules(pool, |workflow, slot| {
         // The slot's trace starts here, in the scheduler, as a request's
         // does in the api: the job's first run continues it.
         let span = tracing::info_span!("cron", workflow.id = %workflow, slot = %slot.to_rfc3339());
@@ -173,7 +173,7 @@ async fn pass(
     if fired > 0 {
         tracing::info!(jobs = fired, "cron slots fired");
     }
-    let rescued_runs = jobs::rescue_expired(pool, config.max_attempts).await?;
+    let rescued_runs = jobs::schedule::rescue_expired(pool, config.max_attempts).await?;
     crust_runtime::metrics::metrics()
         .jobs_rescued
         .inc_by(rescued_runs.len() as u64);
@@ -189,7 +189,7 @@ async fn pass(
     observe_queue(publisher).await;
     if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
         *last_prune = Some(Instant::now());
-        let pruned = jobs::prune(pool, config.retention, 1_000).await?;
+        let pruned = jobs::schedule::prune(pool, config.retention, 1_000).await?;
         if pruned > 0 {
             tracing::info!(jobs = pruned, "old jobs pruned");
         }
@@ -228,7 +228,7 @@ async fn observe_queue(publisher: &Publisher) {
 async fn release(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<()> {
     loop {
         let mut tx = pool.begin().await?;
-        let due = jobs::lock_releasable(&mut tx, RELEASE_BATCH).await?;
+        let due = jobs::schedule::lock_releasable(&mut tx, RELEASE_BATCH).await?;
         if due.is_empty() {
             return Ok(());
         }
@@ -241,7 +241,7 @@ async fn release(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<()> {
             .collect();
         publisher.publish(&batch).await?;
         let ids: Vec<_> = due.iter().map(|job| job.id).collect();
-        jobs::mark_released(&mut tx, &ids).await?;
+        jobs::schedule::mark_released(&mut tx, &ids).await?;
         tx.commit().await?;
         tracing::debug!(jobs = ids.len(), "jobs released");
         if (ids.len() as i64) < RELEASE_BATCH {

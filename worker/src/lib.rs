@@ -20,7 +20,8 @@ use crust_model::job::JobStatus;
 use crust_model::Id;
 use crust_queue::{self as queue, AmqpConfig, Message, Names};
 use crust_store::config::DbConfig;
-use crust_store::jobs::{self, Claimed, Outcome, Unreadable};
+use crust_store::jobs;
+use crust_store::jobs::run::{Claimed, Outcome, Unreadable};
 use futures_util::{FutureExt, StreamExt};
 use lapin::acker::Acker;
 use lapin::message::Delivery;
@@ -408,7 +409,7 @@ async fn claim_and_start(worker: &Arc<Worker>, batch: Vec<Delivery>) {
     }
     let ids: Vec<Id> = wanted.iter().map(|(id, _)| *id).collect();
     let claimed =
-        match jobs::claim(&worker.env.pool, &ids, &worker.name, worker.config.lease()).await {
+        match jobs::run::claim(&worker.env.pool, &ids, &worker.name, worker.config.lease()).await {
             Ok(claimed) => claimed,
             Err(err) => {
                 // Postgres is down: give the messages back after a pause so they
@@ -542,7 +543,7 @@ async fn run_claimed(worker: Arc<Worker>, job: Claimed, acker: Acker) {
             let _ = acker.ack(BasicAckOptions::default()).await;
         }
         Ending::HandBack => {
-            match jobs::hand_back(&worker.env.pool, job.id, job.attempt).await {
+            match jobs::run::hand_back(&worker.env.pool, job.id, job.attempt).await {
                 Ok(_) => {}
                 Err(err) => {
                     tracing::warn!(job.id = %job.id, error = %err, "cannot hand job back; its lease will expire")
@@ -573,7 +574,7 @@ async fn heartbeats(worker: Arc<Worker>, stop: CancellationToken) {
         if runs.is_empty() {
             continue;
         }
-        match jobs::heartbeat(&worker.env.pool, &runs, worker.config.lease()).await {
+        match jobs::run::heartbeat(&worker.env.pool, &runs, worker.config.lease()).await {
             Ok(held) => {
                 for (id, _) in &runs {
                     match held.iter().find(|h| h.id == *id) {

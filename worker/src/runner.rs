@@ -12,7 +12,7 @@ use crust_model::job::JobStatus;
 use crust_model::task::{is_raw_param, parse_template, Segment};
 use crust_model::workflow::Task;
 use crust_model::Id;
-use crust_store::jobs::Claimed;
+use crust_store::jobs::run::Claimed;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -60,13 +60,13 @@ impl Stop {
     }
 }
 
-/// A held run: its attempt and how to stop it.
-type Held = (i32, Arc<Stop>);
+/// A run this worker holds: its attempt and how to stop it.
+type Running = (i32, Arc<Stop>);
 
 /// The runs this worker holds, by job ID, with their attempt.
 #[derive(Debug, Default, Clone)]
 pub struct Runs {
-    inner: Arc<Mutex<HashMap<Id, Held>>>,
+    inner: Arc<Mutex<HashMap<Id, Running>>>,
 }
 
 impl Runs {

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crust_model::Id;
-use crust_store::jobs::{self, Outcome, APPEND_LOGS_SQL};
+use crust_store::jobs;
+use crust_store::jobs::run::{Outcome, APPEND_LOGS_SQL};
 use deadpool_postgres::Pool as LogPool;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
@@ -177,7 +178,7 @@ async fn write_finishes(pool: &PgPool, finishes: Vec<Finish>) {
     let outcomes: Vec<Outcome> = finishes.iter().map(|f| f.outcome.clone()).collect();
     let mut delay = Duration::from_millis(50);
     let applied: Vec<Id> = loop {
-        match jobs::finish(pool, &outcomes).await {
+        match jobs::run::finish(pool, &outcomes).await {
             Ok(applied) => break applied,
             Err(err) => {
                 // Keep trying: the lease runs out meanwhile and the job is

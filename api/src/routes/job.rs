@@ -101,7 +101,7 @@ pub async fn list_jobs(
                 .map_err(|reason| ApiError::bad_request(format!("status: {reason}")))
         })
         .transpose()?;
-    let (jobs, count) = jobs::list(&state.pool, status, paging, &state.queries).await?;
+    let (jobs, count) = jobs::api::list(&state.pool, status, paging, &state.queries).await?;
     let trace_url = state.trace_url.as_deref();
     let jobs: Vec<Job> = jobs
         .into_iter()
@@ -128,12 +128,10 @@ pub async fn create_job(
 ) -> ApiResult<impl IntoResponse> {
     // The job's first run continues this request's trace.
     let trace_parent = crust_runtime::telemetry::current_traceparent();
-    let created_job = jobs::create(
+    let created_job = jobs::api::create(
         &state.pool,
-        input.workflow_id,
+        input.validate()?,
         user,
-        input.start_at.as_deref(),
-        input.parameters,
         trace_parent.as_deref(),
     )
     .await?;
@@ -154,7 +152,7 @@ pub async fn read_job(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(ok(jobs::get(&state.pool, id)
+    Ok(ok(jobs::api::get(&state.pool, id)
         .await?
         .link_trace(state.trace_url.as_deref())))
 }
@@ -170,7 +168,7 @@ pub async fn update_job(
     Ids([id]): Ids<1>,
     Body(input): Body<JobUpdate>,
 ) -> ApiResult<impl IntoResponse> {
-    let updated = jobs::update(&state.pool, id, input).await?;
+    let updated = jobs::api::update(&state.pool, id, input).await?;
     if updated.publish {
         state.queue.run(id, None);
     }
@@ -190,7 +188,7 @@ pub async fn cancel_job(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
 ) -> ApiResult<impl IntoResponse> {
-    if jobs::cancel(&state.pool, id).await? == jobs::Cancelled::Running {
+    if jobs::api::cancel(&state.pool, id).await? == jobs::api::Cancelled::Running {
         state.queue.cancel(id);
     }
     Ok(super::success())
@@ -206,7 +204,7 @@ pub async fn job_logs(
     Query(query): Query<LogQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let paging = Paging::new(query.page, query.per_page, MAX_LOGS_PER_PAGE)?;
-    let (logs, count) = jobs::logs(&state.pool, id, paging).await?;
+    let (logs, count) = jobs::api::logs(&state.pool, id, paging).await?;
     Ok(ok(LogList {
         meta: LogListMeta {
             page: paging.page,

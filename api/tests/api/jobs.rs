@@ -443,7 +443,7 @@ async fn a_job_the_scheduler_created_for_a_cron_slot_shows_the_slot() {
     .unwrap();
     let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
     assert_eq!(
-        crust_store::jobs::fire_schedules(&pool, |_, _| None)
+        crust_store::jobs::schedule::fire_schedules(&pool, |_, _| None)
             .await
             .unwrap(),
         1
@@ -482,4 +482,43 @@ async fn a_page_past_the_documented_last_one_is_a_400_whatever_the_page_size() {
         body["error"]["message"],
         format!("page: must be at most {last}")
     );
+}
+
+#[tokio::test]
+async fn a_job_with_an_unreadable_stored_status_is_a_server_error_on_every_route() {
+    let app = spawn_app().await;
+    let workflow = workflow(&app).await;
+    let id = job(&app, json!({"workflowID": workflow})).await["jobID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Only a bypassed CHECK can store such a value: the data is wrong, not
+    // the request, so every route answers the same 500.
+    let mut db = app.db().await;
+    sqlx::query("ALTER TABLE jobs DROP CONSTRAINT jobs_status_check")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET status = 'paused' WHERE id = $1::bigint")
+        .bind(&id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let path = format!("/job/{id}");
+    for (route, (status, body)) in [
+        ("read", app.get(&path).await),
+        ("list", app.get("/job/").await),
+        ("log", app.post(&path, json!({"log": "a line"})).await),
+        (
+            "status",
+            app.post(&path, json!({"status": "cancelled"})).await,
+        ),
+        ("cancel", app.delete(&path).await),
+    ] {
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{route}: {body}");
+        assert!(
+            message(&body).starts_with("internal error"),
+            "{route}: {body}"
+        );
+    }
 }

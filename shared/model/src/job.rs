@@ -77,6 +77,50 @@ impl fmt::Display for JobStatus {
     }
 }
 
+/// The `status` column is `TEXT` (with a `CHECK` listing the names of
+/// [`JobStatus::as_str`]), so a status binds as its name and a row decodes
+/// its status straight into a [`JobStatus`]. A stored name that is not a
+/// status fails the row's decoding with [`JobStatus::parse`]'s reason: a
+/// server-side data error (`sqlx::Error::ColumnDecode`), never the client's.
+#[cfg(feature = "sqlx")]
+mod sql {
+    use super::JobStatus;
+    use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef};
+    use sqlx::{Decode, Encode, Postgres, Type};
+
+    impl Type<Postgres> for JobStatus {
+        fn type_info() -> PgTypeInfo {
+            <&str as Type<Postgres>>::type_info()
+        }
+
+        fn compatible(ty: &PgTypeInfo) -> bool {
+            <&str as Type<Postgres>>::compatible(ty)
+        }
+    }
+
+    impl PgHasArrayType for JobStatus {
+        fn array_type_info() -> PgTypeInfo {
+            <&str as PgHasArrayType>::array_type_info()
+        }
+    }
+
+    impl Encode<'_, Postgres> for JobStatus {
+        fn encode_by_ref(
+            &self,
+            buf: &mut PgArgumentBuffer,
+        ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+            <&str as Encode<Postgres>>::encode(self.as_str(), buf)
+        }
+    }
+
+    impl<'r> Decode<'r, Postgres> for JobStatus {
+        fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+            let text = <&str as Decode<Postgres>>::decode(value)?;
+            Ok(JobStatus::parse(text)?)
+        }
+    }
+}
+
 /// Job parameters: string keys to string values.
 pub type Parameters = BTreeMap<String, String>;
 
@@ -165,6 +209,30 @@ pub struct JobInput {
     #[serde(default)]
     pub start_at: Option<String>,
     #[serde(default)]
+    pub parameters: Parameters,
+}
+
+impl JobInput {
+    /// Checks the parameters' sizes and reads `startAt`, with the messages
+    /// the api answers 400 with; what comes back only needs writing.
+    pub fn validate(self) -> Result<NewJob> {
+        check_parameters(&self.parameters)?;
+        let start_at = self.start_at.as_deref().map(parse_start_at).transpose()?;
+        Ok(NewJob {
+            workflow_id: self.workflow_id,
+            start_at,
+            parameters: self.parameters,
+        })
+    }
+}
+
+/// A job to create, checked by [`JobInput::validate`]. Whether the workflow
+/// exists is for the store to say, in the statement that inserts the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    pub workflow_id: Id,
+    /// In the future = a delayed job; `None` or past = due now.
+    pub start_at: Option<DateTime<Utc>>,
     pub parameters: Parameters,
 }
 
@@ -313,6 +381,31 @@ mod tests {
         assert!(!Ok.can_move_to(Running));
         assert!(!Cancelled.can_move_to(Queued));
         assert!(!Error.can_move_to(Cancelled));
+    }
+
+    #[test]
+    fn job_input_is_checked_once_at_the_edge() {
+        let input = |body: Value| serde_json::from_value::<JobInput>(body).unwrap().validate();
+        let job = input(
+            serde_json::json!({"workflowID": "3", "startAt": " 2030-01-02T03:04:05Z ",
+                                           "parameters": {"k": "v"}}),
+        )
+        .unwrap();
+        assert_eq!(job.workflow_id, Id(3));
+        assert_eq!(
+            job.start_at.unwrap().to_rfc3339(),
+            "2030-01-02T03:04:05+00:00"
+        );
+        assert_eq!(job.parameters["k"], "v");
+        let err = input(serde_json::json!({"workflowID": "3", "startAt": "soon"})).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("startAt: \"soon\" is not an RFC 3339"),
+            "{err}"
+        );
+        let err =
+            input(serde_json::json!({"workflowID": "3", "parameters": {"": "v"}})).unwrap_err();
+        assert_eq!(err.to_string(), "parameters: keys must be 1 to 255 bytes");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!
 //! Depends only on `crust-query` (a module's fields are the schema its
 //! filters compile against) and on pure libraries; `sqlx` is an optional
-//! feature so [`Id`] can be bound and read by the store.
+//! feature so [`Id`] and [`job::JobStatus`] can be bound and read by the
+//! store.
 
 pub mod auth;
 pub mod chart;

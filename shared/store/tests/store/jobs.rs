@@ -1,13 +1,17 @@
 //! Claim, heartbeat, finish, hand back, log appends, release, rescue and
-//! cron, each against its rule.
+//! cron, each against its rule; the api's grace and lease; and the one
+//! outcome of an unreadable stored status.
 
 use std::time::Duration;
 
 use chrono::Utc;
-use crust_model::job::JobStatus;
+use crust_model::job::{JobStatus, JobUpdate, NewJob};
+use crust_model::paging::Paging;
 use crust_model::workflow::WorkflowInput;
 use crust_model::Id;
-use crust_store::jobs::{self, Outcome, APPEND_LOGS_SQL};
+use crust_store::config::QueryLimits;
+use crust_store::jobs;
+use crust_store::jobs::run::{Outcome, APPEND_LOGS_SQL};
 use crust_store::workflows;
 use crust_testing::TestDb;
 use serde_json::{json, Value};
@@ -39,7 +43,12 @@ impl Store {
         let workflow = self
             .workflow(json!({"name": "w", "tasks": [{"name": "t", "kind": "log", "params": {"message": "hi"}}]}))
             .await;
-        jobs::create(&self.pool, workflow, Id(1), None, Default::default(), None)
+        let job = NewJob {
+            workflow_id: workflow,
+            start_at: None,
+            parameters: Default::default(),
+        };
+        jobs::api::create(&self.pool, job, Id(1), None)
             .await
             .unwrap()
             .job
@@ -47,7 +56,7 @@ impl Store {
     }
 
     async fn status(&self, id: Id) -> (JobStatus, i32, Option<String>) {
-        let job = jobs::get(&self.pool, id).await.unwrap();
+        let job = jobs::api::get(&self.pool, id).await.unwrap();
         (job.status, job.attempt, job.error)
     }
 
@@ -104,7 +113,10 @@ fn outcome(id: Id, attempt: i32, status: JobStatus) -> Outcome {
 async fn a_claim_bumps_the_attempt_and_a_second_claim_gets_nothing() {
     let s = store().await;
     let id = s.job().await;
-    let claimed = jobs::claim(&s.pool, &[id], "w1", LEASE).await.unwrap().runs;
+    let claimed = jobs::run::claim(&s.pool, &[id], "w1", LEASE)
+        .await
+        .unwrap()
+        .runs;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].attempt, 1);
     assert_eq!(
@@ -113,7 +125,10 @@ async fn a_claim_bumps_the_attempt_and_a_second_claim_gets_nothing() {
         "the definition comes with the claim"
     );
     assert_eq!(s.status(id).await.0, JobStatus::Running);
-    let again = jobs::claim(&s.pool, &[id], "w2", LEASE).await.unwrap().runs;
+    let again = jobs::run::claim(&s.pool, &[id], "w2", LEASE)
+        .await
+        .unwrap()
+        .runs;
     assert!(again.is_empty(), "a running job cannot be claimed twice");
 }
 
@@ -121,23 +136,25 @@ async fn a_claim_bumps_the_attempt_and_a_second_claim_gets_nothing() {
 async fn every_write_of_a_run_is_fenced_on_its_attempt() {
     let s = store().await;
     let id = s.job().await;
-    jobs::claim(&s.pool, &[id], "old", LEASE).await.unwrap();
+    jobs::run::claim(&s.pool, &[id], "old", LEASE)
+        .await
+        .unwrap();
     s.expire(id).await;
-    jobs::rescue_expired(&s.pool, 3).await.unwrap();
-    let second = jobs::claim(&s.pool, &[id], "new", LEASE)
+    jobs::schedule::rescue_expired(&s.pool, 3).await.unwrap();
+    let second = jobs::run::claim(&s.pool, &[id], "new", LEASE)
         .await
         .unwrap()
         .runs;
     assert_eq!(second[0].attempt, 2);
 
     // The first run lost its claim: none of its writes apply.
-    assert!(jobs::heartbeat(&s.pool, &[(id, 1)], LEASE)
+    assert!(jobs::run::heartbeat(&s.pool, &[(id, 1)], LEASE)
         .await
         .unwrap()
         .is_empty());
     assert_eq!(s.append(id, 1, &["late line"]).await, 0);
-    assert!(!jobs::hand_back(&s.pool, id, 1).await.unwrap());
-    assert!(jobs::finish(&s.pool, &[outcome(id, 1, JobStatus::Ok)])
+    assert!(!jobs::run::hand_back(&s.pool, id, 1).await.unwrap());
+    assert!(jobs::run::finish(&s.pool, &[outcome(id, 1, JobStatus::Ok)])
         .await
         .unwrap()
         .is_empty());
@@ -146,7 +163,7 @@ async fn every_write_of_a_run_is_fenced_on_its_attempt() {
     // The live run's do.
     assert_eq!(s.append(id, 2, &["line"]).await, 1);
     assert_eq!(
-        jobs::finish(&s.pool, &[outcome(id, 2, JobStatus::Ok)])
+        jobs::run::finish(&s.pool, &[outcome(id, 2, JobStatus::Ok)])
             .await
             .unwrap(),
         [id]
@@ -159,10 +176,10 @@ async fn heartbeats_extend_only_live_leases() {
     let s = store().await;
     let live = s.job().await;
     let done = s.job().await;
-    jobs::claim(&s.pool, &[live, done], "w", Duration::from_secs(1))
+    jobs::run::claim(&s.pool, &[live, done], "w", Duration::from_secs(1))
         .await
         .unwrap();
-    jobs::finish(&s.pool, &[outcome(done, 1, JobStatus::Ok)])
+    jobs::run::finish(&s.pool, &[outcome(done, 1, JobStatus::Ok)])
         .await
         .unwrap();
     let before: chrono::DateTime<Utc> =
@@ -171,7 +188,7 @@ async fn heartbeats_extend_only_live_leases() {
             .fetch_one(&s.pool)
             .await
             .unwrap();
-    let held = jobs::heartbeat(&s.pool, &[(live, 1), (done, 1)], LEASE)
+    let held = jobs::run::heartbeat(&s.pool, &[(live, 1), (done, 1)], LEASE)
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
@@ -194,16 +211,16 @@ async fn heartbeats_extend_only_live_leases() {
 async fn rescue_requeues_a_lost_run_then_ends_it_worker_lost_at_the_bound() {
     let s = store().await;
     let id = s.job().await;
-    jobs::claim(&s.pool, &[id], "w", LEASE).await.unwrap();
+    jobs::run::claim(&s.pool, &[id], "w", LEASE).await.unwrap();
     s.expire(id).await;
-    let rescued = jobs::rescue_expired(&s.pool, 2).await.unwrap();
+    let rescued = jobs::schedule::rescue_expired(&s.pool, 2).await.unwrap();
     assert_eq!(rescued.len(), 1);
     assert_eq!(rescued[0].status, JobStatus::Queued);
     assert_eq!(s.status(id).await.0, JobStatus::Queued);
 
-    jobs::claim(&s.pool, &[id], "w", LEASE).await.unwrap();
+    jobs::run::claim(&s.pool, &[id], "w", LEASE).await.unwrap();
     s.expire(id).await;
-    let rescued = jobs::rescue_expired(&s.pool, 2).await.unwrap();
+    let rescued = jobs::schedule::rescue_expired(&s.pool, 2).await.unwrap();
     assert_eq!(rescued[0].status, JobStatus::Error);
     assert_eq!(
         s.status(id).await,
@@ -211,7 +228,10 @@ async fn rescue_requeues_a_lost_run_then_ends_it_worker_lost_at_the_bound() {
     );
     // Each rescue wrote one log line, numbered after the run's own.
     assert_eq!(s.seqs(id).await, [1, 2]);
-    assert!(jobs::rescue_expired(&s.pool, 2).await.unwrap().is_empty());
+    assert!(jobs::schedule::rescue_expired(&s.pool, 2)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -226,18 +246,24 @@ async fn a_due_job_is_released_once_with_two_schedulers_racing() {
         .unwrap();
     let mut first = s.pool.begin().await.unwrap();
     let mut second = s.pool.begin().await.unwrap();
-    let taken = jobs::lock_releasable(&mut first, 10).await.unwrap();
-    let skipped = jobs::lock_releasable(&mut second, 10).await.unwrap();
+    let taken = jobs::schedule::lock_releasable(&mut first, 10)
+        .await
+        .unwrap();
+    let skipped = jobs::schedule::lock_releasable(&mut second, 10)
+        .await
+        .unwrap();
     assert_eq!(taken.iter().map(|job| job.id).collect::<Vec<_>>(), [id]);
     assert!(
         skipped.is_empty(),
         "the second scheduler skips the locked row"
     );
-    jobs::mark_released(&mut first, &[id]).await.unwrap();
+    jobs::schedule::mark_released(&mut first, &[id])
+        .await
+        .unwrap();
     first.commit().await.unwrap();
     second.rollback().await.unwrap();
     let mut third = s.pool.begin().await.unwrap();
-    assert!(jobs::lock_releasable(&mut third, 10)
+    assert!(jobs::schedule::lock_releasable(&mut third, 10)
         .await
         .unwrap()
         .is_empty());
@@ -258,7 +284,11 @@ async fn a_cron_slot_fires_once_with_schedulers_racing() {
     let racers: Vec<_> = (0..4)
         .map(|_| {
             let pool = s.pool.clone();
-            tokio::spawn(async move { jobs::fire_schedules(&pool, |_, _| None).await.unwrap() })
+            tokio::spawn(async move {
+                jobs::schedule::fire_schedules(&pool, |_, _| None)
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut fired = 0;
@@ -285,7 +315,7 @@ async fn a_cron_slot_fires_once_with_schedulers_racing() {
 async fn log_seq_is_gap_free_under_concurrent_appends() {
     let s = store().await;
     let id = s.job().await;
-    jobs::claim(&s.pool, &[id], "w", LEASE).await.unwrap();
+    jobs::run::claim(&s.pool, &[id], "w", LEASE).await.unwrap();
     let writers: Vec<_> = (0..8)
         .map(|writer| {
             let pool = s.pool.clone();
@@ -307,4 +337,176 @@ async fn log_seq_is_gap_free_under_concurrent_appends() {
     }
     assert_eq!(written, 400);
     assert_eq!(s.seqs(id).await, (1..=400).collect::<Vec<i32>>());
+}
+
+#[tokio::test]
+async fn log_seq_is_gap_free_with_the_api_and_a_worker_appending_at_once() {
+    let s = store().await;
+    let id = s.job().await;
+    jobs::run::claim(&s.pool, &[id], "w", LEASE).await.unwrap();
+    let worker = {
+        let pool = s.pool.clone();
+        tokio::spawn(async move {
+            for batch in 0..20 {
+                append(
+                    &pool,
+                    id,
+                    1,
+                    &[&format!("w{batch}a"), &format!("w{batch}b")],
+                )
+                .await;
+            }
+        })
+    };
+    let api: Vec<_> = (0..4)
+        .map(|writer| {
+            let pool = s.pool.clone();
+            tokio::spawn(async move {
+                for line in 0..10 {
+                    let update = JobUpdate {
+                        log: Some(json!(format!("api {writer} {line}"))),
+                        ..JobUpdate::default()
+                    };
+                    jobs::api::update(&pool, id, update).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    worker.await.unwrap();
+    for writer in api {
+        writer.await.unwrap();
+    }
+    assert_eq!(s.seqs(id).await, (1..=80).collect::<Vec<i32>>());
+    let (entries, total) = jobs::api::logs(&s.pool, id, Paging::new(None, Some(100), 100).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((entries.len(), total), (80, 80));
+}
+
+/// Seconds from the database's now to a timestamp column of a job.
+async fn seconds_until(s: &Store, column: &str, id: Id) -> f64 {
+    sqlx::query_scalar(&format!(
+        "SELECT extract(epoch from {column} - now())::float8 FROM jobs WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&s.pool)
+    .await
+    .unwrap()
+}
+
+fn status_update(status: &str) -> JobUpdate {
+    JobUpdate {
+        status: Some(status.into()),
+        ..JobUpdate::default()
+    }
+}
+
+#[tokio::test]
+async fn the_api_queues_with_the_publish_grace_and_starts_by_hand_with_its_lease() {
+    let grace = jobs::PUBLISH_GRACE.as_secs_f64();
+    let lease = jobs::api::HAND_STARTED_LEASE.as_secs_f64();
+    let near = |seconds: f64, expected: f64| (expected - 1.0..=expected + 0.5).contains(&seconds);
+    let s = store().await;
+    let id = s.job().await;
+    let release = seconds_until(&s, "release_at", id).await;
+    assert!(near(release, grace), "created: released after {release}s");
+
+    // Started by hand: a claim like a worker's, with the api's lease.
+    let started = jobs::api::update(&s.pool, id, status_update("running"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (started.job.status, started.job.attempt),
+        (JobStatus::Running, 1)
+    );
+    let held = seconds_until(&s, "lease_until", id).await;
+    assert!(near(held, lease), "started by hand: lease of {held}s");
+
+    // Requeued by hand: for the api to publish, within the grace.
+    let requeued = jobs::api::update(&s.pool, id, status_update("queued"))
+        .await
+        .unwrap();
+    assert!(requeued.publish);
+    let release = seconds_until(&s, "release_at", id).await;
+    assert!(near(release, grace), "requeued: released after {release}s");
+
+    // Handed back by a worker with its live attempt: queued again, already
+    // published, released after the same grace should its message be lost.
+    let run = jobs::run::claim(&s.pool, &[id], "w", LEASE)
+        .await
+        .unwrap()
+        .runs;
+    assert_eq!(run[0].attempt, 2, "every claim bumps the attempt");
+    assert!(jobs::run::hand_back(&s.pool, id, 2).await.unwrap());
+    assert_eq!(s.status(id).await, (JobStatus::Queued, 2, None));
+    let release = seconds_until(&s, "release_at", id).await;
+    assert!(
+        near(release, grace),
+        "handed back: released after {release}s"
+    );
+}
+
+/// True for the one outcome of reading an unreadable stored status: a
+/// database (not a client) error that names the column and the value.
+fn is_data_error<T: std::fmt::Debug>(result: &crust_store::Result<T>) -> bool {
+    match result {
+        Err(crust_store::Error::Database(err @ sqlx::Error::ColumnDecode { .. })) => {
+            let text = err.to_string();
+            text.contains("status") && text.contains("\"paused\" is not a job status")
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_stored_status_is_the_same_data_error_on_every_path() {
+    let s = store().await;
+    let corrupt = s.job().await;
+    let fine = s.job().await;
+    // Only a bypassed CHECK can store such a value.
+    sqlx::query("ALTER TABLE jobs DROP CONSTRAINT jobs_status_check")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET status = 'paused' WHERE id = $1")
+        .bind(corrupt)
+        .execute(&s.pool)
+        .await
+        .unwrap();
+
+    let get = jobs::api::get(&s.pool, corrupt).await;
+    assert!(is_data_error(&get), "get: {get:?}");
+    let paging = Paging::new(None, None, 100).unwrap();
+    let list = jobs::api::list(&s.pool, None, paging, &QueryLimits::default()).await;
+    assert!(is_data_error(&list), "list: {list:?}");
+    let log = JobUpdate {
+        log: Some(json!("a line")),
+        ..JobUpdate::default()
+    };
+    let update = jobs::api::update(&s.pool, corrupt, log).await;
+    assert!(is_data_error(&update), "update: {update:?}");
+    let update = jobs::api::update(&s.pool, corrupt, status_update("cancelled")).await;
+    assert!(is_data_error(&update), "status update: {update:?}");
+    let cancel = jobs::api::cancel(&s.pool, corrupt).await;
+    assert!(is_data_error(&cancel), "cancel: {cancel:?}");
+    assert_eq!(
+        s.seqs(corrupt).await,
+        Vec::<i32>::new(),
+        "the failed update wrote nothing"
+    );
+
+    // A worker's claim never reads the column: it takes the readable job
+    // of the batch and leaves the other alone, failing nothing.
+    let claims = jobs::run::claim(&s.pool, &[corrupt, fine], "w", LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        claims.runs.iter().map(|run| run.id).collect::<Vec<_>>(),
+        [fine]
+    );
+    assert!(claims.unreadable.is_empty());
+    // Nor do the scheduler's passes over queued and running jobs.
+    s.expire(fine).await;
+    let rescued = jobs::schedule::rescue_expired(&s.pool, 3).await.unwrap();
+    assert_eq!(rescued.iter().map(|r| r.id).collect::<Vec<_>>(), [fine]);
 }

@@ -1,7 +1,7 @@
 //! The job store's state machine, tested straight against a database of
 //! its own per test: no HTTP, no broker, no processes. Each test names one
-//! rule the big statements of `db::jobs` must keep, so they can be changed
-//! safely.
+//! rule the big statements of `crust_store::jobs` must keep, so they can be
+//! changed safely.
 
 mod jobs;
 mod steps;

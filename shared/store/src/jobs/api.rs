@@ -1,0 +1,410 @@
+//! What crust-api does to jobs: create one, record that its message was
+//! published, read and list them, update one (log, status, definition),
+//! cancel one and read its logs.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use super::{millis, missing, JobRow, COLUMNS, PUBLISH_GRACE, RELEASE_CHANNEL};
+use crate::{Error, Result};
+use crust_model::job::{
+    check_parameters, parse_start_at, Job, JobStatus, JobUpdate, LogEntry, NewJob, NewLogEntry,
+};
+use crust_model::paging::Paging;
+use crust_model::Id;
+
+/// The lease of a run started through the api (`POST /job/{id}` with
+/// `status: running`, a step done by hand or by another system). Nobody
+/// renews it, so it bounds how long such a run may stay `running` without
+/// its outcome being posted before the scheduler counts it as lost and
+/// requeues it. A minute gives a client time to post the outcome of a short
+/// step, yet retries a forgotten one soon; it is longer than a worker's
+/// lease (seconds, renewed by heartbeats) because nothing renews it.
+pub const HAND_STARTED_LEASE: Duration = Duration::from_secs(60);
+
+/// A newly created job and whether the api should publish it now.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub job: Job,
+    /// False for a delayed job: the scheduler releases it at `startAt`.
+    pub due_now: bool,
+}
+
+/// Creates a queued job, checked by [`crust_model::job::JobInput::validate`].
+/// A job due now is for the caller to publish; a delayed one wakes the
+/// scheduler. The workflow is share-locked so it cannot be deleted in
+/// between.
+pub async fn create(
+    pool: &PgPool,
+    job: NewJob,
+    user: Id,
+    trace_parent: Option<&str>,
+) -> Result<Created> {
+    let NewJob {
+        workflow_id,
+        start_at,
+        parameters,
+    } = job;
+    let now = Utc::now();
+    let due_now = start_at.is_none_or(|at| at <= now);
+    let release_at = match start_at {
+        Some(at) if !due_now => at,
+        _ => now + PUBLISH_GRACE,
+    };
+    let row: Option<JobRow> = sqlx::query_as(&format!(
+        "WITH w AS (SELECT id FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
+              j AS (INSERT INTO jobs (workflow_id, parameters, start_at, release_at, created_by, trace_parent)
+                    SELECT w.id, $2, $3, $4, $5, $6 FROM w
+                    RETURNING {COLUMNS})
+         SELECT j.*, CASE WHEN $7 THEN pg_notify('{RELEASE_CHANNEL}', '') END AS notified FROM j"
+    ))
+    .bind(workflow_id)
+    .bind(Json(&parameters))
+    .bind(start_at)
+    .bind(release_at)
+    .bind(user)
+    .bind(trace_parent)
+    .bind(!due_now)
+    .fetch_optional(pool)
+    .await?;
+    let row = row.ok_or_else(|| {
+        Error::invalid(format!("workflowID: workflow {workflow_id} does not exist"))
+    })?;
+    Ok(Created {
+        job: row.into(),
+        due_now,
+    })
+}
+
+/// Records that these jobs' messages were confirmed by the broker.
+pub async fn mark_published(pool: &PgPool, ids: &[Id]) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET published_at = now()
+         WHERE id IN (SELECT id FROM jobs
+                      WHERE id = ANY($1) AND status = 'queued' AND published_at IS NULL
+                      ORDER BY id FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// One job.
+pub async fn get(pool: &PgPool, id: Id) -> Result<Job> {
+    sqlx::query_as::<_, JobRow>(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(Job::from)
+        .ok_or_else(|| missing(id))
+}
+
+/// A page of jobs, newest first, optionally of one status, and the total.
+pub async fn list(
+    pool: &PgPool,
+    status: Option<JobStatus>,
+    paging: Paging,
+    limits: &crate::config::QueryLimits,
+) -> Result<(Vec<Job>, i64)> {
+    // A client's listing (and its count over every job) is bounded like
+    // record lists: Postgres stops it at the statement timeout.
+    let failure = crate::error::query_failure(limits.query_timeout);
+    let mut tx = crate::bounded(pool, limits.query_timeout).await?;
+    let rows: Vec<JobRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1)
+         ORDER BY id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(status)
+    .bind(paging.per_page)
+    .bind(paging.offset())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(&failure)?;
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE ($1::text IS NULL OR status = $1)")
+            .bind(status)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(&failure)?;
+    tx.commit().await?;
+    Ok((rows.into_iter().map(Job::from).collect(), count))
+}
+
+/// Reads a job and locks its row for the rest of the transaction.
+async fn lock(tx: &mut Transaction<'_, Postgres>, id: Id) -> Result<JobRow> {
+    sqlx::query_as::<_, JobRow>(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| missing(id))
+}
+
+/// What an update did that the caller must act on.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    pub job: Job,
+    /// The job is queued, due and unpublished: publish it.
+    pub publish: bool,
+    /// A running job was asked to stop: tell the workers.
+    pub cancel: bool,
+}
+
+/// Applies `POST /job/{id}`: appends a log entry, changes the definition of
+/// a queued job, and/or moves its status along a legal edge — all or
+/// nothing, in one transaction.
+pub async fn update(pool: &PgPool, id: Id, input: JobUpdate) -> Result<Updated> {
+    let log = input.log.map(NewLogEntry::from_input).transpose()?;
+    let next = input
+        .status
+        .as_deref()
+        .map(|text| {
+            JobStatus::parse(text).map_err(|reason| Error::invalid(format!("status: {reason}")))
+        })
+        .transpose()?;
+    if let Some(parameters) = &input.parameters {
+        check_parameters(parameters)?;
+    }
+    let start_at = match input.start_at.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(None),
+        Some(text) => Some(Some(parse_start_at(text)?)),
+    };
+    let mut tx = pool.begin().await?;
+    let row = lock(&mut tx, id).await?;
+    let current = row.status;
+    let redefines = input.workflow_id.is_some() || start_at.is_some() || input.parameters.is_some();
+    if redefines && current != JobStatus::Queued {
+        return Err(Error::conflict(format!(
+            "job {id} is {current}; workflowID, startAt and parameters can change only while it is queued"
+        )));
+    }
+    let mut publish = false;
+    let mut cancel = false;
+    if let Some(workflow_id) = input.workflow_id {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM workflows WHERE id = $1 AND deleted_at IS NULL)",
+        )
+        .bind(workflow_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !exists {
+            return Err(Error::invalid(format!(
+                "workflowID: workflow {workflow_id} does not exist"
+            )));
+        }
+        sqlx::query("UPDATE jobs SET workflow_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(workflow_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(parameters) = &input.parameters {
+        sqlx::query("UPDATE jobs SET parameters = $2 WHERE id = $1")
+            .bind(id)
+            .bind(Json(parameters))
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(start_at) = start_at {
+        // A new start time withdraws any message already sent: a worker
+        // that receives it finds the job not yet due and drops it.
+        let now = Utc::now();
+        let due_now = start_at.is_none_or(|at| at <= now);
+        let release_at = if due_now {
+            now + PUBLISH_GRACE
+        } else {
+            start_at.unwrap_or(now)
+        };
+        sqlx::query(
+            "UPDATE jobs SET start_at = $2, release_at = $3, published_at = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(start_at)
+        .bind(release_at)
+        .execute(&mut *tx)
+        .await?;
+        if due_now {
+            publish = true;
+        } else {
+            sqlx::query(&format!("SELECT pg_notify('{RELEASE_CHANNEL}', '')"))
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    if let Some(next) = next.filter(|next| *next != current) {
+        if !current.can_move_to(next) {
+            return Err(Error::conflict(format!(
+                "job {id} is {current} and cannot become {next}"
+            )));
+        }
+        move_status(&mut tx, id, current, next).await?;
+        publish = next == JobStatus::Queued;
+        cancel = current == JobStatus::Running && next == JobStatus::Cancelled;
+    }
+    if let Some(entry) = log {
+        append_log(&mut tx, id, &entry).await?;
+    }
+    if redefines || next.is_some() {
+        sqlx::query("UPDATE jobs SET updated_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let job = lock(&mut tx, id).await?.into();
+    tx.commit().await?;
+    Ok(Updated {
+        job,
+        publish,
+        cancel,
+    })
+}
+
+/// Moves a locked job along one legal edge (the caller checked it).
+async fn move_status(
+    tx: &mut PgConnection,
+    id: Id,
+    current: JobStatus,
+    next: JobStatus,
+) -> Result<()> {
+    use JobStatus::{Cancelled, Error as Failed, Ok as Done, Queued, Running};
+    let query = match (current, next) {
+        // Started by hand: it holds a lease nobody renews, so the scheduler
+        // requeues it if nothing finishes it in time.
+        (Queued, Running) => sqlx::query(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
+                    lease_until = now() + $2 * interval '1 millisecond', worker = 'api'
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(millis(HAND_STARTED_LEASE)),
+        // Requeued: the caller publishes it; the scheduler does after the
+        // grace if that fails.
+        (Running, Queued) => sqlx::query(
+            "UPDATE jobs SET status = 'queued', lease_until = NULL, worker = NULL,
+                    published_at = NULL, release_at = now() + $2 * interval '1 millisecond'
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(millis(PUBLISH_GRACE)),
+        (_, Done | Failed | Cancelled) => sqlx::query(
+            "UPDATE jobs SET status = $2, finished_at = now(), lease_until = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(next),
+        _ => {
+            return Err(crate::Error::conflict(format!(
+                "job {id} is {current} and cannot become {next}"
+            )))
+        }
+    };
+    query.execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Appends one entry written through the api (attempt 0), taking the next
+/// sequence number under the job's row lock so numbers have no gaps.
+async fn append_log(tx: &mut PgConnection, id: Id, entry: &NewLogEntry) -> Result<()> {
+    sqlx::query(
+        "WITH bump AS (UPDATE jobs SET log_seq = log_seq + 1 WHERE id = $1 RETURNING log_seq)
+         INSERT INTO job_logs (job_id, seq, ts, level, task, message, data, attempt)
+         SELECT $1, bump.log_seq, $2, $3, $4, $5, $6, 0 FROM bump",
+    )
+    .bind(id)
+    .bind(entry.ts)
+    .bind(&entry.level)
+    .bind(&entry.task)
+    .bind(&entry.message)
+    .bind(entry.data.as_ref().map(Json))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It was queued and is now cancelled; it will never start.
+    Queued,
+    /// It is running; the worker holding it was asked to stop.
+    Running,
+}
+
+/// Cancels a job. A finished job cannot be cancelled (409).
+pub async fn cancel(pool: &PgPool, id: Id) -> Result<Cancelled> {
+    let mut tx = pool.begin().await?;
+    let outcome = match lock(&mut tx, id).await?.status {
+        JobStatus::Queued => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'cancelled', cancel_requested = true, finished_at = now(),
+                        updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Cancelled::Queued
+        }
+        JobStatus::Running => {
+            sqlx::query(
+                "UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Cancelled::Running
+        }
+        done => {
+            return Err(Error::conflict(format!(
+                "job {id} is {done} and cannot be cancelled"
+            )));
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+#[derive(sqlx::FromRow)]
+struct LogRow {
+    seq: i32,
+    ts: DateTime<Utc>,
+    level: String,
+    task: Option<String>,
+    message: String,
+    data: Option<Json<Value>>,
+}
+
+/// A page of a job's log entries in order, and how many there are.
+pub async fn logs(pool: &PgPool, id: Id, paging: Paging) -> Result<(Vec<LogEntry>, i64)> {
+    let total: Option<i32> = sqlx::query_scalar("SELECT log_seq FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    let total = total.ok_or_else(|| missing(id))?;
+    let rows: Vec<LogRow> = sqlx::query_as(
+        "SELECT seq, ts, level, task, message, data FROM job_logs WHERE job_id = $1
+             ORDER BY seq LIMIT $2 OFFSET $3",
+    )
+    .bind(id)
+    .bind(paging.per_page)
+    .bind(paging.offset())
+    .fetch_all(pool)
+    .await?;
+    let entries = rows
+        .into_iter()
+        .map(|row| LogEntry {
+            seq: row.seq,
+            ts: row.ts,
+            level: row.level,
+            task: row.task,
+            message: row.message,
+            data: row.data.map(|json| json.0),
+        })
+        .collect();
+    Ok((entries, i64::from(total)))
+}
