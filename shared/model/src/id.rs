@@ -105,30 +105,36 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
-impl sqlx::Type<sqlx::Postgres> for Id {
-    fn type_info() -> sqlx::postgres::PgTypeInfo {
-        <i64 as sqlx::Type<sqlx::Postgres>>::type_info()
-    }
-}
+/// Postgres bindings (`BIGINT`), for the store: only with feature `sqlx`.
+#[cfg(feature = "sqlx")]
+mod sqlx_bindings {
+    use super::Id;
 
-impl sqlx::postgres::PgHasArrayType for Id {
-    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
-        <i64 as sqlx::postgres::PgHasArrayType>::array_type_info()
+    impl sqlx::Type<sqlx::Postgres> for Id {
+        fn type_info() -> sqlx::postgres::PgTypeInfo {
+            <i64 as sqlx::Type<sqlx::Postgres>>::type_info()
+        }
     }
-}
 
-impl<'q> sqlx::Encode<'q, sqlx::Postgres> for Id {
-    fn encode_by_ref(
-        &self,
-        buf: &mut sqlx::postgres::PgArgumentBuffer,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <i64 as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.0, buf)
+    impl sqlx::postgres::PgHasArrayType for Id {
+        fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+            <i64 as sqlx::postgres::PgHasArrayType>::array_type_info()
+        }
     }
-}
 
-impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Id {
-    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        <i64 as sqlx::Decode<sqlx::Postgres>>::decode(value).map(Id)
+    impl<'q> sqlx::Encode<'q, sqlx::Postgres> for Id {
+        fn encode_by_ref(
+            &self,
+            buf: &mut sqlx::postgres::PgArgumentBuffer,
+        ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+            <i64 as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.0, buf)
+        }
+    }
+
+    impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Id {
+        fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+            <i64 as sqlx::Decode<sqlx::Postgres>>::decode(value).map(Id)
+        }
     }
 }
 
