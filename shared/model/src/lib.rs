@@ -21,6 +21,7 @@ pub mod page;
 pub mod paging;
 pub mod record;
 pub mod task;
+pub mod template;
 pub mod workflow;
 
 pub use error::{Error, Result};
