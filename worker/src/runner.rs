@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crust_model::job::JobStatus;
-use crust_model::task::{is_raw_param, parse_template, Segment};
+use crust_model::task::TaskKind;
+use crust_model::template::{parse_template, Segment};
 use crust_model::workflow::Task;
 use crust_model::Id;
 use crust_store::jobs::run::Claimed;
@@ -266,7 +267,7 @@ impl Keep {
     fn of(job: &Claimed) -> Keep {
         let mut named = HashSet::new();
         for task in job.tasks.iter().chain(&job.on_error) {
-            if !collect_refs(&task.kind, &task.params, &mut named) {
+            if !collect_refs(task.kind, &task.params, &mut named) {
                 return Keep::All;
             }
         }
@@ -284,7 +285,7 @@ impl Keep {
 /// Adds the task names `params` reference under `outputs`; false when they
 /// may read any output (`{{ outputs }}`, or raw text such as a script's
 /// source that mentions `outputs`).
-fn collect_refs(kind: &str, params: &Value, named: &mut HashSet<String>) -> bool {
+fn collect_refs(kind: TaskKind, params: &Value, named: &mut HashSet<String>) -> bool {
     fn walk(value: &Value, named: &mut HashSet<String>) -> bool {
         match value {
             Value::String(text) => {
@@ -311,7 +312,7 @@ fn collect_refs(kind: &str, params: &Value, named: &mut HashSet<String>) -> bool
     }
     match params {
         Value::Object(map) => map.iter().all(|(name, value)| {
-            if is_raw_param(kind, name) {
+            if kind.is_raw_param(name) {
                 !value.to_string().contains("outputs")
             } else {
                 walk(value, named)
@@ -359,7 +360,7 @@ async fn run_task(
             cancel: &try_token,
         };
         let span = tracing::info_span!("task", task.name = %task.name, task.kind = %task.kind, task.try = try_number);
-        let attempt = tasks::run_to_raw(&task.kind, &task.params, &context).instrument(span);
+        let attempt = tasks::run_to_raw(task.kind, &task.params, &context).instrument(span);
         let result = tokio::select! {
             biased;
             () = stop.token().cancelled() => return Err(Halt::Stopped),

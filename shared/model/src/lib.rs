@@ -24,6 +24,7 @@ pub mod paging;
 pub mod record;
 pub mod step;
 pub mod task;
+pub mod template;
 pub mod workflow;
 
 pub use error::{Error, Result};

@@ -1,22 +1,142 @@
-//! The parameters of each task kind, checked when a workflow is saved so a
-//! job never meets a malformed task, and read into typed structs when a
-//! worker runs the task; also the syntax of the `{{ path }}` templates that
-//! string parameters may hold.
+//! Task kinds and their parameters: [`TaskKind`] names what a task does and
+//! which parameters it takes; the parameters are checked when a workflow is
+//! saved so a job never meets a malformed task, and read into typed structs
+//! ([`TaskParams`]) when a worker runs the task.
 //!
 //! At save time a string that holds a template stands in for a value of any
-//! type (it is only known once the job runs), so only its syntax is checked.
-//! At run time the worker renders the templates first and then calls
-//! [`parse_params`], which checks everything again on the real values.
-//! Numbers may also be given as decimal strings, because job parameters are
-//! strings: `"seconds": "{{ parameters.delay }}"` works.
+//! type (it is only known once the job runs), so only its syntax is checked
+//! (the template language is in [`crate::template`]). At run time the
+//! worker renders the templates first and then calls [`parse_params`],
+//! which checks everything again on the real values. Numbers may also be
+//! given as decimal strings, because job parameters are strings:
+//! `"seconds": "{{ parameters.delay }}"` works.
+//!
+//! Adding a kind: a row in the `task_kinds!` table below, a [`TaskParams`]
+//! variant and its arm in `read` (the compiler asks for it), and an
+//! executor in the worker (whose dispatch on [`TaskParams`] is exhaustive,
+//! so it does not compile without one).
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::job::LOG_LEVELS;
 use crate::record::RecordFields;
+use crate::template::{check_templates_in, has_template};
 use crate::Id;
+
+/// Declares [`TaskKind`] from one table, so that the list of every kind
+/// ([`TaskKind::ALL`]), their names and their parameters cannot drift apart.
+/// Each row: `Variant = "name", params [..]` and, for parameters that are
+/// never templates, `raw [..]`.
+macro_rules! task_kinds {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident = $name:literal, params [$($param:literal),* $(,)?] $(, raw [$($raw:literal),*])?;
+    )*) => {
+        /// What a task does. Its JSON form is its name (`"record.create"`);
+        /// deserializing an unknown name fails with a message listing every
+        /// kind, so a workflow never holds a kind no worker can run.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum TaskKind {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl TaskKind {
+            /// Every kind, in the order the API documents them.
+            pub const ALL: &'static [TaskKind] = &[$(TaskKind::$variant,)*];
+
+            /// The kind's name, as written in JSON.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(TaskKind::$variant => $name,)*
+                }
+            }
+
+            /// The parameters a task of this kind takes (any other is refused).
+            pub const fn params(self) -> &'static [&'static str] {
+                match self {
+                    $(TaskKind::$variant => &[$($param),*],)*
+                }
+            }
+
+            /// Those of [`TaskKind::params`] that are never templates: the
+            /// worker passes them on as written (a script's source).
+            pub const fn raw_params(self) -> &'static [&'static str] {
+                match self {
+                    $(TaskKind::$variant => &[$($($raw),*)?],)*
+                }
+            }
+        }
+    };
+}
+
+task_kinds! {
+    /// `log`: writes one line to the job's log.
+    Log = "log", params ["message", "level", "data"];
+    /// `sleep`: waits.
+    Sleep = "sleep", params ["seconds"];
+    /// `fail`: always fails.
+    Fail = "fail", params ["message"];
+    /// `http`: one request, within the egress policy.
+    Http = "http", params ["method", "url", "headers", "body", "expectStatus", "timeout"];
+    /// `record.create`.
+    RecordCreate = "record.create", params ["moduleID", "fields"];
+    /// `record.update`.
+    RecordUpdate = "record.update", params ["moduleID", "recordID", "fields"];
+    /// `record.delete`.
+    RecordDelete = "record.delete", params ["moduleID", "recordID"];
+    /// `record.query`.
+    RecordQuery = "record.query", params ["moduleID", "filter", "sort", "page", "perPage"];
+    /// `script`: a sandboxed Rhai script.
+    Script = "script", params ["source", "maxOperations"], raw ["source"];
+}
+
+impl TaskKind {
+    /// True when parameter `name` is never a template (see
+    /// [`TaskKind::raw_params`]).
+    pub fn is_raw_param(self, name: &str) -> bool {
+        self.raw_params().contains(&name)
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TaskKind {
+    type Err = String;
+
+    /// The kind named `name`; the error lists every kind.
+    fn from_str(name: &str) -> Result<Self, String> {
+        TaskKind::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TaskKind::ALL.iter().map(|kind| kind.name()).collect();
+                format!("unknown task kind {name:?} (one of {})", names.join(", "))
+            })
+    }
+}
+
+impl Serialize for TaskKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Longest sleep and longest HTTP timeout, in seconds (a day).
 pub const MAX_TASK_SECONDS: f64 = 86_400.0;
@@ -28,18 +148,16 @@ pub const DEFAULT_SCRIPT_OPERATIONS: u64 = 1_000_000;
 pub const MAX_SCRIPT_OPERATIONS: u64 = 100_000_000;
 /// The HTTP methods an `http` task may use.
 pub const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-/// The top-level names a template path may start with.
-pub const TEMPLATE_ROOTS: &[&str] = &["parameters", "outputs", "error", "job"];
 
-/// Checks `params` for a task of `kind` (a known kind); says what is wrong,
-/// naming the parameter (`url: missing`).
-pub fn validate_params(kind: &str, params: &Value) -> Result<(), String> {
+/// Checks `params` for a task of `kind`; says what is wrong, naming the
+/// parameter (`url: missing`).
+pub fn validate_params(kind: TaskKind, params: &Value) -> Result<(), String> {
     read(kind, params, true).map(drop)
 }
 
 /// Reads rendered `params` (templates already replaced) of a task of `kind`
 /// into their typed form, checking them as [`validate_params`] does.
-pub fn parse_params(kind: &str, params: &Value) -> Result<TaskParams, String> {
+pub fn parse_params(kind: TaskKind, params: &Value) -> Result<TaskParams, String> {
     read(kind, params, false)
 }
 
@@ -201,38 +319,8 @@ pub struct ScriptParams {
     pub max_operations: u64,
 }
 
-/// The parameters of each kind, for unknown-parameter messages.
-fn allowed(kind: &str) -> Option<&'static [&'static str]> {
-    Some(match kind {
-        "log" => &["message", "level", "data"],
-        "sleep" => &["seconds"],
-        "fail" => &["message"],
-        "http" => &[
-            "method",
-            "url",
-            "headers",
-            "body",
-            "expectStatus",
-            "timeout",
-        ],
-        "record.create" => &["moduleID", "fields"],
-        "record.update" => &["moduleID", "recordID", "fields"],
-        "record.delete" => &["moduleID", "recordID"],
-        "record.query" => &["moduleID", "filter", "sort", "page", "perPage"],
-        "script" => &["source", "maxOperations"],
-        _ => return None,
-    })
-}
-
-/// Parameters that are never templates.
-pub fn is_raw_param(kind: &str, name: &str) -> bool {
-    kind == "script" && name == "source"
-}
-
-fn read(kind: &str, params: &Value, at_save: bool) -> Result<TaskParams, String> {
-    let Some(names) = allowed(kind) else {
-        return Err(format!("unknown task kind {kind:?}"));
-    };
+fn read(kind: TaskKind, params: &Value, at_save: bool) -> Result<TaskParams, String> {
+    let names = kind.params();
     let empty = Map::new();
     let map = match params {
         Value::Object(map) => map,
@@ -247,7 +335,7 @@ fn read(kind: &str, params: &Value, at_save: bool) -> Result<TaskParams, String>
     }
     let r = Reader { kind, map, at_save };
     Ok(match kind {
-        "log" => TaskParams::Log(LogParams {
+        TaskKind::Log => TaskParams::Log(LogParams {
             message: match r.required("message")? {
                 Some(Value::String(text)) => text.clone(),
                 Some(other) => other.to_string(),
@@ -268,34 +356,34 @@ fn read(kind: &str, params: &Value, at_save: bool) -> Result<TaskParams, String>
             },
             data: r.optional("data")?.cloned(),
         }),
-        "sleep" => TaskParams::Sleep(SleepParams {
+        TaskKind::Sleep => TaskParams::Sleep(SleepParams {
             seconds: match r.required("seconds")? {
                 Some(value) => seconds("seconds", value, true)?,
                 None => 0.0,
             },
         }),
-        "fail" => TaskParams::Fail(FailParams {
+        TaskKind::Fail => TaskParams::Fail(FailParams {
             message: match r.optional("message")? {
                 Some(Value::String(text)) => text.clone(),
                 Some(other) => other.to_string(),
                 None => "failed on purpose".into(),
             },
         }),
-        "http" => TaskParams::Http(http(&r)?),
-        "record.create" => TaskParams::RecordCreate(RecordCreateParams {
+        TaskKind::Http => TaskParams::Http(http(&r)?),
+        TaskKind::RecordCreate => TaskParams::RecordCreate(RecordCreateParams {
             module_id: r.id("moduleID")?,
             fields: r.fields()?,
         }),
-        "record.update" => TaskParams::RecordUpdate(RecordUpdateParams {
+        TaskKind::RecordUpdate => TaskParams::RecordUpdate(RecordUpdateParams {
             module_id: r.id("moduleID")?,
             record_id: r.id("recordID")?,
             fields: r.fields()?,
         }),
-        "record.delete" => TaskParams::RecordDelete(RecordDeleteParams {
+        TaskKind::RecordDelete => TaskParams::RecordDelete(RecordDeleteParams {
             module_id: r.id("moduleID")?,
             record_id: r.id("recordID")?,
         }),
-        "record.query" => TaskParams::RecordQuery(RecordQueryParams {
+        TaskKind::RecordQuery => TaskParams::RecordQuery(RecordQueryParams {
             module_id: r.id("moduleID")?,
             filter: r
                 .optional("filter")?
@@ -314,7 +402,7 @@ fn read(kind: &str, params: &Value, at_save: bool) -> Result<TaskParams, String>
                 .map(|value| integer("perPage", value, 1, MAX_QUERY_PER_PAGE))
                 .transpose()?,
         }),
-        "script" => TaskParams::Script(ScriptParams {
+        TaskKind::Script => TaskParams::Script(ScriptParams {
             source: match r.required_raw("source")? {
                 Value::String(source) if !source.trim().is_empty() => source.clone(),
                 Value::String(_) => return Err("source: must not be empty".into()),
@@ -327,7 +415,6 @@ fn read(kind: &str, params: &Value, at_save: bool) -> Result<TaskParams, String>
                 None => DEFAULT_SCRIPT_OPERATIONS,
             },
         }),
-        _ => return Err(format!("unknown task kind {kind:?}")),
     })
 }
 
@@ -420,7 +507,7 @@ fn status(value: &Value) -> Result<u16, String> {
 /// Reads parameters out of the object, knowing whether templates still
 /// stand in for values (save time) or were rendered (run time).
 struct Reader<'a> {
-    kind: &'a str,
+    kind: TaskKind,
     map: &'a Map<String, Value>,
     at_save: bool,
 }
@@ -434,7 +521,7 @@ impl Reader<'_> {
             None | Some(Value::Null) => return Ok(None),
             Some(value) => value,
         };
-        if !self.at_save || is_raw_param(self.kind, name) {
+        if !self.at_save || self.kind.is_raw_param(name) {
             return Ok(Some(value));
         }
         check_templates_in(name, value)?;
@@ -525,162 +612,72 @@ fn integer(name: &str, value: &Value, min: i64, max: i64) -> Result<i64, String>
         .ok_or_else(|| format!("{name}: must be an integer from {min} to {max}"))
 }
 
-/// Checks the template syntax of every string in `value`, naming where.
-fn check_templates_in(at: &str, value: &Value) -> Result<(), String> {
-    match value {
-        Value::String(text) => check_template(text).map_err(|err| format!("{at}: {err}")),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(index, item)| check_templates_in(&format!("{at}[{index}]"), item)),
-        Value::Object(map) => map
-            .iter()
-            .try_for_each(|(key, item)| check_templates_in(&format!("{at}.{key}"), item)),
-        _ => Ok(()),
-    }
-}
-
-/// One piece of a parsed template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    /// Text copied as is (escapes already resolved).
-    Text(String),
-    /// A `{{ path }}` reference, split at the dots.
-    Ref(Vec<String>),
-}
-
-/// True when `text` holds at least one (unescaped) `{{`.
-pub fn has_template(text: &str) -> bool {
-    match parse_template(text) {
-        Ok(segments) => segments.iter().any(|s| matches!(s, Segment::Ref(_))),
-        Err(_) => true,
-    }
-}
-
-/// Checks template syntax: every `{{` closed, paths not empty, paths
-/// starting with one of [`TEMPLATE_ROOTS`].
-pub fn check_template(text: &str) -> Result<(), String> {
-    parse_template(text).map(drop)
-}
-
-/// Splits a template into text and references. `\{{` is a literal `{{`.
-pub fn parse_template(text: &str) -> Result<Vec<Segment>, String> {
-    let mut segments = Vec::new();
-    let mut literal = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("{{") {
-        if rest[..at].ends_with('\\') {
-            literal.push_str(&rest[..at - 1]);
-            literal.push_str("{{");
-            rest = &rest[at + 2..];
-            continue;
-        }
-        literal.push_str(&rest[..at]);
-        let inner_start = &rest[at + 2..];
-        let Some(end) = inner_start.find("}}") else {
-            return Err(format!(
-                "template {:?}: unclosed {{{{ (add }}}} or write \\{{{{ for a literal {{{{)",
-                shorten(&rest[at..])
-            ));
-        };
-        let inner = inner_start[..end].trim();
-        let path =
-            parse_path(inner).map_err(|reason| format!("template {{{{ {inner} }}}}: {reason}"))?;
-        if !literal.is_empty() {
-            segments.push(Segment::Text(std::mem::take(&mut literal)));
-        }
-        segments.push(Segment::Ref(path));
-        rest = &inner_start[end + 2..];
-    }
-    literal.push_str(rest);
-    if !literal.is_empty() {
-        segments.push(Segment::Text(literal));
-    }
-    Ok(segments)
-}
-
-fn parse_path(inner: &str) -> Result<Vec<String>, String> {
-    if inner.is_empty() {
-        return Err("empty path".into());
-    }
-    let parts: Vec<String> = inner.split('.').map(str::to_owned).collect();
-    if let Some(bad) = parts
-        .iter()
-        .find(|part| part.is_empty() || part.contains(char::is_whitespace) || part.contains('{'))
-    {
-        return Err(if bad.is_empty() {
-            "empty path segment".into()
-        } else {
-            format!("{bad:?} is not a path segment")
-        });
-    }
-    if !TEMPLATE_ROOTS.contains(&parts[0].as_str()) {
-        return Err(format!(
-            "unknown name {:?} (paths start with {})",
-            parts[0],
-            TEMPLATE_ROOTS.join(", ")
-        ));
-    }
-    Ok(parts)
-}
-
-fn shorten(text: &str) -> String {
-    let mut short: String = text.chars().take(40).collect();
-    if short.len() < text.len() {
-        short.push('…');
-    }
-    short
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
+    fn validate(kind: &str, params: &Value) -> Result<(), String> {
+        validate_params(kind.parse().unwrap(), params)
+    }
+
+    fn parse(kind: &str, params: &Value) -> Result<TaskParams, String> {
+        parse_params(kind.parse().unwrap(), params)
+    }
+
     fn err(kind: &str, params: Value) -> String {
-        validate_params(kind, &params).unwrap_err()
+        validate(kind, &params).unwrap_err()
     }
 
     #[test]
-    fn templates_parse_into_text_and_references() {
+    fn every_kind_round_trips_through_serde_by_its_name() {
+        let names: Vec<&str> = TaskKind::ALL.iter().map(|kind| kind.name()).collect();
         assert_eq!(
-            parse_template("Hi {{parameters.name}}, id {{ outputs.a.items.0.id }}!").unwrap(),
-            vec![
-                Segment::Text("Hi ".into()),
-                Segment::Ref(vec!["parameters".into(), "name".into()]),
-                Segment::Text(", id ".into()),
-                Segment::Ref(vec![
-                    "outputs".into(),
-                    "a".into(),
-                    "items".into(),
-                    "0".into(),
-                    "id".into()
-                ]),
-                Segment::Text("!".into()),
+            names,
+            [
+                "log",
+                "sleep",
+                "fail",
+                "http",
+                "record.create",
+                "record.update",
+                "record.delete",
+                "record.query",
+                "script"
             ]
         );
-        assert_eq!(
-            parse_template(r"a \{{ b }}").unwrap(),
-            vec![Segment::Text("a {{ b }}".into())]
-        );
-        assert!(!has_template(r"\{{ x }}"));
-        assert!(has_template("{{ job.id }}"));
+        for &kind in TaskKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, Value::String(kind.name().into()));
+            assert_eq!(serde_json::from_value::<TaskKind>(json).unwrap(), kind);
+            assert_eq!(kind.to_string().parse::<TaskKind>(), Ok(kind));
+            // Raw parameters are parameters of the kind.
+            assert!(kind
+                .raw_params()
+                .iter()
+                .all(|raw| kind.params().contains(raw)));
+        }
+        assert!(TaskKind::Script.is_raw_param("source"));
+        assert!(!TaskKind::Log.is_raw_param("message"));
     }
 
     #[test]
-    fn template_syntax_errors_are_explained() {
-        assert!(check_template("x {{ parameters.a")
-            .unwrap_err()
-            .contains("unclosed"));
-        assert!(check_template("{{ }}").unwrap_err().contains("empty path"));
-        assert!(check_template("{{ outputs..a }}")
-            .unwrap_err()
-            .contains("empty path segment"));
-        assert!(check_template("{{ foo.a }}")
-            .unwrap_err()
-            .contains("unknown name \"foo\""));
-        assert!(check_template("{{ outputs.a b }}").is_err());
-        assert!(check_template("plain } {text}").is_ok());
+    fn an_unknown_kind_is_refused_listing_every_kind() {
+        let err = serde_json::from_value::<TaskKind>(json!("teleport")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown task kind \"teleport\" (one of log, sleep, fail, http, record.create, \
+             record.update, record.delete, record.query, script)"
+        );
+        for kind in TaskKind::ALL {
+            assert!(err.to_string().contains(kind.name()), "{err} lacks {kind}");
+        }
+        // Names are exact: no case folding, no other types.
+        assert!(serde_json::from_value::<TaskKind>(json!("Log")).is_err());
+        let err = serde_json::from_value::<TaskKind>(json!(5)).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("invalid type: integer `5`, expected a string"));
     }
 
     #[test]
@@ -693,15 +690,14 @@ mod tests {
 
     #[test]
     fn log_params() {
-        assert!(validate_params("log", &json!({"message": "hi {{ parameters.x }}"})).is_ok());
+        assert!(validate("log", &json!({"message": "hi {{ parameters.x }}"})).is_ok());
         assert_eq!(err("log", json!({})), "message: missing");
         assert!(err("log", json!({"message": "m", "level": "loud"}))
             .starts_with("level: \"loud\" is not one of"));
         assert!(err("log", json!({"message": "{{ nope }}"})).starts_with("message: template"));
         assert!(err("log", json!({"message": "m", "data": {"a": ["{{ x"]}}))
             .starts_with("data.a[0]: template"));
-        let TaskParams::Log(log) =
-            parse_params("log", &json!({"message": "m", "level": "WARN"})).unwrap()
+        let TaskParams::Log(log) = parse("log", &json!({"message": "m", "level": "WARN"})).unwrap()
         else {
             panic!()
         };
@@ -710,18 +706,18 @@ mod tests {
 
     #[test]
     fn sleep_and_fail_params() {
-        assert!(validate_params("sleep", &json!({"seconds": 1.5})).is_ok());
-        assert!(validate_params("sleep", &json!({"seconds": "{{ parameters.s }}"})).is_ok());
+        assert!(validate("sleep", &json!({"seconds": 1.5})).is_ok());
+        assert!(validate("sleep", &json!({"seconds": "{{ parameters.s }}"})).is_ok());
         assert_eq!(err("sleep", json!({})), "seconds: missing");
         assert!(err("sleep", json!({"seconds": -1})).starts_with("seconds: must be a number"));
         assert!(err("sleep", json!({"seconds": 86401})).starts_with("seconds: must be"));
         assert_eq!(
-            parse_params("sleep", &json!({"seconds": "2"})).unwrap(),
+            parse("sleep", &json!({"seconds": "2"})).unwrap(),
             TaskParams::Sleep(SleepParams { seconds: 2.0 })
         );
-        assert!(validate_params("fail", &json!({})).is_ok());
+        assert!(validate("fail", &json!({})).is_ok());
         assert_eq!(
-            parse_params("fail", &json!({})).unwrap(),
+            parse("fail", &json!({})).unwrap(),
             TaskParams::Fail(FailParams {
                 message: "failed on purpose".into()
             })
@@ -730,8 +726,8 @@ mod tests {
 
     #[test]
     fn http_params() {
-        assert!(validate_params("http", &json!({"url": "https://example.com/x"})).is_ok());
-        assert!(validate_params(
+        assert!(validate("http", &json!({"url": "https://example.com/x"})).is_ok());
+        assert!(validate(
             "http",
             &json!({"url": "{{ parameters.url }}", "expectStatus": [200, 201]})
         )
@@ -758,7 +754,7 @@ mod tests {
             err("http", json!({"url": "http://x", "headers": {"a b": "c"}}))
                 .contains("not a valid header name")
         );
-        let TaskParams::Http(http) = parse_params(
+        let TaskParams::Http(http) = parse(
             "http",
             &json!({"url": "http://x", "method": "post", "body": {"a": 1}, "expectStatus": "201", "headers": {"X-A": "1"}}),
         )
@@ -774,12 +770,12 @@ mod tests {
 
     #[test]
     fn record_params() {
-        assert!(validate_params(
+        assert!(validate(
             "record.create",
             &json!({"moduleID": "3", "fields": {"a": 1}})
         )
         .is_ok());
-        assert!(validate_params(
+        assert!(validate(
             "record.create",
             &json!({"moduleID": 3, "fields": [{"name": "a", "value": 1}]})
         )
@@ -805,7 +801,7 @@ mod tests {
             err("record.update", json!({"moduleID": 3, "fields": {}})),
             "recordID: missing"
         );
-        assert!(validate_params(
+        assert!(validate(
             "record.delete",
             &json!({"moduleID": 3, "recordID": "{{ outputs.c.recordID }}"})
         )
@@ -814,7 +810,7 @@ mod tests {
             err("record.delete", json!({"moduleID": 3})),
             "recordID: missing"
         );
-        assert!(validate_params(
+        assert!(validate(
             "record.query",
             &json!({"moduleID": 3, "filter": "a = 1", "perPage": 100})
         )
@@ -831,7 +827,7 @@ mod tests {
     #[test]
     fn script_params() {
         // The source is never a template, so braces in it are fine.
-        assert!(validate_params("script", &json!({"source": "let m = #{a: 1}; \"{{\""})).is_ok());
+        assert!(validate("script", &json!({"source": "let m = #{a: 1}; \"{{\""})).is_ok());
         assert_eq!(err("script", json!({})), "source: missing");
         assert_eq!(
             err("script", json!({"source": " "})),
@@ -845,7 +841,7 @@ mod tests {
         )
         .starts_with("maxOperations: must be"));
         assert_eq!(
-            parse_params("script", &json!({"source": "1"})).unwrap(),
+            parse("script", &json!({"source": "1"})).unwrap(),
             TaskParams::Script(ScriptParams {
                 source: "1".into(),
                 max_operations: DEFAULT_SCRIPT_OPERATIONS

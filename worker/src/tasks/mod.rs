@@ -1,9 +1,13 @@
 //! Task kinds: what each step of a workflow does. The job runner calls
 //! [`run`] once per try, with the timeout and retries applied around it.
 //!
-//! [`run`] renders the templates in the parameters over the job's context,
-//! reads them into the kind's typed parameters
-//! ([`crust_model::task::parse_params`]) and hands them to the kind.
+//! [`run`] renders the templates in the parameters over the job's context
+//! (the renderer is [`crust_model::template`]; [`TaskContext`] is its
+//! scope), reads them into the kind's typed parameters
+//! ([`crust_model::task::parse_params`]) and hands them to the kind's
+//! executor: the dispatch is an exhaustive `match` on
+//! [`TaskParams`], one variant per [`TaskKind`], so a kind without an
+//! executor does not compile.
 
 pub mod egress;
 pub mod fail;
@@ -12,7 +16,6 @@ pub mod log;
 pub mod record;
 pub mod script;
 pub mod sleep;
-pub mod template;
 
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -27,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::logs::JobLogger;
 use crust_model::job::Parameters;
-use crust_model::task::{is_raw_param, parse_params, TaskParams};
+use crust_model::task::{parse_params, TaskKind, TaskParams};
+use crust_model::template;
 use crust_model::Id;
 
 /// What every task of every job shares.
@@ -192,7 +196,7 @@ impl TaskError {
 /// checked JSON text of at most [`TaskEnv::max_output_bytes`]: a value that
 /// cannot be stored or is larger fails the try.
 pub async fn run_to_raw(
-    kind: &str,
+    kind: TaskKind,
     params: &Value,
     ctx: &TaskContext<'_>,
 ) -> Result<Box<RawValue>, TaskError> {
@@ -202,13 +206,17 @@ pub async fn run_to_raw(
 }
 
 /// [`run_to_raw`] as a value (tests).
-pub async fn run(kind: &str, params: &Value, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+pub async fn run(
+    kind: TaskKind,
+    params: &Value,
+    ctx: &TaskContext<'_>,
+) -> Result<Value, TaskError> {
     let raw = run_to_raw(kind, params, ctx).await?;
     serde_json::from_str(raw.get()).map_err(|err| TaskError::failed(err.to_string()))
 }
 
 async fn run_output(
-    kind: &str,
+    kind: TaskKind,
     params: &Value,
     ctx: &TaskContext<'_>,
 ) -> Result<Output, TaskError> {
@@ -233,7 +241,7 @@ async fn run_output(
 /// as they are. What the templates produce may take at most
 /// [`TaskEnv::max_output_bytes`] in all.
 pub fn render_params(
-    kind: &str,
+    kind: TaskKind,
     params: &Value,
     ctx: &TaskContext<'_>,
 ) -> Result<Value, TaskError> {
@@ -242,7 +250,7 @@ pub fn render_params(
         Value::Object(map) => map
             .iter()
             .map(|(name, value)| {
-                let rendered = if is_raw_param(kind, name) {
+                let rendered = if kind.is_raw_param(name) {
                     value.clone()
                 } else {
                     template::render_limited(value, ctx, &mut left).map_err(TaskError::Failed)?

@@ -50,7 +50,7 @@ pub async fn run(params: ScriptParams, ctx: &TaskContext<'_>) -> Result<Value, T
         time_limit: ctx.timeout.unwrap_or(DEFAULT_TIME_LIMIT),
         parameters,
         outputs: {
-            use super::template::Scope;
+            use crust_model::template::Scope;
             ctx.lookup(&["outputs".to_owned()])
                 .map_err(|err| TaskError::failed(format!("script: {err}")))?
         },

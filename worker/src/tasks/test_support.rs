@@ -137,7 +137,7 @@ impl Harness {
 
     /// Runs a task through [`super::run`].
     pub async fn run(&self, kind: &str, params: Value) -> Result<Value, TaskError> {
-        super::run(kind, &params, &self.ctx()).await
+        super::run(kind.parse().unwrap(), &params, &self.ctx()).await
     }
 
     /// The log lines written so far, as `(level, message, data)`.

@@ -1,5 +1,13 @@
-//! `{{ path }}` templates in task parameters, rendered over the job's
-//! context `{"parameters", "outputs", "error", "job"}` just before a try.
+//! `{{ path }}` templates in task parameters: their syntax, checked when a
+//! workflow is saved, and their rendering over the job's context
+//! `{"parameters", "outputs", "error", "job"}` just before a try.
+//!
+//! Parser and renderer live together so the grammar has one home. Both are
+//! pure (they only walk JSON), so this is `crust-model` and not the worker:
+//! the api checks syntax at save time ([`check_templates_in`]), the worker
+//! renders ([`render_limited`]) over a context it supplies through
+//! [`Scope`] (its outputs stay serialised and are read in place with
+//! [`lookup_raw`]).
 //!
 //! A string that is exactly one reference becomes the referenced JSON value
 //! itself (numbers and objects stay typed); otherwise references are
@@ -10,7 +18,119 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crust_model::task::{parse_template, Segment};
+/// The top-level names a template path may start with.
+pub const TEMPLATE_ROOTS: &[&str] = &["parameters", "outputs", "error", "job"];
+
+// ---- Syntax -------------------------------------------------------------
+
+/// Checks the template syntax of every string in `value`, naming where.
+pub fn check_templates_in(at: &str, value: &Value) -> Result<(), String> {
+    match value {
+        Value::String(text) => check_template(text).map_err(|err| format!("{at}: {err}")),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(index, item)| check_templates_in(&format!("{at}[{index}]"), item)),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(key, item)| check_templates_in(&format!("{at}.{key}"), item)),
+        _ => Ok(()),
+    }
+}
+
+/// One piece of a parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Text copied as is (escapes already resolved).
+    Text(String),
+    /// A `{{ path }}` reference, split at the dots.
+    Ref(Vec<String>),
+}
+
+/// True when `text` holds at least one (unescaped) `{{`.
+pub fn has_template(text: &str) -> bool {
+    match parse_template(text) {
+        Ok(segments) => segments.iter().any(|s| matches!(s, Segment::Ref(_))),
+        Err(_) => true,
+    }
+}
+
+/// Checks template syntax: every `{{` closed, paths not empty, paths
+/// starting with one of [`TEMPLATE_ROOTS`].
+pub fn check_template(text: &str) -> Result<(), String> {
+    parse_template(text).map(drop)
+}
+
+/// Splits a template into text and references. `\{{` is a literal `{{`.
+pub fn parse_template(text: &str) -> Result<Vec<Segment>, String> {
+    let mut segments = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("{{") {
+        if rest[..at].ends_with('\\') {
+            literal.push_str(&rest[..at - 1]);
+            literal.push_str("{{");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        literal.push_str(&rest[..at]);
+        let inner_start = &rest[at + 2..];
+        let Some(end) = inner_start.find("}}") else {
+            return Err(format!(
+                "template {:?}: unclosed {{{{ (add }}}} or write \\{{{{ for a literal {{{{)",
+                shorten(&rest[at..])
+            ));
+        };
+        let inner = inner_start[..end].trim();
+        let path =
+            parse_path(inner).map_err(|reason| format!("template {{{{ {inner} }}}}: {reason}"))?;
+        if !literal.is_empty() {
+            segments.push(Segment::Text(std::mem::take(&mut literal)));
+        }
+        segments.push(Segment::Ref(path));
+        rest = &inner_start[end + 2..];
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        segments.push(Segment::Text(literal));
+    }
+    Ok(segments)
+}
+
+fn parse_path(inner: &str) -> Result<Vec<String>, String> {
+    if inner.is_empty() {
+        return Err("empty path".into());
+    }
+    let parts: Vec<String> = inner.split('.').map(str::to_owned).collect();
+    if let Some(bad) = parts
+        .iter()
+        .find(|part| part.is_empty() || part.contains(char::is_whitespace) || part.contains('{'))
+    {
+        return Err(if bad.is_empty() {
+            "empty path segment".into()
+        } else {
+            format!("{bad:?} is not a path segment")
+        });
+    }
+    if !TEMPLATE_ROOTS.contains(&parts[0].as_str()) {
+        return Err(format!(
+            "unknown name {:?} (paths start with {})",
+            parts[0],
+            TEMPLATE_ROOTS.join(", ")
+        ));
+    }
+    Ok(parts)
+}
+
+fn shorten(text: &str) -> String {
+    let mut short: String = text.chars().take(40).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
+}
+
+// ---- Rendering ----------------------------------------------------------
 
 /// What templates are rendered over: anything that can answer a path.
 pub trait Scope {
@@ -174,6 +294,48 @@ pub fn lookup_raw(raw: &RawValue, path: &[String], from: usize) -> Result<Value,
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn templates_parse_into_text_and_references() {
+        assert_eq!(
+            parse_template("Hi {{parameters.name}}, id {{ outputs.a.items.0.id }}!").unwrap(),
+            vec![
+                Segment::Text("Hi ".into()),
+                Segment::Ref(vec!["parameters".into(), "name".into()]),
+                Segment::Text(", id ".into()),
+                Segment::Ref(vec![
+                    "outputs".into(),
+                    "a".into(),
+                    "items".into(),
+                    "0".into(),
+                    "id".into()
+                ]),
+                Segment::Text("!".into()),
+            ]
+        );
+        assert_eq!(
+            parse_template(r"a \{{ b }}").unwrap(),
+            vec![Segment::Text("a {{ b }}".into())]
+        );
+        assert!(!has_template(r"\{{ x }}"));
+        assert!(has_template("{{ job.id }}"));
+    }
+
+    #[test]
+    fn template_syntax_errors_are_explained() {
+        assert!(check_template("x {{ parameters.a")
+            .unwrap_err()
+            .contains("unclosed"));
+        assert!(check_template("{{ }}").unwrap_err().contains("empty path"));
+        assert!(check_template("{{ outputs..a }}")
+            .unwrap_err()
+            .contains("empty path segment"));
+        assert!(check_template("{{ foo.a }}")
+            .unwrap_err()
+            .contains("unknown name \"foo\""));
+        assert!(check_template("{{ outputs.a b }}").is_err());
+        assert!(check_template("plain } {text}").is_ok());
+    }
 
     fn context() -> Value {
         json!({
