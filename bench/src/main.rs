@@ -1,12 +1,18 @@
 //! `crust-bench`: benchmarks of a running Crust, each measured against the
 //! physical limit (Postgres alone) in the same run on the same machine.
+//!
+//! One module per bench (`records`, `query`, `jobs/`, `memory`); what they
+//! share: `client` (the api, its token and the database), `report` (the
+//! load driver, latency summaries, tables, failures and verdicts) and
+//! `procfs` (a process's memory).
 
-mod api;
+mod client;
 mod jobs;
 mod memory;
+mod procfs;
 mod query;
 mod records;
-mod stats;
+mod report;
 
 use clap::{Parser, Subcommand};
 

@@ -8,34 +8,32 @@
 //! The worker must reach 127.0.0.1: once the `http` task refuses loopback
 //! by default, start it with `CRUST_HTTP_ALLOW=127.0.0.1/32`.
 
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use crust_model::auth::TokenKey;
+use anyhow::bail;
 use crust_model::Id;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 
-use crate::api::Api;
+use crate::client::{Api, ApiArgs};
+use crate::procfs::status_kib;
+use crate::report::Verdicts;
 
 /// Targets of issue 9.
 const TARGET_ONE_MB: f64 = 200.0;
 const TARGET_MANY_MB: f64 = 1000.0;
 /// How often VmRSS is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Options of `crust-bench memory`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Base URL of the running API.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    api: String,
-
-    /// The API's HS256 secret, to mint a bearer token.
-    #[arg(long, env = "CRUST_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: String,
+    #[command(flatten)]
+    target: ApiArgs,
 
     /// The worker to measure (default: the only process named
     /// `crust-worker`). It must be the only worker on the queue.
@@ -132,22 +130,11 @@ fn find_worker() -> anyhow::Result<u32> {
 
 /// A `/proc/<pid>/status` field in MB (10^6 bytes).
 fn status_mb(pid: u32, field: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("cannot read /proc/{pid}/status (has the worker exited?)"))?;
-    parse_field(&status, field).with_context(|| format!("no {field} in /proc/{pid}/status"))
+    Ok(kib_to_mb(status_kib(pid, field)?))
 }
 
-fn parse_field(status: &str, field: &str) -> Option<f64> {
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(&format!("{field}:")))?;
-    let kib: f64 = line[field.len() + 1..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024.0 / 1e6)
+fn kib_to_mb(kib: f64) -> f64 {
+    kib * 1024.0 / 1e6
 }
 
 /// What one phase measured.
@@ -160,21 +147,10 @@ struct Phase {
 }
 
 impl Api {
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        self.call(self.http.post(&url).json(&body), StatusCode::CREATED)
-            .await
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("POST {url}"))
-    }
-
-    async fn status_of(&self, job: &str) -> anyhow::Result<(String, Option<String>)> {
-        let url = format!("{}/job/{job}", self.base);
+    async fn status_of(&self, job: Id) -> anyhow::Result<(String, Option<String>)> {
         let answer = self
-            .call(self.http.get(&url), StatusCode::OK)
-            .await
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("GET {url}"))?;
+            .send(Method::GET, &format!("/job/{job}"), None, StatusCode::OK)
+            .await?;
         let status = answer["response"]["status"]
             .as_str()
             .unwrap_or_default()
@@ -189,19 +165,15 @@ impl Api {
 async fn phase(
     api: &Api,
     pid: u32,
-    workflow: &str,
+    workflow: Id,
     count: usize,
     deadline: Duration,
 ) -> anyhow::Result<Phase> {
     let started = Instant::now();
     let mut jobs = Vec::with_capacity(count);
     for _ in 0..count {
-        let answer = api.post("/job/", json!({"workflowID": workflow})).await?;
-        let id = answer["response"]["jobID"]
-            .as_str()
-            .context("the job answer has no jobID")?
-            .to_owned();
-        jobs.push(id);
+        let job = json!({"workflowID": workflow});
+        jobs.push(api.create("/job/", &job, "jobID").await?);
     }
     let mut peak = status_mb(pid, "VmRSS")?;
     let mut pending = jobs.clone();
@@ -221,7 +193,7 @@ async fn phase(
         last_poll = Instant::now();
         let mut still = Vec::new();
         for job in pending {
-            match api.status_of(&job).await? {
+            match api.status_of(job).await? {
                 (status, _) if status == "queued" || status == "running" => still.push(job),
                 (status, _) if status == "ok" => {}
                 (status, error) => bail!("job {job} ended {status}: {error:?}"),
@@ -244,14 +216,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(pid) => pid,
         None => find_worker()?,
     };
-    let token = TokenKey::new(&args.jwt_secret)
-        .map_err(anyhow::Error::msg)?
-        .sign(Id(1), chrono::Utc::now().timestamp(), 3600);
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: args.api.trim_end_matches('/').to_owned(),
-        auth: format!("Bearer {token}"),
-    };
+    let api = args.target.connect(1, REQUEST_TIMEOUT)?;
     let body = document(args.objects);
     let size = body.len();
     let url = serve(body)?;
@@ -259,16 +224,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map(|n| json!({"name": format!("fetch{n}"), "kind": "http", "params": {"url": url}}))
         .collect();
     let name = format!("bench-memory-{}", std::process::id());
-    let answer = api
-        .post(
+    let workflow = api
+        .create(
             "/workflow/",
-            json!({"name": name, "tasks": tasks, "timeout": 0}),
+            &json!({"name": name, "tasks": tasks, "timeout": 0}),
+            "workflowID",
         )
         .await?;
-    let workflow = answer["response"]["workflowID"]
-        .as_str()
-        .context("the workflow answer has no workflowID")?
-        .to_owned();
     let deadline = Duration::from_secs(args.deadline);
     let idle = status_mb(pid, "VmRSS")?;
     println!(
@@ -279,14 +241,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("worker VmRSS before: {idle:.1} MB");
     let result = async {
-        let one = phase(&api, pid, &workflow, 1, deadline).await?;
-        let many = phase(&api, pid, &workflow, args.jobs as usize, deadline).await?;
+        let one = phase(&api, pid, workflow, 1, deadline).await?;
+        let many = phase(&api, pid, workflow, args.jobs as usize, deadline).await?;
         anyhow::Ok((one, many))
     }
     .await;
-    let url = format!("{}/workflow/{workflow}", api.base);
-    if let Err(err) = api.call(api.http.delete(&url), StatusCode::OK).await {
-        eprintln!("cannot delete the bench's workflow {workflow}: {err}");
+    let path = format!("/workflow/{workflow}");
+    if let Err(err) = api.send(Method::DELETE, &path, None, StatusCode::OK).await {
+        eprintln!("cannot delete the bench's workflow {workflow}: {err:#}");
     }
     let (one, many) = result?;
     println!();
@@ -300,11 +262,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             phase.peak_rss_mb,
             phase.hwm_mb,
             phase.after_rss_mb,
-            if phase.hwm_mb < target {
-                "met"
-            } else {
-                "NOT met"
-            }
+            Verdicts::Lower.of(phase.hwm_mb < target)
         );
     }
     Ok(())
@@ -323,10 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn status_fields_are_read_in_mb() {
-        let status = "Name:\tcrust-worker\nVmHWM:\t  204800 kB\nVmRSS:\t   20480 kB\n";
-        assert_eq!(parse_field(status, "VmHWM"), Some(204_800.0 * 1024.0 / 1e6));
-        assert_eq!(parse_field(status, "VmRSS"), Some(20_480.0 * 1024.0 / 1e6));
-        assert_eq!(parse_field(status, "VmSwap"), None);
+    fn status_fields_are_shown_in_mb() {
+        assert_eq!(kib_to_mb(204_800.0), 209.7152);
     }
 }

@@ -4,39 +4,32 @@
 //! (c) the same report as plain SQL on a native typed table holding the
 //! same rows, measured in the same run.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use crust_model::auth::TokenKey;
 use crust_model::Id;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::stats::{ms, percentile, Table};
+use crate::client::{unix_now, Api, ApiArgs, DbArgs};
+use crate::report::{cores, Latency, Table, Verdicts};
 
 /// Targets from the issue.
 const TARGET_PAGE_P50: Duration = Duration::from_millis(20);
 const TARGET_REPORT_RATIO: f64 = 2.0;
+/// How long one request may take (a report over a million records is slow
+/// on a debug build).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Options of `crust-bench query`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Base URL of the running API.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    api: String,
+    #[command(flatten)]
+    target: ApiArgs,
 
-    /// The API's Postgres (for loading rows and the native baseline).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/crust"
-    )]
-    database_url: String,
-
-    /// The API's HS256 secret, to mint a bearer token.
-    #[arg(long, env = "CRUST_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: String,
+    #[command(flatten)]
+    db: DbArgs,
 
     /// Records to load.
     #[arg(long, default_value_t = 1_000_000)]
@@ -66,27 +59,8 @@ const NATIVE_REPORT: &str = "SELECT count(*)::float8, sum(amount)::float8, to_ch
 
 /// Runs the bench and removes what it made.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let key = TokenKey::new(&args.jwt_secret).map_err(anyhow::Error::msg)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-    let token = key.sign(Id(1), now.as_secs() as i64, 3 * 3600);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()?;
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&args.database_url)
-        .await
-        .context("cannot connect to Postgres")?;
-    let api = args.api.trim_end_matches('/').to_owned();
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut request = http
-            .request(method, format!("{api}{path}"))
-            .bearer_auth(&token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send()
-    };
+    let api = args.target.connect(1, REQUEST_TIMEOUT)?;
+    let pool = args.db.connect(2).await?;
 
     let fields = json!([
         {"name": "title", "kind": "String", "maxLength": 200},
@@ -100,24 +74,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         {"name": "owner", "kind": "User"},
         {"name": "priority", "kind": "Select", "options": {"options": ["low", "medium", "high"]}}
     ]);
-    let name = format!("bench_query_{}", now.as_nanos());
-    let response = call(
-        reqwest::Method::POST,
-        "/module/".into(),
-        Some(json!({"name": name, "fields": fields})),
-    )
-    .await?;
-    if response.status() != reqwest::StatusCode::CREATED {
-        bail!("cannot create the bench module: {}", response.text().await?);
-    }
-    let module: Id =
-        serde_json::from_value(response.json::<Value>().await?["response"]["moduleID"].clone())?;
+    let name = format!("bench_query_{}", unix_now()?.as_nanos());
+    let module = api
+        .create(
+            "/module/",
+            &json!({"name": name, "fields": fields}),
+            "moduleID",
+        )
+        .await
+        .context("cannot create the bench module")?;
     println!(
         "module {name} (id {module}), 10 fields; loading {} records",
         args.records
     );
 
-    let result = measure(&args, &pool, module, &call, &fields).await;
+    let result = measure(&args, &pool, module, &api, &fields).await;
     if args.keep {
         println!("kept module {module}, partition records_m{module} and table bench_native");
         return result;
@@ -140,17 +111,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-async fn measure<F, Fut>(
+async fn measure(
     args: &Args,
     pool: &PgPool,
     module: Id,
-    call: &F,
+    api: &Api,
     fields: &Value,
-) -> anyhow::Result<()>
-where
-    F: Fn(reqwest::Method, String, Option<Value>) -> Fut,
-    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
-{
+) -> anyhow::Result<()> {
     // Load without the field indexes, then have the API build them (a
     // module edit with the same fields creates what is missing), which is
     // also the path a real bulk import would take.
@@ -190,15 +157,15 @@ where
     .context("loading records")?;
     println!("loaded in {:.1} s", started.elapsed().as_secs_f64());
     let started = Instant::now();
-    let response = call(
-        reqwest::Method::POST,
-        format!("/module/{module}"),
-        Some(json!({"name": format!("bench_query_{module}"), "fields": fields})),
+    let edit = json!({"name": format!("bench_query_{module}"), "fields": fields});
+    api.send(
+        Method::POST,
+        &format!("/module/{module}"),
+        Some(&edit),
+        StatusCode::OK,
     )
-    .await?;
-    if !response.status().is_success() {
-        bail!("module edit failed: {}", response.text().await?);
-    }
+    .await
+    .context("module edit failed")?;
     println!(
         "field indexes built through the API in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -234,7 +201,7 @@ where
     );
     let mut first = None;
     for _ in 0..10 {
-        first = Some(expect_ok(call(reqwest::Method::GET, page_path.clone(), None).await?).await?);
+        first = Some(get(api, &page_path).await?);
     }
     let meta = first
         .map(|page| page["response"]["meta"].clone())
@@ -242,7 +209,7 @@ where
     let mut pages = Vec::with_capacity(args.pages);
     for _ in 0..args.pages {
         let sent = Instant::now();
-        expect_ok(call(reqwest::Method::GET, page_path.clone(), None).await?).await?;
+        get(api, &page_path).await?;
         pages.push(sent.elapsed());
     }
     pages.sort_unstable();
@@ -258,7 +225,7 @@ where
     let mut native_reports = Vec::new();
     for run in 0..=args.reports {
         let sent = Instant::now();
-        api_rows = expect_ok(call(reqwest::Method::GET, report_path.clone(), None).await?).await?;
+        api_rows = get(api, &report_path).await?;
         let api_time = sent.elapsed();
         let sent = Instant::now();
         let native: Vec<(f64, f64, String)> = sqlx::query_as(NATIVE_REPORT).fetch_all(pool).await?;
@@ -281,66 +248,45 @@ where
     native_reports.sort_unstable();
 
     let months = api_rows["response"].as_array().map_or(0, Vec::len);
-    let page_p50 = percentile(&pages, 50.0);
-    let api_p50 = percentile(&api_reports, 50.0);
-    let native_p50 = percentile(&native_reports, 50.0);
-    let ratio = api_p50.as_secs_f64() / native_p50.as_secs_f64().max(1e-9);
+    let page = Latency::of_sorted(&pages);
+    let api_report = Latency::of_sorted(&api_reports);
+    let native_report = Latency::of_sorted(&native_reports);
+    let ratio = api_report.p50.as_secs_f64() / native_report.p50.as_secs_f64().max(1e-9);
     println!();
     println!(
         "machine: {} cores; {} records, 10 fields",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores(),
         args.records
     );
     println!("(a) filter {FILTER:?}, sort {SORT:?}, perPage 20; meta {meta}");
     println!("(b) report metrics {METRICS:?}, dimensions {DIMENSIONS:?}: {months} rows");
     let mut table = Table::new(["measurement", "runs", "p50 ms", "p99 ms", "max ms"]);
-    table.row([
-        "(a) first page via API".to_owned(),
-        pages.len().to_string(),
-        ms(page_p50),
-        ms(percentile(&pages, 99.0)),
-        ms(pages.last().copied().unwrap_or_default()),
-    ]);
-    table.row([
-        "(b) report via API".to_owned(),
-        api_reports.len().to_string(),
-        ms(api_p50),
-        ms(percentile(&api_reports, 99.0)),
-        ms(api_reports.last().copied().unwrap_or_default()),
-    ]);
-    table.row([
-        "(c) same report, plain SQL on a typed table".to_owned(),
-        native_reports.len().to_string(),
-        ms(native_p50),
-        ms(percentile(&native_reports, 99.0)),
-        ms(native_reports.last().copied().unwrap_or_default()),
-    ]);
+    for (measurement, runs, latency) in [
+        ("(a) first page via API", pages.len(), page),
+        ("(b) report via API", api_reports.len(), api_report),
+        (
+            "(c) same report, plain SQL on a typed table",
+            native_reports.len(),
+            native_report,
+        ),
+    ] {
+        let [p50, p99, max] = latency.cells();
+        table.row([measurement.to_owned(), runs.to_string(), p50, p99, max]);
+    }
     print!("{}", table.render());
     println!("(b) / (c) = {ratio:.2}x");
     println!(
         "targets: (a) p50 <= {} ms: {}; (b) within {TARGET_REPORT_RATIO}x of (c): {}",
         TARGET_PAGE_P50.as_millis(),
-        if page_p50 <= TARGET_PAGE_P50 {
-            "met"
-        } else {
-            "NOT met"
-        },
-        if ratio <= TARGET_REPORT_RATIO {
-            "met"
-        } else {
-            "NOT met"
-        }
+        Verdicts::Lower.of(page.p50 <= TARGET_PAGE_P50),
+        Verdicts::Lower.of(ratio <= TARGET_REPORT_RATIO),
     );
     Ok(())
 }
 
-async fn expect_ok(response: reqwest::Response) -> anyhow::Result<Value> {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{status}: {body}");
-    }
-    Ok(body)
+/// `GET path`, expecting 200.
+async fn get(api: &Api, path: &str) -> anyhow::Result<Value> {
+    api.send(Method::GET, path, None, StatusCode::OK).await
 }
 
 /// Percent-encodes a query-string value.

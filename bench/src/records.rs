@@ -2,32 +2,21 @@
 //! against single-row INSERTs and SELECTs sent straight to Postgres at the
 //! same concurrency in the same run (the physical limit on this machine).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use crust_model::auth::TokenKey;
 use crust_model::Id;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::types::Json;
 use sqlx::PgPool;
 
-use crate::api::Api;
-use crate::stats::{ms, run_load, Phase, Summary, Table};
+use crate::client::{response_id, unix_now, Api, ApiArgs, DbArgs, BENCH_USER};
+use crate::report::{cores, ms, run_load, show_errors, Op, Summary, Table, Verdicts};
 
-/// One request in flight, as the load driver runs it.
-type Op<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send>>;
-
-/// The user the bench token speaks for and the direct INSERTs write as.
-const BENCH_USER: Id = Id(1);
-/// Lifetime of the bench token.
-const TOKEN_TTL_SECONDS: i64 = 3600;
-/// How many failure bodies to print per phase.
-const SHOWN_ERRORS: usize = 3;
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Target: API create throughput as a share of direct INSERT throughput.
 const TARGET_CREATE_SHARE: f64 = 0.50;
 /// Target: API p99 latency.
@@ -36,22 +25,11 @@ const TARGET_P99: Duration = Duration::from_millis(20);
 /// Options of `crust-bench records`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Base URL of the running API.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    api: String,
+    #[command(flatten)]
+    target: ApiArgs,
 
-    /// The API's Postgres, for the direct baseline and the clean-up.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/crust"
-    )]
-    database_url: String,
-
-    /// The API's HS256 secret, to mint a bearer token.
-    #[arg(long, env = "CRUST_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: String,
+    #[command(flatten)]
+    db: DbArgs,
 
     /// Concurrent clients (HTTP connections, and Postgres connections for
     /// the baseline).
@@ -74,37 +52,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let requests = usize::try_from(args.requests).context("--requests does not fit in usize")?;
     let warmup = usize::try_from(args.warmup).context("--warmup does not fit in usize")?;
 
-    let key = TokenKey::new(&args.jwt_secret)
-        .map_err(anyhow::Error::msg)
-        .context("--jwt-secret / CRUST_JWT_SECRET")?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?;
-    let now_secs = i64::try_from(now.as_secs()).context("the system clock is out of range")?;
-    let token = key.sign(BENCH_USER, now_secs, TOKEN_TTL_SECONDS);
+    let api = args.target.connect(clients, REQUEST_TIMEOUT)?;
+    let pool = args.db.connect(args.clients).await?;
 
-    let api = Api {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(clients)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build the HTTP client")?,
-        base: args.api.trim_end_matches('/').to_owned(),
-        auth: format!("Bearer {token}"),
-    };
-    let pool = PgPoolOptions::new()
-        .max_connections(args.clients)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect(&args.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to Postgres at {}",
-                redact(&args.database_url)
-            )
-        })?;
-
-    let module_name = format!("bench_records_{}", now.as_nanos());
+    let module_name = format!("bench_records_{}", unix_now()?.as_nanos());
     let module_id = api
         .create_module(&module_name)
         .await
@@ -206,34 +157,15 @@ impl Api {
                 {"name": "email", "kind": "Email"},
             ],
         });
-        let url = format!("{}/module/", self.base);
-        let answer = self
-            .call(self.http.post(&url).json(&body), StatusCode::CREATED)
-            .await
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("POST {url}"))?;
-        response_id(&answer, "moduleID")
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("POST {url}"))
+        self.create("/module/", &body, "moduleID").await
     }
 
     async fn delete_module(&self, id: Id) -> anyhow::Result<()> {
-        let url = format!("{}/module/{id}?force=true", self.base);
-        self.call(self.http.delete(&url), StatusCode::OK)
+        let path = format!("/module/{id}?force=true");
+        self.send(Method::DELETE, &path, None, StatusCode::OK)
             .await
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("DELETE {url}"))?;
-        Ok(())
+            .map(drop)
     }
-}
-
-/// `response.<field>` of an API answer, as an ID.
-fn response_id(answer: &Value, field: &str) -> Result<Id, String> {
-    let text = answer
-        .pointer(&format!("/response/{field}"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("answer has no response.{field} string"))?;
-    Id::parse(text)
 }
 
 /// `POST /module/{id}/record`, expecting 201; yields the new record's ID.
@@ -330,21 +262,6 @@ fn pick(ids: &[Id], index: usize) -> Result<Id, String> {
     Ok(ids[index % ids.len()])
 }
 
-/// Prints how many requests of a phase failed and the first few messages.
-fn show_errors<T>(what: &str, phase: &Phase<T>) {
-    if phase.errors == 0 {
-        return;
-    }
-    eprintln!(
-        "{what}: {} of {} requests failed; first ones:",
-        phase.errors,
-        phase.latencies.len()
-    );
-    for message in phase.error_samples.iter().take(SHOWN_ERRORS) {
-        eprintln!("  {message}");
-    }
-}
-
 /// Removes the bench records directly, then the module through the API,
 /// then the module's soft-deleted row and its records partition, so the
 /// bench leaves nothing behind.
@@ -387,25 +304,13 @@ async fn clean_up(api: &Api, pool: &PgPool, module_id: Id) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl Report {
     fn print(&self, clients: usize, requests: usize) {
-        let cores = std::thread::available_parallelism().map_or(0, usize::from);
         println!();
-        println!("machine: nproc {cores}, clients {clients}, requests {requests} per phase");
+        println!(
+            "machine: nproc {}, clients {clients}, requests {requests} per phase",
+            cores()
+        );
         let mut table = Table::new([
             "op", "path", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "api÷pg",
         ]);
@@ -435,15 +340,16 @@ impl Report {
 
         let share = ratio(&self.api_create, &self.pg_insert);
         let share_met = share >= TARGET_CREATE_SHARE;
-        let p99_met = self.api_create.p99 < TARGET_P99 && self.api_read.p99 < TARGET_P99;
+        let p99_met =
+            self.api_create.latency.p99 < TARGET_P99 && self.api_read.latency.p99 < TARGET_P99;
         println!(
             "targets: create ≥ {:.0}% of direct INSERT: {:.1}% {}; API p99 < {} ms: create {} ms, read {} ms {}; overall {}",
             100.0 * TARGET_CREATE_SHARE,
             100.0 * share,
             verdict(share_met),
             TARGET_P99.as_millis(),
-            ms(self.api_create.p99),
-            ms(self.api_read.p99),
+            ms(self.api_create.latency.p99),
+            ms(self.api_read.latency.p99),
             verdict(p99_met),
             verdict(share_met && p99_met),
         );
@@ -451,14 +357,15 @@ impl Report {
 }
 
 fn row(op: &str, path: &str, summary: &Summary, share: String) -> Vec<String> {
+    let [p50, p99, max] = summary.latency.cells();
     vec![
         op.to_owned(),
         path.to_owned(),
         summary.requests.to_string(),
-        format!("{:.0}", summary.per_second),
-        ms(summary.p50),
-        ms(summary.p99),
-        ms(summary.max),
+        summary.rate(),
+        p50,
+        p99,
+        max,
         summary.errors.to_string(),
         share,
     ]
@@ -473,11 +380,7 @@ fn ratio(api: &Summary, pg: &Summary) -> f64 {
 }
 
 fn verdict(met: bool) -> &'static str {
-    if met {
-        "MET"
-    } else {
-        "NOT MET"
-    }
+    Verdicts::Upper.of(met)
 }
 
 #[cfg(test)]
@@ -485,29 +388,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_read_from_the_envelope() {
-        let answer = json!({"response": {"recordID": "42", "moduleID": "7"}});
-        assert_eq!(response_id(&answer, "recordID"), Ok(Id(42)));
-        assert!(response_id(&answer, "pageID").is_err());
-        assert!(response_id(&json!({"response": {"recordID": 42}}), "recordID").is_err());
-    }
-
-    #[test]
     fn reads_wrap_around_the_created_ids() {
         let ids = [Id(5), Id(6)];
         assert_eq!(pick(&ids, 3), Ok(Id(6)));
         assert!(pick(&[], 0).is_err());
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://u:secret@host/db"),
-            "postgres://u:***@host/db"
-        );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1:5432/crust"),
-            "postgres://postgres@127.0.0.1:5432/crust"
-        );
     }
 }

@@ -1,13 +1,21 @@
-//! Load driving and latency statistics: run N clients over M requests,
-//! record every latency, and summarise as req/s, p50, p99 and max.
+//! What every bench prints, and the load driver behind most of it: run N
+//! clients over M requests, record every latency, summarise as req/s, p50,
+//! p99 and max, and print plain-text tables, failures and verdicts. The
+//! tables' columns are parsed by users' scripts: change them with care.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 /// How many error messages a phase keeps to show.
 const ERROR_SAMPLES: usize = 5;
+/// How many of them [`show_errors`] prints.
+const SHOWN_ERRORS: usize = 3;
+
+/// One request in flight, as the load driver runs it.
+pub type Op<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send>>;
 
 /// Everything one load phase measured.
 #[derive(Debug)]
@@ -22,6 +30,49 @@ pub struct Phase<T> {
     pub error_samples: Vec<String>,
     /// Wall-clock time from the first request sent to the last answered.
     pub elapsed: Duration,
+}
+
+impl<T> Phase<T> {
+    /// A phase with nothing measured yet, room for `requests`.
+    pub fn new(requests: usize) -> Self {
+        Phase {
+            latencies: Vec::with_capacity(requests),
+            values: Vec::with_capacity(requests),
+            errors: 0,
+            error_samples: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Counts one request that took `latency`.
+    pub fn record(&mut self, latency: Duration, result: Result<T, String>) {
+        self.latencies.push(latency);
+        match result {
+            Ok(value) => self.values.push(value),
+            Err(message) => {
+                self.errors += 1;
+                if self.error_samples.len() < ERROR_SAMPLES {
+                    self.error_samples.push(message);
+                }
+            }
+        }
+    }
+}
+
+/// Prints (to stderr) how many requests of a phase failed and the first
+/// few messages.
+pub fn show_errors<T>(what: &str, phase: &Phase<T>) {
+    if phase.errors == 0 {
+        return;
+    }
+    eprintln!(
+        "{what}: {} of {} requests failed; first ones:",
+        phase.errors,
+        phase.latencies.len()
+    );
+    for message in phase.error_samples.iter().take(SHOWN_ERRORS) {
+        eprintln!("  {message}");
+    }
 }
 
 /// Runs `requests` calls of `op` from `clients` concurrent tasks, each task
@@ -39,37 +90,16 @@ where
     for client in 0..clients {
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
-            let mut phase = Phase {
-                latencies: Vec::with_capacity(requests / clients + 1),
-                values: Vec::with_capacity(requests / clients + 1),
-                errors: 0,
-                error_samples: Vec::new(),
-                elapsed: Duration::ZERO,
-            };
+            let mut phase = Phase::new(requests / clients + 1);
             for index in (client..requests).step_by(clients) {
                 let sent = Instant::now();
                 let result = op(index).await;
-                phase.latencies.push(sent.elapsed());
-                match result {
-                    Ok(value) => phase.values.push(value),
-                    Err(message) => {
-                        phase.errors += 1;
-                        if phase.error_samples.len() < ERROR_SAMPLES {
-                            phase.error_samples.push(message);
-                        }
-                    }
-                }
+                phase.record(sent.elapsed(), result);
             }
             phase
         }));
     }
-    let mut total = Phase {
-        latencies: Vec::with_capacity(requests),
-        values: Vec::with_capacity(requests),
-        errors: 0,
-        error_samples: Vec::new(),
-        elapsed: Duration::ZERO,
-    };
+    let mut total = Phase::new(requests);
     for task in tasks {
         let part = task.await.context("a load client task panicked")?;
         total.latencies.extend(part.latencies);
@@ -93,9 +123,8 @@ pub struct Summary {
     pub errors: usize,
     /// Successful requests per second of wall-clock time.
     pub per_second: f64,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
+    /// Latencies, failures included.
+    pub latency: Latency,
 }
 
 impl Summary {
@@ -112,10 +141,37 @@ impl Summary {
             } else {
                 0.0
             },
-            p50: percentile(&phase.latencies, 50.0),
-            p99: percentile(&phase.latencies, 99.0),
-            max: phase.latencies.last().copied().unwrap_or_default(),
+            latency: Latency::of_sorted(&phase.latencies),
         }
+    }
+
+    /// The `req/s` cell: whole requests per second.
+    pub fn rate(&self) -> String {
+        format!("{:.0}", self.per_second)
+    }
+}
+
+/// The latency columns of a table row.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Latency {
+    /// The percentiles of ascending `sorted` (zero when empty).
+    pub fn of_sorted(sorted: &[Duration]) -> Self {
+        Latency {
+            p50: percentile(sorted, 50.0),
+            p99: percentile(sorted, 99.0),
+            max: sorted.last().copied().unwrap_or_default(),
+        }
+    }
+
+    /// The `p50 ms`, `p99 ms` and `max ms` cells.
+    pub fn cells(&self) -> [String; 3] {
+        [ms(self.p50), ms(self.p99), ms(self.max)]
     }
 }
 
@@ -131,6 +187,34 @@ pub fn percentile(sorted: &[Duration], pct: f64) -> Duration {
 /// Milliseconds with two decimals.
 pub fn ms(duration: Duration) -> String {
     format!("{:.2}", duration.as_secs_f64() * 1000.0)
+}
+
+/// The verdict on a target, in the words each bench has always printed
+/// (users' scripts match them, so the spellings were not unified).
+#[derive(Debug, Clone, Copy)]
+pub enum Verdicts {
+    /// `MET` / `NOT MET` (`records`).
+    Upper,
+    /// `met` / `NOT MET` (`jobs`).
+    Shouted,
+    /// `met` / `NOT met` (`query`, `memory`).
+    Lower,
+}
+
+impl Verdicts {
+    pub fn of(self, met: bool) -> &'static str {
+        match (self, met) {
+            (Verdicts::Upper, true) => "MET",
+            (Verdicts::Upper | Verdicts::Shouted, false) => "NOT MET",
+            (Verdicts::Shouted | Verdicts::Lower, true) => "met",
+            (Verdicts::Lower, false) => "NOT met",
+        }
+    }
+}
+
+/// The machine's core count, which every bench prints first.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, usize::from)
 }
 
 /// A plain-text table: the first column left-aligned, the rest right-aligned.
@@ -150,6 +234,12 @@ impl Table {
     /// Appends a row; missing trailing cells print empty.
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
         self.rows.push(cells.into_iter().map(Into::into).collect());
+    }
+
+    /// Prints the table to stdout after a blank line.
+    pub fn print(&self) {
+        println!();
+        print!("{}", self.render());
     }
 
     /// The table as lines of text, with a rule under the header.
@@ -222,8 +312,8 @@ mod tests {
         assert_eq!(summary.requests, 4);
         assert_eq!(summary.errors, 1);
         assert!((summary.per_second - 3.0).abs() < 1e-9);
-        assert_eq!(summary.p50, Duration::from_millis(2));
-        assert_eq!(summary.max, Duration::from_millis(4));
+        assert_eq!(summary.latency.p50, Duration::from_millis(2));
+        assert_eq!(summary.latency.max, Duration::from_millis(4));
     }
 
     #[tokio::test]
@@ -242,6 +332,14 @@ mod tests {
         assert_eq!(phase.errors, 1);
         assert_eq!(phase.latencies.len(), 10);
         assert_eq!(phase.error_samples, vec!["request 4 failed".to_owned()]);
+    }
+
+    #[test]
+    fn verdicts_keep_each_benchs_spelling() {
+        assert_eq!(Verdicts::Upper.of(true), "MET");
+        assert_eq!(Verdicts::Shouted.of(false), "NOT MET");
+        assert_eq!(Verdicts::Lower.of(false), "NOT met");
+        assert_eq!(Verdicts::Lower.of(true), "met");
     }
 
     #[test]
