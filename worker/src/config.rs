@@ -1,8 +1,11 @@
-//! The worker's settings (environment first, each also a `--flag`), read and
-//! range-checked by clap at start.
+//! The worker's settings (environment first, each also a `--flag`). Every
+//! numeric one carries its allowed range, so a value out of it stops the
+//! process at start with one line naming the variable (see
+//! `crust_model::config`); [`Config::validate`] checks what clap cannot.
 
 use std::time::Duration;
 
+use crust_model::config::ConfigError;
 use crust_queue::AmqpConfig;
 use crust_store::config::DbConfig;
 
@@ -24,17 +27,20 @@ pub struct Config {
     pub http_addr: std::net::SocketAddr,
 
     /// Jobs this process runs at once (and its RabbitMQ prefetch).
-    #[arg(long, env = "CRUST_WORKER_CONCURRENCY", default_value_t = 32)]
+    #[arg(long, env = "CRUST_WORKER_CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub concurrency: u16,
 
     /// Lease of a claimed job in milliseconds; renewed four times per lease.
-    /// A dead worker's jobs run again once their lease expires.
-    #[arg(long, env = "CRUST_WORKER_LEASE_MS", default_value_t = 5_000)]
+    /// A dead worker's jobs run again once their lease expires. 1 s to 1 h.
+    #[arg(long, env = "CRUST_WORKER_LEASE_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
     pub lease_ms: u64,
 
     /// Seconds running jobs get to finish after SIGTERM before they are
-    /// handed back to the queue.
-    #[arg(long, env = "CRUST_WORKER_DRAIN_SECS", default_value_t = 20)]
+    /// handed back to the queue. 0 (hand back at once) to 3600.
+    #[arg(long, env = "CRUST_WORKER_DRAIN_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_secs: u64,
 
     /// This worker's name in job rows (default: host name and process id).
@@ -90,8 +96,17 @@ impl Default for Limits {
 }
 
 impl Config {
+    /// Checks what the ranges on each setting cannot: that the URLs parse.
+    /// The worker has no rule across settings (its heartbeat is a quarter
+    /// of the lease, not a setting of its own).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.db.connect_options()?;
+        self.amqp.validate()
+    }
+
+    /// How long a claim holds without a heartbeat.
     pub(crate) fn lease(&self) -> Duration {
-        Duration::from_millis(self.lease_ms.max(100))
+        Duration::from_millis(self.lease_ms)
     }
 
     pub(crate) fn name(&self) -> String {
@@ -140,5 +155,46 @@ mod tests {
                 .unwrap_or_else(|| panic!("{flag} {value} was accepted"));
             assert!(err.to_string().contains(flag), "{err}");
         }
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_naming_their_variable() {
+        let cli: Cli = crust_model::config::parse_from([
+            "crust-worker",
+            "--concurrency=1000",
+            "--lease-ms=1000",
+            "--drain-secs=0",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.concurrency, 1000);
+        assert_eq!(cli.config.lease(), Duration::from_secs(1));
+        for (flag, env) in [
+            ("--concurrency=0", "CRUST_WORKER_CONCURRENCY"),
+            ("--concurrency=1001", "CRUST_WORKER_CONCURRENCY"),
+            ("--lease-ms=999", "CRUST_WORKER_LEASE_MS"),
+            ("--lease-ms=3600001", "CRUST_WORKER_LEASE_MS"),
+            ("--drain-secs=3601", "CRUST_WORKER_DRAIN_SECS"),
+            ("--db-pool-size=0", "CRUST_DB_POOL_SIZE"),
+            ("--max-output-bytes=0", "CRUST_WORKER_MAX_OUTPUT_BYTES"),
+            ("--job-log-max-lines=0", "CRUST_JOB_LOG_MAX_LINES"),
+            ("--job-log-max-bytes=0", "CRUST_JOB_LOG_MAX_BYTES"),
+            ("--http-timeout=0s", "CRUST_HTTP_TIMEOUT"),
+        ] {
+            let err = crust_model::config::parse_from::<Cli, _, _>(["crust-worker", flag])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} was accepted"));
+            let message = err.to_string();
+            assert!(message.starts_with(&format!("{env}: ")), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+
+    #[test]
+    fn validate_refuses_a_malformed_url() {
+        let mut cli = Cli::try_parse_from(["crust-worker"]).unwrap();
+        cli.config.validate().unwrap();
+        cli.config.amqp.amqp_url = "not a url".into();
+        let err = cli.config.validate().unwrap_err();
+        assert!(err.to_string().starts_with("AMQP_URL"), "{err}");
     }
 }

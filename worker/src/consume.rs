@@ -51,7 +51,7 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     let connection = queue::connect(&worker.config.amqp.amqp_url).await?;
     let channel = connection.create_channel().await?;
     queue::declare(&channel, &worker.names).await?;
-    queue::set_prefetch(&channel, worker.config.concurrency.max(1)).await?;
+    queue::set_prefetch(&channel, worker.config.concurrency).await?;
     listen_for_cancels(worker, &connection).await?;
     let tag = consumer_tag(&worker.name);
     let mut consumer = channel

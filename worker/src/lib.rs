@@ -57,8 +57,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    config.validate()?;
     let pool = config.db.pool()?;
-    config.amqp.validate()?;
     let log_pool = log_pool(&config.db)?;
     let (writer, writer_task) = Writer::start(pool.clone(), log_pool);
     let http = HttpClient::new(config.http_allow.clone(), config.http_timeout)
