@@ -3,10 +3,10 @@
 //! durations as people write them, and URLs shown with their password hidden.
 //!
 //! One pattern in all three binaries: every numeric setting carries its
-//! allowed range in its clap `value_parser`, rules across settings live in
-//! the config's `validate()` (a [`ConfigError`]), and `main` reads the
-//! settings with [`parse`], so whatever is wrong is one line on stderr and
-//! exit code 2.
+//! allowed range in its clap `value_parser`; what clap cannot check (URLs
+//! that must parse, rules across settings) is the config's `validate()`,
+//! returning a [`ConfigError`]; and `main` reads the settings with
+//! [`parse`], so whatever is wrong is one line on stderr and exit code 2.
 
 use std::process::ExitCode;
 use std::time::Duration;
