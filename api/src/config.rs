@@ -1,4 +1,7 @@
-//! The API's settings (environment first, each also a `--flag`).
+//! The API's settings (environment first, each also a `--flag`). Every
+//! numeric one carries its allowed range, so a value out of it stops the
+//! process at start with one line naming the variable (see
+//! `crust_model::config`); [`Config::validate`] checks what clap cannot.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,14 +37,15 @@ pub struct Config {
     #[arg(long, env = "CRUST_TRACE_URL")]
     pub trace_url: Option<String>,
 
-    /// Largest request body accepted, in bytes.
-    #[arg(long, env = "CRUST_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    /// Largest request body accepted, in bytes (1 KiB to 256 MiB).
+    #[arg(long, env = "CRUST_BODY_LIMIT", default_value_t = 1024 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=(256 << 20)))]
     pub body_limit: usize,
 
     /// Time a client has to send a request's headers, counted from when it
     /// connects or its previous response was sent (so idle keep-alive
     /// connections close after it too), and again to send the body: `30s`,
-    /// `2m`. Slow or silent connections are closed instead of held.
+    /// `2m`; at most `1h`. Slow or silent connections are closed instead of held.
     #[arg(long, env = "CRUST_HTTP_READ_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub http_read_timeout: Duration,
 
@@ -67,12 +71,33 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// A timeout such as `30s`, `2m` or a bare number of seconds.
+/// A timeout such as `30s`, `2m` or a bare number of seconds, up to an hour.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    crust_model::auth::parse_ttl(text).map(|seconds| Duration::from_secs(seconds.unsigned_abs()))
+    let seconds = crust_model::auth::parse_ttl(text)?;
+    if seconds > 3600 {
+        return Err(format!("{:?} is longer than 1h", text.trim()));
+    }
+    Ok(Duration::from_secs(seconds.unsigned_abs()))
 }
 
 impl Config {
+    /// Checks what the ranges on each setting cannot: that the URLs parse
+    /// and that `CRUST_TRACE_URL` says where the trace id goes. The api has
+    /// no rule across settings. The secret is checked where it is needed
+    /// ([`Config::token_key`]): `migrate` runs without one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.db.connect_options()?;
+        self.amqp.validate()?;
+        if let Some(url) = &self.trace_url {
+            if !url.contains("{traceID}") {
+                return Err(ConfigError::new(format!(
+                    "CRUST_TRACE_URL must contain {{traceID}} where the trace id goes (got {url:?})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The key tokens are signed and checked with; a missing or short
     /// secret is a configuration error.
     pub fn token_key(&self) -> Result<TokenKey, ConfigError> {
@@ -83,5 +108,60 @@ impl Config {
             )
         })?;
         TokenKey::new(secret).map_err(ConfigError::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_naming_their_variable() {
+        let cli: Cli = crust_model::config::parse_from([
+            "crust-api",
+            "--body-limit=1024",
+            "--http-read-timeout=1h",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.body_limit, 1024);
+        assert_eq!(cli.config.http_read_timeout, Duration::from_secs(3600));
+        for (flag, env) in [
+            ("--body-limit=0", "CRUST_BODY_LIMIT"),
+            ("--body-limit=268435457", "CRUST_BODY_LIMIT"),
+            ("--http-read-timeout=0s", "CRUST_HTTP_READ_TIMEOUT"),
+            ("--http-read-timeout=61m", "CRUST_HTTP_READ_TIMEOUT"),
+            ("--max-connections=0", "CRUST_MAX_CONNECTIONS"),
+            ("--db-pool-size=0", "CRUST_DB_POOL_SIZE"),
+            ("--query-timeout=0s", "CRUST_QUERY_TIMEOUT"),
+            ("--report-max-rows=0", "CRUST_REPORT_MAX_ROWS"),
+            ("--report-max-bytes=0", "CRUST_REPORT_MAX_BYTES"),
+        ] {
+            let err = crust_model::config::parse_from::<Cli, _, _>(["crust-api", flag])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} was accepted"));
+            let message = err.to_string();
+            assert!(message.starts_with(&format!("{env}: ")), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_trace_url_without_its_placeholder_is_a_configuration_error() {
+        let mut cli = Cli::try_parse_from(["crust-api"]).unwrap();
+        cli.config.validate().unwrap();
+        cli.config.trace_url = Some("https://grafana.example/explore".into());
+        let err = cli.config.validate().unwrap_err();
+        assert!(
+            err.to_string().starts_with("CRUST_TRACE_URL must contain"),
+            "{err}"
+        );
     }
 }

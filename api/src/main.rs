@@ -36,7 +36,11 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A setting clap refuses is one line and exit 2, like every ConfigError.
+    let cli: Cli = match crust_model::config::parse() {
+        Ok(cli) => cli,
+        Err(err) => return crust_model::config::exit_code("crust-api", Some(&err)),
+    };
     let telemetry = crust_runtime::telemetry::init("crust-api");
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,

@@ -38,16 +38,10 @@ impl AppState {
     /// Builds the state from configuration; bad settings fail here, at start.
     pub fn new(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let tokens = config.token_key()?;
-        if let Some(url) = &config.trace_url {
-            anyhow::ensure!(
-                url.contains("{traceID}"),
-                "CRUST_TRACE_URL must contain {{traceID}} where the trace id goes (got {url:?})"
-            );
-        }
+        config.validate()?;
         let cors = crate::cors::Cors::new(&config.cors_origins)
             .map_err(crust_model::config::ConfigError::new)?;
         let pool = config.db.pool()?;
-        config.amqp.validate()?;
         let queue = JobQueue::start(
             Arc::new(Publisher::new(&config.amqp)),
             pool.clone(),

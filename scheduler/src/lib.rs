@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crust_model::config::ConfigError;
 use crust_model::job::JobStatus;
 use crust_queue::{AmqpConfig, Message, Outgoing, Publisher};
 use crust_store::config::DbConfig;
@@ -18,7 +19,9 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// What `crust-scheduler` needs.
+/// What `crust-scheduler` needs. Every numeric setting carries its allowed
+/// range, so a value out of it stops the process at start with one line
+/// naming the variable; [`Config::validate`] checks what clap cannot.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     #[command(flatten)]
@@ -31,17 +34,36 @@ pub struct Config {
     #[arg(long, env = "CRUST_HTTP_ADDR", default_value = "127.0.0.1:0")]
     pub http_addr: std::net::SocketAddr,
 
-    /// Runs a job may lose to dead workers before it ends `error`.
-    #[arg(long, env = "CRUST_MAX_ATTEMPTS", default_value_t = 3)]
+    /// Runs a job may lose to dead workers before it ends `error` (1 to 1000).
+    #[arg(long, env = "CRUST_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub max_attempts: i32,
 
-    /// How long finished jobs and their logs are kept (e.g. 7d, 12h).
+    /// How long finished jobs and their logs are kept (e.g. 7d, 12h; at most
+    /// 3650d).
     #[arg(long, env = "CRUST_JOB_RETENTION", default_value = "7d", value_parser = parse_retention)]
     pub retention: Duration,
 }
 
+/// Longest retention: ten years (Postgres's intervals would overflow long
+/// before `u64` seconds do, failing every prune).
+const MAX_RETENTION_SECS: i64 = 3650 * 86_400;
+
 fn parse_retention(text: &str) -> Result<Duration, String> {
-    crust_model::auth::parse_ttl(text).map(|seconds| Duration::from_secs(seconds as u64))
+    let seconds = crust_model::auth::parse_ttl(text)?;
+    if seconds > MAX_RETENTION_SECS {
+        return Err(format!("{:?} is longer than 3650d", text.trim()));
+    }
+    Ok(Duration::from_secs(seconds.unsigned_abs()))
+}
+
+impl Config {
+    /// Checks what the ranges on each setting cannot: that the URLs parse.
+    /// The scheduler has no rule across settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.db.connect_options()?;
+        self.amqp.validate()
+    }
 }
 
 /// Longest sleep between passes, so housekeeping runs and a missed
@@ -58,8 +80,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    config.validate()?;
     let pool = config.db.pool()?;
-    config.amqp.validate()?;
     let publisher = Arc::new(Publisher::new(&config.amqp));
     tracing::info!(addr = %listener.local_addr()?, "crust-scheduler started");
     let health = tokio::spawn(crust_runtime::health::serve(
@@ -246,6 +268,48 @@ async fn release(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<()> {
         tracing::debug!(jobs = ids.len(), "jobs released");
         if (ids.len() as i64) < RELEASE_BATCH {
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_naming_their_variable() {
+        let cli: Cli = crust_model::config::parse_from([
+            "crust-scheduler",
+            "--max-attempts=1",
+            "--retention=3650d",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.max_attempts, 1);
+        assert_eq!(cli.config.retention, Duration::from_secs(3650 * 86_400));
+        cli.config.validate().unwrap();
+        for (flag, env) in [
+            ("--max-attempts=0", "CRUST_MAX_ATTEMPTS"),
+            ("--max-attempts=-1", "CRUST_MAX_ATTEMPTS"),
+            ("--max-attempts=1001", "CRUST_MAX_ATTEMPTS"),
+            ("--retention=0d", "CRUST_JOB_RETENTION"),
+            ("--retention=3651d", "CRUST_JOB_RETENTION"),
+            ("--db-pool-size=0", "CRUST_DB_POOL_SIZE"),
+            ("--db-pool-size=1001", "CRUST_DB_POOL_SIZE"),
+        ] {
+            let err = crust_model::config::parse_from::<Cli, _, _>(["crust-scheduler", flag])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} was accepted"));
+            let message = err.to_string();
+            assert!(message.starts_with(&format!("{env}: ")), "{message}");
+            assert!(!message.contains('\n'), "{message}");
         }
     }
 }

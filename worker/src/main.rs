@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(name = "crust-worker", version, about = "The Crust worker")]
 struct Cli {
     #[command(flatten)]
@@ -14,7 +13,11 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A setting clap refuses is one line and exit 2, like every ConfigError.
+    let cli: Cli = match crust_model::config::parse() {
+        Ok(cli) => cli,
+        Err(err) => return crust_model::config::exit_code("crust-worker", Some(&err)),
+    };
     let telemetry = crust_runtime::telemetry::init("crust-worker");
     let result = run(cli.config).await;
     telemetry.shutdown();

@@ -17,6 +17,8 @@ fn crust_api() -> Command {
         "DATABASE_URL",
         "AMQP_URL",
         "CRUST_HTTP_ADDR",
+        "CRUST_BODY_LIMIT",
+        "CRUST_TRACE_URL",
     ] {
         command.env_remove(name);
     }
@@ -58,7 +60,7 @@ type Case = (
 
 #[test]
 fn every_configuration_error_is_one_line_and_exit_code_2() {
-    let cases: [Case; 4] = [
+    let cases: [Case; 6] = [
         (&["serve"], &[], "crust-api: CRUST_JWT_SECRET is not set"),
         (
             &["serve"],
@@ -74,6 +76,19 @@ fn every_configuration_error_is_one_line_and_exit_code_2() {
             &["token", "--sub", "x"],
             &[("CRUST_JWT_SECRET", SECRET)],
             "crust-api: --sub:",
+        ),
+        (
+            &["serve"],
+            &[("CRUST_JWT_SECRET", SECRET), ("CRUST_BODY_LIMIT", "0")],
+            "crust-api: CRUST_BODY_LIMIT: invalid value '0'",
+        ),
+        (
+            &["serve"],
+            &[
+                ("CRUST_JWT_SECRET", SECRET),
+                ("CRUST_TRACE_URL", "https://grafana.example/explore"),
+            ],
+            "crust-api: CRUST_TRACE_URL must contain {traceID}",
         ),
     ];
     for (args, env, expected) in cases {

@@ -82,11 +82,11 @@ pub struct Args {
     workers: u32,
 
     /// Jobs each worker runs at once (CRUST_WORKER_CONCURRENCY).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1000))]
     concurrency: u16,
 
     /// Worker lease in milliseconds (CRUST_WORKER_LEASE_MS).
-    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
     lease_ms: u64,
 
     /// Jobs in the throughput phase (and the Postgres baseline).

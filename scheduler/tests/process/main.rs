@@ -108,3 +108,20 @@ fn a_bad_database_url_is_one_line_and_exit_code_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_setting_out_of_range_is_one_line_naming_the_variable_and_exit_code_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_crust-scheduler"))
+        .env("CRUST_MAX_ATTEMPTS", "0")
+        .env("CRUST_HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("crust-scheduler runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("crust-scheduler: CRUST_MAX_ATTEMPTS: invalid value '0'"),
+        "{stderr}"
+    );
+}

@@ -1,6 +1,12 @@
-//! The vocabulary of settings every process shares: the error a bad setting
-//! raises and how a binary exits on it, durations as people write them, and
-//! URLs shown with their password hidden.
+//! The vocabulary of settings every process shares: how a binary reads its
+//! settings, the error a bad setting raises and how a binary exits on it,
+//! durations as people write them, and URLs shown with their password hidden.
+//!
+//! One pattern in all three binaries: every numeric setting carries its
+//! allowed range in its clap `value_parser`; what clap cannot check (URLs
+//! that must parse, rules across settings) is the config's `validate()`,
+//! returning a [`ConfigError`]; and `main` reads the settings with
+//! [`parse`], so whatever is wrong is one line on stderr and exit code 2.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,6 +45,73 @@ pub fn exit_code(program: &str, error: Option<&(dyn std::error::Error + 'static)
     }
     eprintln!("{program}: {}", line.replace('\n', " "));
     ExitCode::from(if is_config { 2 } else { 1 })
+}
+
+/// Reads a binary's settings from its arguments and environment. `--help`
+/// and `--version` print and exit 0 as usual; anything clap refuses (a value
+/// out of its range, an unknown flag) is a [`ConfigError`] naming the
+/// setting's environment variable, which `main` reports through
+/// [`exit_code`] as one line and exit code 2.
+pub fn parse<C: clap::Parser>() -> Result<C, ConfigError> {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] over the given arguments (the first is the program name).
+pub fn parse_from<C, I, T>(args: I) -> Result<C, ConfigError>
+where
+    C: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    C::try_parse_from(args).map_err(|err| {
+        if !err.use_stderr() {
+            // --help or --version: clap prints it and exits 0.
+            err.exit()
+        }
+        let mut command = C::command();
+        // Arguments show themselves as clap does only once built.
+        command.build();
+        settings_error(&command, &err)
+    })
+}
+
+/// clap's error as one line, led by the environment variable of the setting
+/// it is about (people set these through the environment far more than
+/// through flags): `CRUST_WORKER_CONCURRENCY: invalid value '0' for
+/// '--concurrency <CONCURRENCY>': 0 is not in 1..=1000`.
+fn settings_error(command: &clap::Command, err: &clap::Error) -> ConfigError {
+    let rendered = err.render().to_string();
+    let line = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    let env = match err.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(arg)) => find_env(command, arg),
+        _ => None,
+    };
+    match env {
+        Some(env) => ConfigError::new(format!("{env}: {line}")),
+        None => ConfigError::new(line),
+    }
+}
+
+/// The environment variable of the argument clap shows as `shown`
+/// (`--concurrency <CONCURRENCY>`), in `command` or its subcommands.
+fn find_env(command: &clap::Command, shown: &str) -> Option<String> {
+    command
+        .get_arguments()
+        .find(|arg| arg.to_string() == shown)
+        .and_then(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .or_else(|| {
+            command
+                .get_subcommands()
+                .find_map(|sub| find_env(sub, shown))
+        })
 }
 
 /// `url` with any password replaced by `***`, for messages and logs.
@@ -109,6 +182,31 @@ mod tests {
         }
         assert_eq!(show_duration(Duration::from_secs(10)), "10s");
         assert_eq!(show_duration(Duration::from_millis(1_500)), "1500ms");
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        /// A bounded number.
+        #[arg(long, env = "CRUST_TEST_WIDGETS", default_value_t = 4,
+              value_parser = clap::value_parser!(u16).range(1..=10))]
+        widgets: u16,
+    }
+
+    #[test]
+    fn a_refused_setting_is_one_line_naming_its_environment_variable() {
+        let cli: Cli = parse_from(["test", "--widgets", "10"]).unwrap();
+        assert_eq!(cli.widgets, 10);
+        for bad in ["0", "11", "-1", "many"] {
+            let err =
+                parse_from::<Cli, _, _>(["test".into(), format!("--widgets={bad}")]).unwrap_err();
+            let message = err.to_string();
+            assert!(message.starts_with("CRUST_TEST_WIDGETS: "), "{message}");
+            assert!(message.contains(bad), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+        let err = parse_from::<Cli, _, _>(["test", "--gadgets", "1"]).unwrap_err();
+        assert!(err.to_string().contains("--gadgets"), "{err}");
+        assert!(!err.to_string().contains('\n'), "{err}");
     }
 
     #[test]

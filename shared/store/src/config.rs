@@ -18,8 +18,9 @@ pub struct DbConfig {
     )]
     pub database_url: String,
 
-    /// Most connections this process opens.
-    #[arg(long, env = "CRUST_DB_POOL_SIZE", default_value_t = 32)]
+    /// Most connections this process opens (1 to 1000).
+    #[arg(long, env = "CRUST_DB_POOL_SIZE", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
 }
 

@@ -1,5 +1,5 @@
-//! Test helpers: a task context over a channel logger, and fresh migrated
-//! databases that are dropped afterwards.
+//! Test helpers: a task context over a channel logger, optionally over a
+//! fresh migrated database (a `crust_testing::TestDb`, dropped afterwards).
 
 use std::time::Duration;
 
@@ -15,41 +15,24 @@ use crate::logs::{JobLogger, LogLimits, LogLine, LogSink};
 use crust_model::job::Parameters;
 use crust_model::module::ModuleInput;
 use crust_model::Id;
+use crust_testing::TestDb;
 
-/// A database of the test's own (dropped on drop) with a pool over it.
-pub struct TestDb {
-    pub pool: PgPool,
-    _db: crust_testing::TestDb,
-}
-
-impl TestDb {
-    /// Clones the migrated template into a fresh database.
-    pub async fn new() -> TestDb {
-        let db = crust_testing::TestDb::new().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&db.url)
-            .await
-            .unwrap();
-        TestDb { pool, _db: db }
-    }
-
-    /// Creates a module `contacts` with a required `name` and an `email`.
-    pub async fn contacts(&self) -> Id {
-        let input: ModuleInput = serde_json::from_value(json!({
-            "name": "contacts",
-            "fields": [
-                {"name": "name", "kind": "String", "isRequired": true},
-                {"name": "email", "kind": "Email"},
-                {"name": "score", "kind": "Number"},
-            ],
-        }))
-        .unwrap();
-        crust_store::modules::create(&self.pool, input.validate().unwrap())
-            .await
-            .unwrap()
-            .id
-    }
+/// Creates a module `contacts` with a required `name`, an `email` and a
+/// `score`.
+async fn create_contacts(pool: &PgPool) -> Id {
+    let input: ModuleInput = serde_json::from_value(json!({
+        "name": "contacts",
+        "fields": [
+            {"name": "name", "kind": "String", "isRequired": true},
+            {"name": "email", "kind": "Email"},
+            {"name": "score", "kind": "Number"},
+        ],
+    }))
+    .unwrap();
+    crust_store::modules::create(pool, input.validate().unwrap())
+        .await
+        .unwrap()
+        .id
 }
 
 /// Everything a [`TaskContext`] borrows, owned by the test.
@@ -63,6 +46,7 @@ pub struct Harness {
     pub timeout: Option<Duration>,
     pub cancel: CancellationToken,
     pub user: Id,
+    /// The database of [`Harness::with_db`], dropped with the harness.
     _db: Option<TestDb>,
 }
 
@@ -73,11 +57,17 @@ impl Harness {
         Self::with_pool(pool, None)
     }
 
-    /// A harness over a fresh database.
+    /// A harness over a fresh database holding the module `contacts`,
+    /// whose ID comes with it.
     pub async fn with_db() -> (Harness, Id) {
         let db = TestDb::new().await;
-        let module = db.contacts().await;
-        (Self::with_pool(db.pool.clone(), Some(db)), module)
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&db.url)
+            .await
+            .unwrap();
+        let module = create_contacts(&pool).await;
+        (Self::with_pool(pool, Some(db)), module)
     }
 
     fn with_pool(pool: PgPool, db: Option<TestDb>) -> Harness {

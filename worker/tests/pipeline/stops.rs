@@ -42,3 +42,25 @@ fn a_bad_amqp_url_is_one_line_and_exit_code_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_setting_out_of_range_is_one_line_naming_the_variable_and_exit_code_2() {
+    for (env, value) in [
+        ("CRUST_WORKER_CONCURRENCY", "0"),
+        ("CRUST_WORKER_LEASE_MS", "100"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_crust-worker"))
+            .env(env, value)
+            .env("CRUST_HTTP_ADDR", "127.0.0.1:0")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("crust-worker runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{env}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{env}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("crust-worker: {env}: invalid value '{value}'")),
+            "{stderr}"
+        );
+    }
+}
