@@ -3,6 +3,9 @@
 -- Every saved definition of a workflow; a job runs the version it was
 -- created with, so editing a workflow never changes jobs already created.
 ALTER TABLE workflows ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+-- Tasks of one job that run at once, at most.
+ALTER TABLE workflows ADD COLUMN parallelism INTEGER NOT NULL DEFAULT 8
+    CHECK (parallelism BETWEEN 1 AND 64);
 CREATE TABLE workflow_versions (
     workflow_id BIGINT      NOT NULL REFERENCES workflows (id),
     version     INTEGER     NOT NULL,
@@ -65,3 +68,39 @@ CREATE TABLE job_signals (
     taken_at   TIMESTAMPTZ
 );
 CREATE INDEX job_signals_pending ON job_signals (job_id, event, id) WHERE taken_at IS NULL;
+
+-- A child job's end puts its waiting parent back in the queue, whatever
+-- ended it (a worker, a cancel, the rescue of a lost worker, a workflow's
+-- deletion): one rule in the database rather than one in each of those.
+CREATE FUNCTION crust_wake_parent() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE jobs SET status = 'queued', wake_at = NULL, published_at = NULL,
+                    release_at = now(), updated_at = now()
+    WHERE id = NEW.parent_job_id AND status = 'waiting';
+    IF FOUND THEN
+        PERFORM pg_notify('crust_jobs_release', '');
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_wake_parent AFTER UPDATE OF status ON jobs FOR EACH ROW
+    WHEN (NEW.parent_job_id IS NOT NULL
+          AND NEW.status IN ('ok', 'error', 'cancelled')
+          AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION crust_wake_parent();
+
+-- Cancelling a job cancels its children: queued or waiting ones end at
+-- once, running ones are asked to stop (their worker sees it at its next
+-- heartbeat). Their own children follow through this same trigger.
+CREATE FUNCTION crust_cancel_children() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE jobs SET status = 'cancelled', cancel_requested = true, finished_at = now(),
+                    wake_at = NULL, updated_at = now()
+    WHERE parent_job_id = NEW.id AND status IN ('queued', 'waiting');
+    UPDATE jobs SET cancel_requested = true, updated_at = now()
+    WHERE parent_job_id = NEW.id AND status = 'running' AND NOT cancel_requested;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_cancel_children AFTER UPDATE OF status, cancel_requested ON jobs FOR EACH ROW
+    WHEN ((NEW.status = 'cancelled' AND OLD.status IS DISTINCT FROM NEW.status)
+          OR (NEW.cancel_requested AND NOT OLD.cancel_requested))
+    EXECUTE FUNCTION crust_cancel_children();

@@ -33,6 +33,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         chart::list_charts, chart::create_chart, chart::read_chart, chart::edit_chart, chart::delete_chart,
         workflow::list_workflows, workflow::create_workflow, workflow::read_workflow, workflow::update_workflow, workflow::delete_workflow,
         job::list_jobs, job::create_job, job::read_job, job::update_job, job::cancel_job, job::job_logs,
+        job::job_steps, job::signal_job, job::rerun_job,
     ),
     components(schemas(
         crust_model::module::Module, crust_model::module::Field,
@@ -40,6 +41,8 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::page::Page, crust_model::chart::Chart,
         crust_model::workflow::Workflow, crust_model::workflow::Task,
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
+        crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
+        crust_model::step::StepStatus, job::StepList,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),
     modifiers(&BearerAuth, &Conventions),

@@ -207,6 +207,10 @@ async fn pass(
             status => tracing::warn!(job.id = %rescued.id, %status, "worker lost; job ended"),
         }
     }
+    let woken = jobs::schedule::wake_due(pool).await?;
+    if woken > 0 {
+        tracing::debug!(jobs = woken, "waiting jobs woken");
+    }
     release(pool, publisher).await?;
     observe_queue(publisher).await;
     if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {

@@ -111,6 +111,14 @@ pub(crate) async fn run(worker: Arc<Worker>, job: Claimed, acker: Acker) {
             }
             let _ = acker.ack(BasicAckOptions::default()).await;
         }
+        Ending::Park(park) => {
+            if worker.writer.park(job.id, job.attempt, park).await {
+                tracing::debug!(job.id = %job.id, "job waiting");
+            } else {
+                tracing::warn!(job.id = %job.id, "run lost its claim; not parked");
+            }
+            let _ = acker.ack(BasicAckOptions::default()).await;
+        }
         Ending::Lost => {
             tracing::warn!(job.id = %job.id, "run lost its claim; stopped");
             let _ = acker.ack(BasicAckOptions::default()).await;

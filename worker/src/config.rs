@@ -82,6 +82,12 @@ pub struct Limits {
     #[arg(long, env = "CRUST_JOB_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub job_log_max_bytes: u64,
+
+    /// A `sleep` task longer than this many seconds parks its job
+    /// (`waiting`, holding no slot) instead of sleeping on the worker.
+    #[arg(long, env = "CRUST_DURABLE_SLEEP_SECS", default_value_t = tasks::DEFAULT_DURABLE_SLEEP_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub durable_sleep_secs: u64,
 }
 
 impl Default for Limits {
@@ -91,6 +97,7 @@ impl Default for Limits {
             max_output_bytes: tasks::DEFAULT_MAX_OUTPUT_BYTES,
             job_log_max_lines: logs.max_lines,
             job_log_max_bytes: logs.max_bytes,
+            durable_sleep_secs: tasks::DEFAULT_DURABLE_SLEEP_SECS,
         }
     }
 }

@@ -15,6 +15,7 @@ mod claimed;
 pub mod config;
 mod consume;
 mod drain;
+pub mod graph;
 mod lease;
 pub mod logs;
 pub mod runner;
@@ -70,6 +71,7 @@ pub async fn run(
             pool,
             http,
             max_output_bytes: config.limits.max_output_bytes,
+            durable_sleep: Duration::from_secs(config.limits.durable_sleep_secs),
         },
         runs: Runs::default(),
         writer,

@@ -1,8 +1,9 @@
-//! Runs one claimed job: its tasks in order, each try bounded by the task's
-//! timeout and retried after the task's delays, the whole bounded by the
-//! workflow's timeout; on failure the `onError` tasks run with the error in
-//! their context. The run stops early when it is cancelled, when it loses
-//! its claim, or when the worker hands it back at shutdown.
+//! Runs one claimed job: the graph of its tasks (see [`crate::graph`]),
+//! each try bounded by the task's timeout and retried after the task's
+//! delays, the whole bounded by the workflow's timeout; on failure the
+//! `onError` tasks run in order with the error in their context. The run
+//! stops early when it is cancelled, when it loses its claim, or when the
+//! worker hands it back at shutdown; it parks when a step must wait.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -11,17 +12,15 @@ use std::time::Duration;
 use crust_model::job::JobStatus;
 use crust_model::task::TaskKind;
 use crust_model::template::{parse_template, Segment};
-use crust_model::workflow::Task;
 use crust_model::Id;
-use crust_store::jobs::run::Claimed;
-use serde_json::value::RawValue;
+use crust_store::jobs::run::{Claimed, Park};
+use crust_store::steps;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
+use crate::graph::{Engine, Halt, Progress, Resume};
 use crate::logs::JobLogger;
-use crate::logs::MAX_DATA_BYTES;
-use crate::tasks::{self, Outputs, TaskContext, TaskEnv};
+use crate::tasks::{Outputs, TaskEnv};
 
 /// Why a run was told to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,23 +135,21 @@ impl Runs {
 }
 
 /// How a run ended, before it is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Ending {
     /// Write this status (and error).
     Finish(JobStatus, Option<String>),
+    /// A step cannot finish now: the job waits, holding no worker.
+    Park(Park),
     /// The claim was lost: write nothing.
     Lost,
     /// Give the job back to the queue.
     HandBack,
 }
 
-/// Why the task list stopped.
-enum Halt {
-    Failed(String),
-    Stopped,
-}
-
-/// Runs a claimed job to its ending.
+/// Runs a claimed job to its ending: the graph of its tasks from where its
+/// steps left off (see [`crate::graph`]), then, if it failed, the `onError`
+/// tasks in order.
 pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> Ending {
     log.log(
         "info",
@@ -161,24 +158,57 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
         None,
     )
     .await;
-    let mut outputs = Outputs::new();
+    let resume = match steps::list(&env.pool, job.id).await {
+        Ok(stored) => Resume::of(stored),
+        Err(err) => {
+            tracing::warn!(job.id = %job.id, error = %err, "cannot read the job's steps; handed back");
+            return Ending::HandBack;
+        }
+    };
+    if resume.finished() > 0 {
+        log.log(
+            "info",
+            None,
+            format!(
+                "resuming: {} steps already finished are not run again",
+                resume.finished()
+            ),
+            None,
+        )
+        .await;
+    }
     let keep = Keep::of(job);
+    let engine = Engine {
+        env,
+        job,
+        log,
+        stop,
+        resume: &resume,
+        keep: &keep,
+    };
     let timeout = (job.timeout > 0).then(|| Duration::from_secs(u64::from(job.timeout)));
-    let tasks_done = run_tasks(env, job, &job.tasks, &mut outputs, &keep, None, log, stop);
-    let result = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, tasks_done).await {
-            Ok(result) => result,
-            Err(_) => Err(Halt::Failed(format!(
-                "workflow timed out after {} s",
-                job.timeout
-            ))),
+    let graph_done = engine.run_graph();
+    let (result, mut outputs) = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, graph_done).await {
+            Ok(done) => done,
+            Err(_) => (
+                Err(Halt::Failed(format!(
+                    "workflow timed out after {} s",
+                    job.timeout
+                ))),
+                Outputs::new(),
+            ),
         },
-        None => tasks_done.await,
+        None => graph_done.await,
     };
     match result {
-        Ok(()) => {
+        Ok(Progress::Done(_)) => {
             log.log("info", None, "job finished", None).await;
             Ending::Finish(JobStatus::Ok, None)
+        }
+        Ok(Progress::Parked(park)) => {
+            log.log("info", None, "job waiting", None).await;
+            Ending::Park(park)
         }
         Err(Halt::Stopped) => stopped(stop, log).await,
         Err(Halt::Failed(error)) => {
@@ -186,28 +216,28 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
                 log.log("info", None, "running onError tasks", None).await;
                 // The handlers get their own task timeouts, not what is left
                 // of the workflow's (which may be what ran out).
-                let handled = run_tasks(
-                    env,
-                    job,
-                    &job.on_error,
-                    &mut outputs,
-                    &keep,
-                    Some(&error),
-                    log,
-                    stop,
-                )
-                .await;
-                if let Err(Halt::Stopped) = handled {
-                    return stopped(stop, log).await;
-                }
-                if let Err(Halt::Failed(handler_error)) = handled {
-                    log.log(
-                        "error",
-                        None,
-                        format!("onError failed: {handler_error}"),
-                        None,
-                    )
-                    .await;
+                for task in &job.on_error {
+                    let handled = engine
+                        .tries(task, -1, None, &outputs, Some(&error), stop.token(), false)
+                        .await;
+                    match handled {
+                        Ok(output) => {
+                            if keep.keeps(&task.name) {
+                                outputs.insert(task.name.clone(), output);
+                            }
+                        }
+                        Err(Halt::Stopped) => return stopped(stop, log).await,
+                        Err(Halt::Failed(handler_error)) => {
+                            log.log(
+                                "error",
+                                None,
+                                format!("onError failed: {handler_error}"),
+                                None,
+                            )
+                            .await;
+                            break;
+                        }
+                    }
                 }
             }
             // Last, so the log reads in the order things happened.
@@ -233,48 +263,41 @@ async fn stopped(stop: &Stop, log: &JobLogger) -> Ending {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_tasks(
-    env: &TaskEnv,
-    job: &Claimed,
-    list: &[Task],
-    outputs: &mut Outputs,
-    keep: &Keep,
-    error: Option<&str>,
-    log: &JobLogger,
-    stop: &Stop,
-) -> Result<(), Halt> {
-    for task in list {
-        let output = run_task(env, job, task, outputs, error, log, stop).await?;
-        if keep.keeps(&task.name) {
-            outputs.insert(task.name.clone(), output);
-        }
-    }
-    Ok(())
-}
-
 /// The outputs a run keeps: those some template of the workflow names
 /// (`{{ outputs.fetch… }}`), or all of them when a script or a template
 /// may read any. An output nothing can read is dropped once logged, so a
 /// long workflow does not hold every response it fetched.
 #[derive(Debug)]
-enum Keep {
+pub enum Keep {
     All,
     Named(HashSet<String>),
 }
 
 impl Keep {
-    fn of(job: &Claimed) -> Keep {
+    pub fn of(job: &Claimed) -> Keep {
         let mut named = HashSet::new();
         for task in job.tasks.iter().chain(&job.on_error) {
             if !collect_refs(task.kind, &task.params, &mut named) {
+                return Keep::All;
+            }
+            // `forEach` is a template; `when` is a script that may read any.
+            let items = task
+                .for_each
+                .as_ref()
+                .map(|text| Value::String(text.clone()));
+            if items.is_some_and(|items| !collect_refs(task.kind, &items, &mut named))
+                || task
+                    .when
+                    .as_ref()
+                    .is_some_and(|when| when.contains("outputs"))
+            {
                 return Keep::All;
             }
         }
         Keep::Named(named)
     }
 
-    fn keeps(&self, name: &str) -> bool {
+    pub fn keeps(&self, name: &str) -> bool {
         match self {
             Keep::All => true,
             Keep::Named(names) => names.contains(name),
@@ -322,113 +345,6 @@ fn collect_refs(kind: TaskKind, params: &Value, named: &mut HashSet<String>) -> 
     }
 }
 
-async fn run_task(
-    env: &TaskEnv,
-    job: &Claimed,
-    task: &Task,
-    outputs: &Outputs,
-    error: Option<&str>,
-    log: &JobLogger,
-    stop: &Stop,
-) -> Result<Box<RawValue>, Halt> {
-    let name = Some(task.name.as_str());
-    let limit = (task.timeout > 0).then(|| Duration::from_secs(u64::from(task.timeout)));
-    let tries = task.retries.len() + 1;
-    for try_number in 1..=tries {
-        if stop.token().is_cancelled() {
-            return Err(Halt::Stopped);
-        }
-        log.log(
-            "info",
-            name,
-            format!("task {} ({}) started", task.name, task.kind),
-            None,
-        )
-        .await;
-        // Each try gets its own token so a timed-out try is told to stop.
-        let try_token = stop.token().child_token();
-        let context = TaskContext {
-            env,
-            job_id: job.id,
-            user: job.created_by,
-            task_name: &task.name,
-            parameters: &job.parameters,
-            outputs,
-            error,
-            log,
-            timeout: limit,
-            cancel: &try_token,
-        };
-        let span = tracing::info_span!("task", task.name = %task.name, task.kind = %task.kind, task.try = try_number);
-        let attempt = tasks::run_to_raw(task.kind, &task.params, &context).instrument(span);
-        let result = tokio::select! {
-            biased;
-            () = stop.token().cancelled() => return Err(Halt::Stopped),
-            result = with_limit(limit, attempt) => result,
-        };
-        try_token.cancel();
-        let message = match result {
-            Some(Ok(output)) => {
-                // Small outputs go in the log; a large one is named by size.
-                let size = output.get().len();
-                if size <= MAX_DATA_BYTES {
-                    let data =
-                        RawValue::from_string(format!(r#"{{"output":{}}}"#, output.get())).ok();
-                    log.log_raw("info", name, format!("task {} ok", task.name), data)
-                        .await;
-                } else {
-                    log.log_raw(
-                        "info",
-                        name,
-                        format!(
-                            "task {} ok (an output of {size} bytes, too large for the log)",
-                            task.name
-                        ),
-                        None,
-                    )
-                    .await;
-                }
-                return Ok(output);
-            }
-            Some(Err(err)) => err.to_string(),
-            None => format!("timed out after {} s", task.timeout),
-        };
-        if try_number < tries {
-            let delay = task.retries[try_number - 1];
-            log.log(
-                "warn",
-                name,
-                format!("task {} failed (try {try_number} of {tries}): {message}; retrying in {delay} s", task.name),
-                None,
-            ).await;
-            tokio::select! {
-                () = stop.token().cancelled() => return Err(Halt::Stopped),
-                () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {}
-            }
-        } else {
-            log.log(
-                "error",
-                name,
-                format!("task {} failed: {message}", task.name),
-                None,
-            )
-            .await;
-            return Err(Halt::Failed(format!("task {}: {message}", task.name)));
-        }
-    }
-    Err(Halt::Failed(format!("task {}: no tries left", task.name)))
-}
-
-async fn with_limit<T>(
-    limit: Option<Duration>,
-    work: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, work).await.ok(),
-        None => Some(work.await),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +360,7 @@ mod tests {
             tasks: serde_json::from_value(tasks).unwrap(),
             on_error: Vec::new(),
             timeout: 0,
+            parallelism: 8,
             waited: 0.0,
             late: None,
         }

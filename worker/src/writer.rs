@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
+use crust_model::job::JobStatus;
 use crust_model::Id;
 use crust_store::jobs;
-use crust_store::jobs::run::{Outcome, APPEND_LOGS_SQL};
+use crust_store::jobs::run::{Outcome, Park, APPEND_LOGS_SQL};
 use deadpool_postgres::Pool as LogPool;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
@@ -25,9 +26,11 @@ pub const BUFFER_BYTES: usize = 16 * 1024 * 1024;
 /// Finish requests queued before runs wait.
 const FINISH_CAPACITY: usize = 1_024;
 
-/// A request to end a run; answered with whether the fenced update applied.
+/// A request to end a run (or, with `park`, to park it); answered with
+/// whether the fenced update applied.
 pub struct Finish {
     pub outcome: Outcome,
+    pub park: Option<Park>,
     pub done: oneshot::Sender<bool>,
 }
 
@@ -59,8 +62,29 @@ impl Writer {
     /// Ends a run once its lines are written; true if the run still held its
     /// claim (false: another run owns the job now, nothing was written).
     pub async fn finish(&self, outcome: Outcome) -> bool {
+        self.send(outcome, None).await
+    }
+
+    /// Parks a run (`waiting`) once its lines are written; true if the run
+    /// still held its claim.
+    pub async fn park(&self, id: Id, attempt: i32, park: Park) -> bool {
+        let outcome = Outcome {
+            id,
+            attempt,
+            status: JobStatus::Waiting,
+            error: None,
+        };
+        self.send(outcome, Some(park)).await
+    }
+
+    async fn send(&self, outcome: Outcome, park: Option<Park>) -> bool {
         let (done, answer) = oneshot::channel();
-        if self.finishes.send(Finish { outcome, done }).await.is_err() {
+        let finish = Finish {
+            outcome,
+            park,
+            done,
+        };
+        if self.finishes.send(finish).await.is_err() {
             return false;
         }
         answer.await.unwrap_or(false)
@@ -175,6 +199,21 @@ async fn write_lines(log_pool: &LogPool, lines: &[LogLine]) {
 }
 
 async fn write_finishes(pool: &PgPool, finishes: Vec<Finish>) {
+    let (parks, finishes): (Vec<Finish>, Vec<Finish>) =
+        finishes.into_iter().partition(|f| f.park.is_some());
+    for finish in parks {
+        let Some(park) = &finish.park else { continue };
+        let id = finish.outcome.id;
+        let attempt = finish.outcome.attempt;
+        let applied = retrying("cannot park a job", || {
+            jobs::run::park(pool, id, attempt, park)
+        })
+        .await;
+        let _ = finish.done.send(applied);
+    }
+    if finishes.is_empty() {
+        return;
+    }
     let outcomes: Vec<Outcome> = finishes.iter().map(|f| f.outcome.clone()).collect();
     let mut delay = Duration::from_millis(50);
     let applied: Vec<Id> = loop {
@@ -191,5 +230,25 @@ async fn write_finishes(pool: &PgPool, finishes: Vec<Finish>) {
     };
     for finish in finishes {
         let _ = finish.done.send(applied.contains(&finish.outcome.id));
+    }
+}
+
+/// Runs a store write until it succeeds: while Postgres is away the lease
+/// runs out and the job is rescued, after which the fenced write misses.
+async fn retrying<F, Fut, T>(what: &str, mut write: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crust_store::Result<T>>,
+{
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match write().await {
+            Ok(value) => return value,
+            Err(err) => {
+                tracing::warn!(error = %err, "{what}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }

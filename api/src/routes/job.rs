@@ -3,10 +3,11 @@
 
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use crust_model::job::{Job, JobInput, JobStatus, JobUpdate, LogEntry};
+use crust_model::job::{Job, JobInput, JobStatus, JobUpdate, LogEntry, RerunInput, SignalInput};
 use crust_model::paging::Paging;
+use crust_model::step::Step;
 use crust_store::jobs;
 use serde::{Deserialize, Serialize};
 
@@ -25,9 +26,9 @@ pub const MAX_LOGS_PER_PAGE: i64 = 1000;
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct JobQuery {
-    /// Only jobs in this status: queued, running, ok, error or cancelled
+    /// Only jobs in this status: queued, running, waiting, ok, error or cancelled
     /// (empty = any).
-    #[param(pattern = "^(queued|running|ok|error|cancelled)?$")]
+    #[param(pattern = "^(queued|running|waiting|ok|error|cancelled)?$")]
     pub status: Option<String>,
     /// 0-based page (default 0).
     #[param(minimum = 0, maximum = 92_233_720_368_547_758_i64)]
@@ -152,7 +153,7 @@ pub async fn read_job(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(ok(jobs::api::get(&state.pool, id)
+    Ok(ok(jobs::api::get_with_outputs(&state.pool, id)
         .await?
         .link_trace(state.trace_url.as_deref())))
 }
@@ -215,6 +216,74 @@ pub async fn job_logs(
     }))
 }
 
+/// A job's steps in workflow order: each task (`pending` until it starts)
+/// and the items of its `forEach`, with tries, times, output and error.
+#[utoipa::path(get, path = "/job/{jobID}/steps", tag = "jobs",
+    params(("jobID" = String, Path, description = "Job ID")),
+    responses((status = 200, body = inline(crate::extract::Envelope<StepList>)), (status = 404, body = super::ErrorBody)))]
+pub async fn job_steps(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(ok(StepList {
+        steps: jobs::api::steps(&state.pool, id).await?,
+    }))
+}
+
+/// A job's steps.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StepList {
+    pub steps: Vec<Step>,
+}
+
+/// Send a signal to a job: a `wait` task for `event` takes it, now if the
+/// job waits for it, else when it gets there. A finished job takes none (409).
+#[utoipa::path(post, path = "/job/{jobID}/signal", tag = "jobs", request_body = SignalInput,
+    params(("jobID" = String, Path, description = "Job ID")),
+    responses((status = 200, body = super::Success), (status = 400, body = super::ErrorBody),
+              (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn signal_job(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+    Body(input): Body<SignalInput>,
+) -> ApiResult<impl IntoResponse> {
+    let input = input.validate()?;
+    let signalled = jobs::api::signal(&state.pool, id, &input.event, input.data.as_ref()).await?;
+    if signalled.woke {
+        state.queue.run(id, None);
+    }
+    Ok(super::success())
+}
+
+/// Rerun a finished job as a new job (`rerunOf`), from the task `from` (by
+/// default the first that did not end ok): the tasks before it keep their
+/// outputs and do not run again.
+#[utoipa::path(post, path = "/job/{jobID}/rerun", tag = "jobs", request_body = RerunInput,
+    params(("jobID" = String, Path, description = "Job ID")),
+    responses((status = 201, body = inline(crate::extract::Envelope<Job>)), (status = 400, body = super::ErrorBody),
+              (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
+pub async fn rerun_job(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Ids([id]): Ids<1>,
+    Body(input): Body<RerunInput>,
+) -> ApiResult<impl IntoResponse> {
+    let trace_parent = crust_runtime::telemetry::current_traceparent();
+    let created_job = jobs::api::rerun(
+        &state.pool,
+        id,
+        input.from.as_deref(),
+        user,
+        trace_parent.as_deref(),
+    )
+    .await?;
+    crust_runtime::metrics::metrics().jobs_created.inc();
+    state.queue.run(created_job.job.id, trace_parent);
+    Ok(created(
+        created_job.job.link_trace(state.trace_url.as_deref()),
+    ))
+}
+
 /// Job routes.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -224,4 +293,7 @@ pub fn router() -> Router<AppState> {
             get(read_job).post(update_job).delete(cancel_job),
         )
         .route("/job/{jobID}/logs", get(job_logs))
+        .route("/job/{jobID}/steps", get(job_steps))
+        .route("/job/{jobID}/signal", post(signal_job))
+        .route("/job/{jobID}/rerun", post(rerun_job))
 }

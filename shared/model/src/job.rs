@@ -16,6 +16,9 @@ use crate::{Error, Id, Result};
 pub enum JobStatus {
     Queued,
     Running,
+    /// Parked: waiting for a signal, a child job or the end of a long
+    /// sleep, holding no worker; put back in the queue when that comes.
+    Waiting,
     Ok,
     Error,
     Cancelled,
@@ -27,6 +30,7 @@ impl JobStatus {
         match self {
             JobStatus::Queued => "queued",
             JobStatus::Running => "running",
+            JobStatus::Waiting => "waiting",
             JobStatus::Ok => "ok",
             JobStatus::Error => "error",
             JobStatus::Cancelled => "cancelled",
@@ -38,11 +42,12 @@ impl JobStatus {
         match text {
             "queued" => Ok(JobStatus::Queued),
             "running" => Ok(JobStatus::Running),
+            "waiting" => Ok(JobStatus::Waiting),
             "ok" => Ok(JobStatus::Ok),
             "error" => Ok(JobStatus::Error),
             "cancelled" => Ok(JobStatus::Cancelled),
             other => Err(format!(
-                "{other:?} is not a job status (queued, running, ok, error or cancelled)"
+                "{other:?} is not a job status (queued, running, waiting, ok, error or cancelled)"
             )),
         }
     }
@@ -56,7 +61,9 @@ impl JobStatus {
     }
 
     /// The only legal moves: queued → running | cancelled; running → ok |
-    /// error | cancelled | queued (a retry after a lost worker).
+    /// error | cancelled | queued (a retry after a lost worker) | waiting;
+    /// waiting → queued (a signal, a child's end, the wake-up time) |
+    /// cancelled.
     pub fn can_move_to(self, next: JobStatus) -> bool {
         use JobStatus::*;
         matches!(
@@ -67,6 +74,9 @@ impl JobStatus {
                 | (Running, Error)
                 | (Running, Cancelled)
                 | (Running, Queued)
+                | (Running, Waiting)
+                | (Waiting, Queued)
+                | (Waiting, Cancelled)
         )
     }
 }
@@ -185,6 +195,19 @@ pub struct Job {
     /// the operator's tracing UI. Absent when that variable is not set.
     #[serde(rename = "traceURL", skip_serializing_if = "Option::is_none")]
     pub trace_url: Option<String>,
+    /// The job whose `workflow` task started this one.
+    #[serde(rename = "parentJobID", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub parent_job_id: Option<Id>,
+    /// The job this one reruns (`POST /job/{id}/rerun`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub rerun_of: Option<Id>,
+    /// `{task: output}` of the finished steps (`null` for skipped ones);
+    /// shown when one job is read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub outputs: Option<Box<serde_json::value::RawValue>>,
 }
 
 impl Job {
@@ -365,6 +388,59 @@ pub fn trace_id_of(traceparent: &str) -> Option<&str> {
         && trace_id.bytes().all(|b| b.is_ascii_hexdigit())
         && trace_id.bytes().any(|b| b != b'0'))
     .then_some(trace_id)
+}
+
+/// The body of `POST /job/{jobID}/signal`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalInput {
+    /// The event a `wait` task waits for.
+    #[schema(min_length = 1, max_length = 255)]
+    pub event: String,
+    /// Given to the `wait` task as its output.
+    #[serde(default)]
+    pub data: Option<Value>,
+}
+
+/// Largest signal `data`, in bytes of JSON.
+pub const MAX_SIGNAL_DATA_BYTES: usize = 64 * 1024;
+
+impl SignalInput {
+    /// Checks the event's length and the data's size.
+    pub fn validate(self) -> Result<SignalInput> {
+        let event = self.event.trim();
+        if event.is_empty() || event.chars().count() > crate::task::MAX_EVENT_LEN {
+            return Err(Error::invalid(format!(
+                "event: must be 1 to {} characters",
+                crate::task::MAX_EVENT_LEN
+            )));
+        }
+        if let Some(data) = &self.data {
+            let size = serde_json::to_string(data)
+                .map(|text| text.len())
+                .unwrap_or(usize::MAX);
+            if size > MAX_SIGNAL_DATA_BYTES {
+                return Err(Error::invalid(format!(
+                    "data: {size} bytes of JSON; the limit is {MAX_SIGNAL_DATA_BYTES}"
+                )));
+            }
+        }
+        Ok(SignalInput {
+            event: event.to_owned(),
+            data: self.data,
+        })
+    }
+}
+
+/// The body of `POST /job/{jobID}/rerun`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerunInput {
+    /// The task to run again from (with every task that needs it); the
+    /// others keep their outputs. Default: the first task that did not end
+    /// ok.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 #[cfg(test)]

@@ -93,6 +93,10 @@ task_kinds! {
     RecordQuery = "record.query", params ["moduleID", "filter", "sort", "page", "perPage"];
     /// `script`: a sandboxed Rhai script.
     Script = "script", params ["source", "maxOperations"], raw ["source"];
+    /// `workflow`: starts a child job, and with `wait` waits for its end.
+    Workflow = "workflow", params ["workflowID", "parameters", "wait"];
+    /// `wait`: parks the job until `POST /job/{id}/signal` sends `event`.
+    Wait = "wait", params ["event", "timeout"];
 }
 
 impl TaskKind {
@@ -182,6 +186,10 @@ pub enum TaskParams {
     RecordQuery(RecordQueryParams),
     /// `script`.
     Script(ScriptParams),
+    /// `workflow`.
+    Workflow(WorkflowParams),
+    /// `wait`.
+    Wait(WaitParams),
 }
 
 /// `log`: writes one line to the job's log.
@@ -319,6 +327,29 @@ pub struct ScriptParams {
     pub max_operations: u64,
 }
 
+/// `workflow`: a child job of another workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowParams {
+    pub workflow_id: Id,
+    /// The child's parameters (merged over its workflow's defaults).
+    pub parameters: Map<String, Value>,
+    /// Wait for the child: the task's output is then the child's outputs,
+    /// and the child's failure is the task's. Otherwise the output is
+    /// `{"jobID"}` as soon as the child exists.
+    pub wait: bool,
+}
+
+/// `wait`: parks the job until a signal named `event` arrives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitParams {
+    pub event: String,
+    /// Seconds to wait before the task fails; `None` waits for ever.
+    pub timeout: Option<f64>,
+}
+
+/// Longest signal event name, in characters.
+pub const MAX_EVENT_LEN: usize = 255;
+
 fn read(kind: TaskKind, params: &Value, at_save: bool) -> Result<TaskParams, String> {
     let names = kind.params();
     let empty = Map::new();
@@ -414,6 +445,36 @@ fn read(kind: TaskKind, params: &Value, at_save: bool) -> Result<TaskParams, Str
                 }
                 None => DEFAULT_SCRIPT_OPERATIONS,
             },
+        }),
+        TaskKind::Workflow => TaskParams::Workflow(WorkflowParams {
+            workflow_id: r.id("workflowID")?,
+            parameters: match r.optional("parameters")? {
+                None => Map::new(),
+                Some(Value::Object(map)) => map.clone(),
+                Some(_) => return Err("parameters: must be an object".into()),
+            },
+            wait: match r.optional("wait")? {
+                None => false,
+                Some(Value::Bool(flag)) => *flag,
+                Some(Value::String(text)) if text == "true" || text == "false" => text == "true",
+                Some(_) => return Err("wait: must be true or false".into()),
+            },
+        }),
+        TaskKind::Wait => TaskParams::Wait(WaitParams {
+            event: match r.required("event")? {
+                Some(value) => {
+                    let event = as_str("event", value)?.trim();
+                    if event.is_empty() || event.chars().count() > MAX_EVENT_LEN {
+                        return Err(format!("event: must be 1 to {MAX_EVENT_LEN} characters"));
+                    }
+                    event.to_owned()
+                }
+                None => String::new(),
+            },
+            timeout: r
+                .optional("timeout")?
+                .map(|value| seconds("timeout", value, false))
+                .transpose()?,
         }),
     })
 }

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::graph::Graph;
 use crate::required_name;
 use crate::task::{validate_params, TaskKind};
+use crate::template::{check_template, has_template};
 use crate::{Error, Id, Result};
 
 /// Most tasks in one list, retries per task, and seconds in any timeout
@@ -43,6 +45,42 @@ pub struct Task {
     /// Seconds one try may take; 0 = no limit.
     #[serde(default)]
     pub timeout: u32,
+    /// The tasks that must finish (or be skipped) before this one starts.
+    /// Absent: the task listed before it; `[]`: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<Vec<String>>,
+    /// An expression (the `script` sandbox) over `parameters` and
+    /// `outputs`; false skips the task (output `null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
+    pub when: Option<String>,
+    /// A template yielding a JSON list: the task runs once per item, with
+    /// `{{ item }}` and `{{ index }}`; its output is the items' outputs in
+    /// order.
+    #[serde(default, rename = "forEach", skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// With `forEach`: items run at once, at most (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub concurrency: Option<u32>,
+}
+
+/// Default and largest `concurrency` of a `forEach` task.
+pub const DEFAULT_CONCURRENCY: u32 = 4;
+/// See [`DEFAULT_CONCURRENCY`].
+pub const MAX_CONCURRENCY: u32 = 100;
+/// Default and largest `parallelism` of a workflow.
+pub const DEFAULT_PARALLELISM: u32 = 8;
+/// See [`DEFAULT_PARALLELISM`].
+pub const MAX_PARALLELISM: u32 = 64;
+/// Longest `when` expression, in characters.
+pub const MAX_WHEN_LEN: usize = 4096;
+
+impl Task {
+    /// Items of its `forEach` run at once, at most.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(DEFAULT_CONCURRENCY) as usize
+    }
 }
 
 fn empty_object() -> Value {
@@ -61,6 +99,8 @@ pub struct Workflow {
     pub on_error: Vec<Task>,
     /// Seconds the whole job may take; 0 = no limit.
     pub timeout: u32,
+    /// Tasks of one job that run at once, at most.
+    pub parallelism: u32,
     /// Cron expression (`sec min hour day-of-month month day-of-week [year]`
     /// or the usual five fields); each slot starts one job.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +126,10 @@ pub struct WorkflowInput {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 86_400)]
     pub timeout: i64,
+    /// Tasks of one job that run at once, at most (default 8).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 64)]
+    pub parallelism: Option<i64>,
     #[serde(default)]
     pub schedule: Option<String>,
 }
@@ -101,6 +145,9 @@ pub struct WorkflowPatch {
     pub on_error: Option<Vec<Task>>,
     /// Seconds the whole job may take; 0 = no limit.
     pub timeout: Option<i64>,
+    /// Tasks of one job that run at once, at most.
+    #[schema(minimum = 1, maximum = 64)]
+    pub parallelism: Option<i64>,
     /// Cron expression; `null` removes the schedule.
     #[serde(default, deserialize_with = "crate::explicit_null")]
     #[schema(value_type = Option<String>)]
@@ -115,6 +162,7 @@ impl WorkflowPatch {
             tasks: self.tasks.unwrap_or(current.tasks),
             on_error: self.on_error.unwrap_or(current.on_error),
             timeout: self.timeout.unwrap_or(i64::from(current.timeout)),
+            parallelism: Some(self.parallelism.unwrap_or(i64::from(current.parallelism))),
             schedule: self.schedule.unwrap_or(current.schedule),
         }
     }
@@ -127,6 +175,7 @@ pub struct ValidWorkflow {
     pub tasks: Vec<Task>,
     pub on_error: Vec<Task>,
     pub timeout: u32,
+    pub parallelism: u32,
     pub schedule: Option<Schedule>,
 }
 
@@ -171,8 +220,20 @@ impl WorkflowInput {
                 "timeout: must be between 0 and {MAX_SECONDS} seconds"
             )));
         }
+        let parallelism = self.parallelism.unwrap_or(i64::from(DEFAULT_PARALLELISM));
+        if !(1..=i64::from(MAX_PARALLELISM)).contains(&parallelism) {
+            return Err(Error::invalid(format!(
+                "parallelism: must be between 1 and {MAX_PARALLELISM}"
+            )));
+        }
         check_tasks("tasks", &self.tasks)?;
         check_tasks("onError", &self.on_error)?;
+        graph("tasks", &self.tasks).map_err(Error::invalid)?;
+        if let Some(at) = self.on_error.iter().position(|task| task.needs.is_some()) {
+            return Err(Error::invalid(format!(
+                "onError[{at}].needs: onError tasks run in the order listed; needs is not allowed"
+            )));
+        }
         let schedule = match self.schedule.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(
@@ -190,6 +251,7 @@ impl WorkflowInput {
             tasks: self.tasks,
             on_error: self.on_error,
             timeout: self.timeout as u32,
+            parallelism: parallelism as u32,
             schedule,
         })
     }
@@ -231,6 +293,41 @@ fn check_tasks(list: &str, tasks: &[Task]) -> Result<()> {
         }
         validate_params(task.kind, &task.params)
             .map_err(|reason| Error::invalid(format!("{at}.params: {reason}")))?;
+        if let Some(when) = &task.when {
+            if when.trim().is_empty() || when.chars().count() > MAX_WHEN_LEN {
+                return Err(Error::invalid(format!(
+                    "{at}.when: must be an expression of 1 to {MAX_WHEN_LEN} characters"
+                )));
+            }
+        }
+        if let Some(items) = &task.for_each {
+            if !has_template(items) {
+                return Err(Error::invalid(format!(
+                    "{at}.forEach: must be a template yielding a list, such as \"{{{{ parameters.items }}}}\""
+                )));
+            }
+            check_template(items)
+                .map_err(|reason| Error::invalid(format!("{at}.forEach: {reason}")))?;
+        }
+        if let Some(concurrency) = task.concurrency {
+            if task.for_each.is_none() {
+                return Err(Error::invalid(format!(
+                    "{at}.concurrency: only a forEach task has items to run at once"
+                )));
+            }
+            if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+                return Err(Error::invalid(format!(
+                    "{at}.concurrency: must be between 1 and {MAX_CONCURRENCY}"
+                )));
+            }
+        }
     }
     Ok(())
+}
+
+/// The graph of a task list (see [`crate::graph`]).
+pub fn graph(list: &str, tasks: &[Task]) -> std::result::Result<Graph, String> {
+    let names: Vec<&str> = tasks.iter().map(|task| task.name.as_str()).collect();
+    let needs: Vec<Option<&[String]>> = tasks.iter().map(|task| task.needs.as_deref()).collect();
+    Graph::resolve(list, &names, &needs)
 }

@@ -16,6 +16,7 @@ struct WorkflowRow {
     tasks: Json<Vec<Task>>,
     on_error: Json<Vec<Task>>,
     timeout_secs: i32,
+    parallelism: i32,
     schedule: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: Option<DateTime<Utc>>,
@@ -29,6 +30,7 @@ impl From<WorkflowRow> for Workflow {
             tasks: row.tasks.0,
             on_error: row.on_error.0,
             timeout: row.timeout_secs.max(0) as u32,
+            parallelism: row.parallelism.max(1) as u32,
             schedule: row.schedule,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -36,7 +38,8 @@ impl From<WorkflowRow> for Workflow {
     }
 }
 
-const COLUMNS: &str = "id, name, tasks, on_error, timeout_secs, schedule, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, tasks, on_error, timeout_secs, parallelism, schedule, created_at, updated_at";
 
 fn missing(id: Id) -> Error {
     Error::not_found(format!("workflow {id} does not exist"))
@@ -80,8 +83,8 @@ const WAKE_SCHEDULER: &str =
 /// Creates a workflow.
 pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     let row: WorkflowRow = sqlx::query_as(&format!(
-        "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at)
-                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
+        "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at, parallelism)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
     .bind(&input.name)
@@ -90,6 +93,7 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .bind(input.timeout as i32)
     .bind(input.schedule.as_ref().map(|s| s.text.clone()))
     .bind(next_fire(&input))
+    .bind(input.parallelism as i32)
     .fetch_one(pool)
     .await?;
     Ok(row.into())
@@ -113,7 +117,7 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     let input = patch.apply(current).validate()?;
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
-                           schedule = $6, next_fire_at = $7, updated_at = now()
+                           schedule = $6, next_fire_at = $7, parallelism = $8, updated_at = now()
                     WHERE id = $1 RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -124,6 +128,7 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     .bind(input.timeout as i32)
     .bind(input.schedule.as_ref().map(|s| s.text.clone()))
     .bind(next_fire(&input))
+    .bind(input.parallelism as i32)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -43,7 +43,12 @@ pub struct TaskEnv {
     /// Largest output of a task, in bytes of JSON; also the most a task's
     /// rendered params may take and the largest `http` body read.
     pub max_output_bytes: usize,
+    /// A `sleep` longer than this parks the job instead of holding a slot.
+    pub durable_sleep: Duration,
 }
+
+/// The default of [`TaskEnv::durable_sleep`], in seconds.
+pub const DEFAULT_DURABLE_SLEEP_SECS: u64 = 30;
 
 /// The default of [`TaskEnv::max_output_bytes`] (1 MiB).
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -97,6 +102,8 @@ pub struct TaskContext<'a> {
     pub timeout: Option<Duration>,
     /// Fires when the job is cancelled or times out.
     pub cancel: &'a CancellationToken,
+    /// In a `forEach` task: this item and its position.
+    pub item: Option<(&'a Value, usize)>,
 }
 
 /// Templates are rendered over `{"parameters", "outputs", "job": {"id"}}`
@@ -141,6 +148,14 @@ impl template::Scope for TaskContext<'_> {
                 let job = json!({"job": {"id": self.job_id.to_string()}});
                 template::lookup(&job, path, 0).cloned()
             }
+            Some("item") if self.item.is_some() => {
+                let item = json!({"item": self.item.map(|(item, _)| item)});
+                template::lookup(&item, path, 0).cloned()
+            }
+            Some("index") if self.item.is_some() => {
+                let index = json!({"index": self.item.map(|(_, index)| index)});
+                template::lookup(&index, path, 0).cloned()
+            }
             Some("error") if self.error.is_some() => {
                 let error = json!({"error": self.error});
                 template::lookup(&error, path, 0).cloned()
@@ -161,6 +176,10 @@ impl TaskContext<'_> {
         });
         if let (Some(error), Value::Object(map)) = (self.error, &mut context) {
             map.insert("error".into(), Value::String(error.to_owned()));
+        }
+        if let (Some((item, index)), Value::Object(map)) = (self.item, &mut context) {
+            map.insert("item".into(), item.clone());
+            map.insert("index".into(), json!(index));
         }
         context
     }
@@ -220,9 +239,24 @@ async fn run_output(
     params: &Value,
     ctx: &TaskContext<'_>,
 ) -> Result<Output, TaskError> {
+    execute(prepare(kind, params, ctx)?, ctx).await
+}
+
+/// Renders `params` over the context and reads them into the kind's typed
+/// parameters.
+pub fn prepare(
+    kind: TaskKind,
+    params: &Value,
+    ctx: &TaskContext<'_>,
+) -> Result<TaskParams, TaskError> {
     let params = render_params(kind, params, ctx)?;
-    let params = parse_params(kind, &params)
-        .map_err(|reason| TaskError::failed(format!("params: {reason}")))?;
+    parse_params(kind, &params).map_err(|reason| TaskError::failed(format!("params: {reason}")))
+}
+
+/// Runs one try of a task whose parameters are ready. The kinds that park
+/// the job (`wait`, `workflow`) are the job runner's own: it handles them
+/// before a try starts.
+pub async fn execute(params: TaskParams, ctx: &TaskContext<'_>) -> Result<Output, TaskError> {
     let value = match params {
         TaskParams::Log(params) => log::run(params, ctx).await,
         TaskParams::Sleep(params) => sleep::run(params, ctx).await,
@@ -233,6 +267,9 @@ async fn run_output(
         TaskParams::RecordDelete(params) => record::delete(params, ctx).await,
         TaskParams::RecordQuery(params) => record::query(params, ctx).await,
         TaskParams::Script(params) => script::run(params, ctx).await,
+        TaskParams::Workflow(_) | TaskParams::Wait(_) => Err(TaskError::failed(
+            "this kind runs only as a step of a job (the job runner handles it)",
+        )),
     };
     value.map(Output::Value)
 }

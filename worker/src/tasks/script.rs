@@ -55,6 +55,7 @@ pub async fn run(params: ScriptParams, ctx: &TaskContext<'_>) -> Result<Value, T
                 .map_err(|err| TaskError::failed(format!("script: {err}")))?
         },
         error: ctx.error.map(str::to_owned),
+        item: ctx.item.map(|(item, index)| (item.clone(), index)),
         host: Host {
             pool: ctx.env.pool.clone(),
             user: ctx.user,
@@ -78,6 +79,8 @@ struct Script {
     parameters: Value,
     outputs: Value,
     error: Option<String>,
+    /// In a `forEach` task: the item and its position.
+    item: Option<(Value, usize)>,
     host: Host,
     cancel: CancellationToken,
 }
@@ -111,6 +114,10 @@ impl Script {
             Some(error) => scope.push("error", error.clone()),
             None => scope.push("error", ()),
         };
+        if let Some((item, index)) = &self.item {
+            scope.push_dynamic("item", to_dynamic(item)?);
+            scope.push("index", *index as i64);
+        }
         let result = engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
             .map_err(|err| self.explain(&err))?;

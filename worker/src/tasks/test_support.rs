@@ -83,6 +83,7 @@ impl Harness {
                 )
                 .unwrap(),
                 max_output_bytes: super::DEFAULT_MAX_OUTPUT_BYTES,
+                durable_sleep: Duration::from_secs(super::DEFAULT_DURABLE_SLEEP_SECS),
             },
             parameters: Parameters::new(),
             outputs: Outputs::new(),
@@ -114,6 +115,7 @@ impl Harness {
             log: &self.logger,
             timeout: self.timeout,
             cancel: &self.cancel,
+            item: None,
         }
     }
 

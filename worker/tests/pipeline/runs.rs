@@ -156,7 +156,9 @@ async fn a_cancelled_queued_job_never_starts() {
 async fn a_cancelled_running_job_stops_and_ends_cancelled() {
     let system = start(Options::default()).await;
     let workflow = system
-        .workflow(json!({"name": "long", "tasks": [{"name": "nap", "kind": "sleep", "params": {"seconds": 60}}],
+        // 25 s: a sleep longer than CRUST_DURABLE_SLEEP_SECS (30) would park
+        // the job instead of keeping it running.
+        .workflow(json!({"name": "long", "tasks": [{"name": "nap", "kind": "sleep", "params": {"seconds": 25}}],
                          "onError": [{"name": "never", "kind": "log", "params": {"message": "onError ran"}}]}))
         .await;
     let job = system.job(&workflow, json!({})).await;

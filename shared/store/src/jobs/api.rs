@@ -273,7 +273,7 @@ async fn move_status(
     current: JobStatus,
     next: JobStatus,
 ) -> Result<()> {
-    use JobStatus::{Cancelled, Error as Failed, Ok as Done, Queued, Running};
+    use JobStatus::{Cancelled, Error as Failed, Ok as Done, Queued, Running, Waiting};
     let query = match (current, next) {
         // Started by hand: it holds a lease nobody renews, so the scheduler
         // requeues it if nothing finishes it in time.
@@ -293,8 +293,17 @@ async fn move_status(
         )
         .bind(id)
         .bind(millis(PUBLISH_GRACE)),
+        // Woken by hand: it resumes where it stopped.
+        (Waiting, Queued) => sqlx::query(
+            "UPDATE jobs SET status = 'queued', wake_at = NULL, published_at = NULL,
+                    release_at = now() + $2 * interval '1 millisecond'
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(millis(PUBLISH_GRACE)),
         (_, Done | Failed | Cancelled) => sqlx::query(
-            "UPDATE jobs SET status = $2, finished_at = now(), lease_until = NULL WHERE id = $1",
+            "UPDATE jobs SET status = $2, finished_at = now(), lease_until = NULL, wake_at = NULL
+             WHERE id = $1",
         )
         .bind(id)
         .bind(next),
@@ -340,10 +349,11 @@ pub enum Cancelled {
 pub async fn cancel(pool: &PgPool, id: Id) -> Result<Cancelled> {
     let mut tx = pool.begin().await?;
     let outcome = match lock(&mut tx, id).await?.status {
-        JobStatus::Queued => {
+        // A waiting job holds no worker: it ends here, like a queued one.
+        JobStatus::Queued | JobStatus::Waiting => {
             sqlx::query(
                 "UPDATE jobs SET status = 'cancelled', cancel_requested = true, finished_at = now(),
-                        updated_at = now() WHERE id = $1",
+                        wake_at = NULL, updated_at = now() WHERE id = $1",
             )
             .bind(id)
             .execute(&mut *tx)
@@ -407,4 +417,157 @@ pub async fn logs(pool: &PgPool, id: Id, paging: Paging) -> Result<(Vec<LogEntry
         })
         .collect();
     Ok((entries, i64::from(total)))
+}
+
+/// The tasks a job runs (its workflow's), for the step list and reruns.
+async fn tasks_of(
+    executor: impl sqlx::PgExecutor<'_>,
+    job: Id,
+) -> Result<Vec<crust_model::workflow::Task>> {
+    let tasks: Option<Json<Vec<crust_model::workflow::Task>>> = sqlx::query_scalar(
+        "SELECT w.tasks FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = $1",
+    )
+    .bind(job)
+    .fetch_optional(executor)
+    .await?;
+    tasks.map(|Json(tasks)| tasks).ok_or_else(|| missing(job))
+}
+
+/// A job with the outputs of its finished steps, as `GET /job/{id}` shows.
+pub async fn get_with_outputs(pool: &PgPool, id: Id) -> Result<Job> {
+    let mut job = get(pool, id).await?;
+    job.outputs = crate::steps::outputs(pool, id).await?;
+    Ok(job)
+}
+
+/// A job's steps in workflow order: each task's step (`pending` before it
+/// starts), followed by its `forEach` items.
+pub async fn steps(pool: &PgPool, id: Id) -> Result<Vec<crust_model::step::Step>> {
+    use crust_model::step::Step;
+    let tasks = tasks_of(pool, id).await?;
+    let mut stored: std::collections::HashMap<String, Vec<crate::steps::StoredStep>> =
+        std::collections::HashMap::new();
+    for step in crate::steps::list(pool, id).await? {
+        stored.entry(step.task.clone()).or_default().push(step);
+    }
+    let mut shown = Vec::new();
+    for task in &tasks {
+        // Stored by task then item: the task's own step (-1) comes first.
+        match stored.remove(&task.name) {
+            Some(steps) if steps[0].item == crate::steps::TASK_ITEM => {
+                shown.extend(steps.into_iter().map(crate::steps::StoredStep::view));
+            }
+            Some(items) => {
+                shown.push(Step::pending(&task.name));
+                shown.extend(items.into_iter().map(crate::steps::StoredStep::view));
+            }
+            None => shown.push(Step::pending(&task.name)),
+        }
+    }
+    Ok(shown)
+}
+
+/// What a signal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signalled {
+    /// The job was waiting and is queued again: publish it.
+    pub woke: bool,
+}
+
+/// Sends a signal to a job: kept until a `wait` step for `event` takes it
+/// (now, or when the job reaches that step); a waiting job goes back in
+/// the queue to look. A finished job takes no signals (409).
+pub async fn signal(pool: &PgPool, id: Id, event: &str, data: Option<&Value>) -> Result<Signalled> {
+    let mut tx = pool.begin().await?;
+    let status = lock(&mut tx, id).await?.status;
+    if status.is_final() {
+        return Err(Error::conflict(format!(
+            "job {id} is {status}; a finished job takes no signals"
+        )));
+    }
+    sqlx::query("INSERT INTO job_signals (job_id, event, data) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(event)
+        .bind(data.map(Json))
+        .execute(&mut *tx)
+        .await?;
+    let woke = status == JobStatus::Waiting;
+    if woke {
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', wake_at = NULL, published_at = NULL,
+                    release_at = now() + $2 * interval '1 millisecond', updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(millis(PUBLISH_GRACE))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Signalled { woke })
+}
+
+/// Reruns a finished job as a new job (`rerunOf` = `id`) of the same
+/// workflow with the same parameters, created by `user`. The steps before
+/// `from` — every task that is neither `from` nor needs it, directly or
+/// not — keep their outputs and are not run again. `from` defaults to the
+/// first task (in workflow order) that did not end ok or skipped.
+pub async fn rerun(
+    pool: &PgPool,
+    id: Id,
+    from: Option<&str>,
+    user: Id,
+    trace_parent: Option<&str>,
+) -> Result<Created> {
+    let mut tx = pool.begin().await?;
+    let job = lock(&mut tx, id).await?;
+    if !job.status.is_final() {
+        return Err(Error::conflict(format!(
+            "job {id} is {}; only a finished job can be rerun",
+            job.status
+        )));
+    }
+    let tasks = tasks_of(&mut *tx, id).await?;
+    let graph = crust_model::workflow::graph("tasks", &tasks).map_err(Error::invalid)?;
+    let done: std::collections::HashSet<String> = crate::steps::list(&mut *tx, id)
+        .await?
+        .into_iter()
+        .filter(|step| step.item == crate::steps::TASK_ITEM && step.status().is_done())
+        .map(|step| step.task)
+        .collect();
+    let start = match from {
+        Some(name) => Some(tasks.iter().position(|t| t.name == name).ok_or_else(|| {
+            let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+            Error::invalid(format!(
+                "from: no task {name:?} in the workflow (its tasks are {})",
+                names.join(", ")
+            ))
+        })?),
+        None => tasks.iter().position(|t| !done.contains(&t.name)),
+    };
+    let again = start.map(|at| graph.downstream(at)).unwrap_or_default();
+    let kept: Vec<String> = tasks
+        .iter()
+        .enumerate()
+        .filter(|(at, task)| !again.contains(at) && done.contains(&task.name))
+        .map(|(_, task)| task.name.clone())
+        .collect();
+    let row: JobRow = sqlx::query_as(&format!(
+        "INSERT INTO jobs (workflow_id, parameters, release_at, created_by, trace_parent, rerun_of)
+         SELECT workflow_id, parameters, now() + $2 * interval '1 millisecond', $3, $4, id
+         FROM jobs WHERE id = $1
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(millis(PUBLISH_GRACE))
+    .bind(user)
+    .bind(trace_parent)
+    .fetch_one(&mut *tx)
+    .await?;
+    crate::steps::copy_done(&mut *tx, id, row.id, &kept).await?;
+    tx.commit().await?;
+    Ok(Created {
+        job: row.into(),
+        due_now: true,
+    })
 }

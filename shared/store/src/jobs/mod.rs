@@ -62,6 +62,8 @@ struct JobRow {
     error: Option<String>,
     cron_slot: Option<DateTime<Utc>>,
     trace_parent: Option<String>,
+    parent_job_id: Option<Id>,
+    rerun_of: Option<Id>,
 }
 
 impl From<JobRow> for Job {
@@ -84,13 +86,16 @@ impl From<JobRow> for Job {
                 .and_then(crust_model::job::trace_id_of)
                 .map(str::to_owned),
             trace_url: None,
+            parent_job_id: row.parent_job_id,
+            rerun_of: row.rerun_of,
+            outputs: None,
         }
     }
 }
 
 /// The columns of a [`JobRow`].
 const COLUMNS: &str = "id, workflow_id, status, parameters, start_at, attempt, created_at, \
-     started_at, finished_at, error, cron_slot, trace_parent";
+     started_at, finished_at, error, cron_slot, trace_parent, parent_job_id, rerun_of";
 
 /// The 404 for a job that does not exist.
 fn missing(id: Id) -> Error {

@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use sqlx::types::Json;
 use sqlx::PgPool;
 
-use super::{millis, PUBLISH_GRACE};
+use super::{millis, PUBLISH_GRACE, RELEASE_CHANNEL};
 use crate::Result;
 use crust_model::job::{JobStatus, Parameters};
 use crust_model::workflow::Task;
@@ -24,6 +27,8 @@ pub struct Claimed {
     pub on_error: Vec<Task>,
     /// Seconds the whole job may take; 0 = no limit.
     pub timeout: u32,
+    /// Tasks that run at once, at most.
+    pub parallelism: u32,
     /// Seconds from creation to this claim (on the database's clock).
     pub waited: f64,
     /// For a delayed job: seconds this claim came after `startAt`.
@@ -64,6 +69,7 @@ struct ClaimedRow {
     tasks: String,
     on_error: String,
     timeout_secs: i32,
+    parallelism: i32,
 }
 
 impl ClaimedRow {
@@ -97,6 +103,7 @@ impl ClaimedRow {
             tasks,
             on_error,
             timeout: self.timeout_secs.max(0) as u32,
+            parallelism: self.parallelism.max(1) as u32,
             waited: self.waited,
             late: self.late,
         })
@@ -126,7 +133,7 @@ pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> 
              WHERE id = ANY($1) AND status = 'queued' AND start_at > now())
          SELECT c.id, c.attempt, c.workflow_id, c.parameters::text AS parameters, c.created_by,
                 c.trace_parent, w.tasks::text AS tasks, w.on_error::text AS on_error,
-                w.timeout_secs, c.waited, c.late
+                w.timeout_secs, w.parallelism, c.waited, c.late
          FROM c JOIN workflows w ON w.id = c.workflow_id",
     )
     .bind(ids)
@@ -253,3 +260,200 @@ INSERT INTO job_logs (job_id, seq, ts, level, task, message, data, attempt)
 SELECT l.job_id, b.base + row_number() OVER (PARTITION BY l.job_id ORDER BY l.ord),
        l.ts, l.level, l.task, l.message, l.data::jsonb, l.attempt
 FROM lines l JOIN bumped b ON b.id = l.job_id AND b.attempt = l.attempt";
+
+/// What a parked run waits for: any of these ends the wait.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Park {
+    /// The wake-up time (a sleep's end, a wait's timeout), if any.
+    pub wake_at: Option<DateTime<Utc>>,
+    /// Signal events a `wait` step waits for.
+    pub events: Vec<String>,
+    /// Steps whose child job it waits for (the children's `parent_step`).
+    pub children: Vec<String>,
+}
+
+/// Parks a run: `running → waiting`, holding no lease, until a signal, a
+/// child's end or `wake_at` puts it back in the queue. If what it waits for
+/// has already come, it goes back in the queue at once instead. The row is
+/// locked before that check, so a signal or a child's end committing
+/// meanwhile either is seen here or sees the job `waiting` and wakes it.
+/// False when the run no longer holds the job.
+pub async fn park(pool: &PgPool, id: Id, attempt: i32, park: &Park) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let held: Option<Id> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' FOR UPDATE",
+    )
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if held.is_none() {
+        return Ok(false);
+    }
+    // A new statement, so a new snapshot: it sees what committed while the
+    // lock was awaited.
+    sqlx::query(
+        "WITH ready AS (
+             SELECT EXISTS (SELECT 1 FROM job_signals
+                            WHERE job_id = $1 AND taken_at IS NULL AND event = ANY($2))
+                 OR EXISTS (SELECT 1 FROM jobs
+                            WHERE parent_job_id = $1 AND parent_step = ANY($3)
+                              AND status IN ('ok', 'error', 'cancelled'))
+                 OR coalesce($4 <= now(), false) AS now)
+         UPDATE jobs SET
+             status = CASE WHEN ready.now THEN 'queued' ELSE 'waiting' END,
+             wake_at = CASE WHEN ready.now THEN NULL ELSE $4 END,
+             release_at = now(), published_at = NULL,
+             lease_until = NULL, worker = NULL, updated_at = now()
+         FROM ready WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&park.events)
+    .bind(&park.children)
+    .bind(park.wake_at)
+    .execute(&mut *tx)
+    .await?;
+    // Queued again at once: the scheduler publishes it.
+    sqlx::query("SELECT pg_notify($1, '') FROM jobs WHERE id = $2 AND status = 'queued'")
+        .bind(RELEASE_CHANNEL)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Takes the oldest signal named `event` sent to the job and records the
+/// `wait` step `task` as `ok` with the signal's data as its output, in one
+/// transaction, so a signal is never taken without its step. `None` when
+/// no such signal is waiting; `Err` of a lost claim reads as `None` with
+/// nothing taken (the step write is fenced).
+pub async fn take_signal(
+    pool: &PgPool,
+    id: Id,
+    attempt: i32,
+    task: &str,
+    item: i32,
+    event: &str,
+) -> Result<Option<Box<RawValue>>> {
+    let mut tx = pool.begin().await?;
+    let data: Option<Option<Json<Box<RawValue>>>> = sqlx::query_scalar(
+        "UPDATE job_signals SET taken_at = now()
+         WHERE id = (SELECT id FROM job_signals
+                     WHERE job_id = $1 AND event = $2 AND taken_at IS NULL
+                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING data",
+    )
+    .bind(id)
+    .bind(event)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(data) = data else {
+        return Ok(None);
+    };
+    let output = match data {
+        Some(Json(raw)) => raw,
+        None => RawValue::from_string("null".into()).expect("null is JSON"),
+    };
+    let recorded = sqlx::query(
+        "WITH run AS (SELECT id FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' FOR SHARE)
+         INSERT INTO job_steps (job_id, task, item, status, tries, attempt, started_at, finished_at, output)
+         SELECT id, $3, $4, 'ok', 1, $2, now(), now(), $5 FROM run
+         ON CONFLICT (job_id, task, item) DO UPDATE SET
+             status = 'ok', attempt = EXCLUDED.attempt, finished_at = now(),
+             output = EXCLUDED.output, error = NULL",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(task)
+    .bind(item)
+    .bind(Json(&output))
+    .execute(&mut *tx)
+    .await?;
+    if recorded.rows_affected() == 0 {
+        // The run lost its claim: leave the signal for the run that has it.
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(output))
+}
+
+/// A child job as its parent's step sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Child {
+    pub id: Id,
+    pub status: JobStatus,
+    pub error: Option<String>,
+}
+
+/// Starts the child job of step `step` (once: a resumed parent gets the
+/// child it already started), fenced on the parent's run. The child runs
+/// the current version of `workflow` with `parameters` merged over its
+/// defaults, for the parent's creator. `None` when the run lost its claim.
+pub async fn start_child(
+    pool: &PgPool,
+    parent: Id,
+    attempt: i32,
+    step: &str,
+    workflow: Id,
+    parameters: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<Child>> {
+    let mut tx = pool.begin().await?;
+    let created_by: Option<Id> = sqlx::query_scalar(
+        "SELECT created_by FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' FOR SHARE",
+    )
+    .bind(parent)
+    .bind(attempt)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(created_by) = created_by else {
+        return Ok(None);
+    };
+    if let Some(child) = child_of(&mut *tx, parent, step).await? {
+        return Ok(Some(child));
+    }
+    // Due at once and unpublished: the scheduler, woken here, publishes it.
+    let created: Option<Id> = sqlx::query_scalar(
+        "WITH w AS (SELECT id FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR SHARE)
+         INSERT INTO jobs (workflow_id, parameters, release_at, created_by, parent_job_id, parent_step, trace_parent)
+         SELECT w.id, $2, now(), $3, $4, $5, (SELECT trace_parent FROM jobs WHERE id = $4) FROM w
+         RETURNING id",
+    )
+    .bind(workflow)
+    .bind(Json(parameters))
+    .bind(created_by)
+    .bind(parent)
+    .bind(step)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(created) = created else {
+        return Err(crate::Error::invalid(format!(
+            "workflowID: workflow {workflow} does not exist"
+        )));
+    };
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(RELEASE_CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(Child {
+        id: created,
+        status: JobStatus::Queued,
+        error: None,
+    }))
+}
+
+/// The child job step `step` of `parent` started, if any.
+pub async fn child_of(
+    executor: impl sqlx::PgExecutor<'_>,
+    parent: Id,
+    step: &str,
+) -> Result<Option<Child>> {
+    Ok(sqlx::query_as(
+        "SELECT id, status, error FROM jobs WHERE parent_job_id = $1 AND parent_step = $2",
+    )
+    .bind(parent)
+    .bind(step)
+    .fetch_optional(executor)
+    .await?)
+}

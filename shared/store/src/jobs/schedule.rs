@@ -48,14 +48,31 @@ pub async fn mark_released(tx: &mut PgConnection, ids: &[Id]) -> Result<()> {
     Ok(())
 }
 
+/// Puts the waiting jobs whose wake-up time has come (a long sleep's end,
+/// a `wait`'s timeout) back in the queue, unpublished and due, for
+/// [`lock_releasable`] to publish. Returns how many.
+pub async fn wake_due(pool: &PgPool) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET status = 'queued', wake_at = NULL, published_at = NULL,
+                release_at = now(), updated_at = now()
+         WHERE id IN (SELECT id FROM jobs
+                      WHERE status = 'waiting' AND wake_at <= now()
+                      ORDER BY wake_at LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 /// The next instant the scheduler has something to do (a release, a lease
-/// expiry or a cron slot) and the database's clock now, so the wait is
+/// expiry, a waiting job's wake-up or a cron slot) and the database's clock now, so the wait is
 /// computed on one clock.
 pub async fn next_wake(pool: &PgPool) -> Result<(Option<DateTime<Utc>>, DateTime<Utc>)> {
     Ok(sqlx::query_as(
         "SELECT least(
              (SELECT min(release_at) FROM jobs WHERE status = 'queued' AND published_at IS NULL),
              (SELECT min(lease_until) FROM jobs WHERE status = 'running'),
+             (SELECT min(wake_at) FROM jobs WHERE status = 'waiting'),
              (SELECT min(next_fire_at) FROM workflows
                WHERE next_fire_at IS NOT NULL AND deleted_at IS NULL)),
                 clock_timestamp()",
