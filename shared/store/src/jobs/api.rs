@@ -35,9 +35,11 @@ pub struct Created {
 }
 
 /// Creates a queued job, checked by [`crust_model::job::JobInput::validate`].
-/// A job due now is for the caller to publish; a delayed one wakes the
-/// scheduler. The workflow is share-locked so it cannot be deleted in
-/// between.
+/// It runs the workflow's current version, and its parameters are the
+/// workflow's `parameters` with the job's own merged over them (shallow: a
+/// key of the job's replaces the default's whole value). A job due now is
+/// for the caller to publish; a delayed one wakes the scheduler. The
+/// workflow is share-locked so it cannot be deleted (or edited) in between.
 pub async fn create(
     pool: &PgPool,
     job: NewJob,
@@ -56,9 +58,11 @@ pub async fn create(
         _ => now + PUBLISH_GRACE,
     };
     let row: Option<JobRow> = sqlx::query_as(&format!(
-        "WITH w AS (SELECT id FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
-              j AS (INSERT INTO jobs (workflow_id, parameters, start_at, release_at, created_by, trace_parent)
-                    SELECT w.id, $2, $3, $4, $5, $6 FROM w
+        "WITH w AS (SELECT id, version, parameters FROM workflows
+                    WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
+              j AS (INSERT INTO jobs (workflow_id, workflow_version, parameters, start_at, release_at,
+                                      created_by, trace_parent)
+                    SELECT w.id, w.version, w.parameters || $2, $3, $4, $5, $6 FROM w
                     RETURNING {COLUMNS})
          SELECT j.*, CASE WHEN $7 THEN pg_notify('{RELEASE_CHANNEL}', '') END AS notified FROM j"
     ))
@@ -188,22 +192,22 @@ pub async fn update(pool: &PgPool, id: Id, input: JobUpdate) -> Result<Updated> 
     let mut publish = false;
     let mut cancel = false;
     if let Some(workflow_id) = input.workflow_id {
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM workflows WHERE id = $1 AND deleted_at IS NULL)",
+        // The job is re-pinned to the workflow's current version.
+        let moved = sqlx::query(
+            "UPDATE jobs SET workflow_id = w.id, workflow_version = w.version
+             FROM (SELECT id, version FROM workflows
+                   WHERE id = $2 AND deleted_at IS NULL FOR SHARE) w
+             WHERE jobs.id = $1",
         )
+        .bind(id)
         .bind(workflow_id)
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        if !exists {
+        if moved.rows_affected() == 0 {
             return Err(Error::invalid(format!(
                 "workflowID: workflow {workflow_id} does not exist"
             )));
         }
-        sqlx::query("UPDATE jobs SET workflow_id = $2 WHERE id = $1")
-            .bind(id)
-            .bind(workflow_id)
-            .execute(&mut *tx)
-            .await?;
     }
     if let Some(parameters) = &input.parameters {
         sqlx::query("UPDATE jobs SET parameters = $2 WHERE id = $1")

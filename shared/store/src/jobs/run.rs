@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use super::{millis, PUBLISH_GRACE};
 use crate::Result;
 use crust_model::job::{JobStatus, Parameters};
-use crust_model::workflow::Task;
+use crust_model::workflow::{Definition, Task};
 use crust_model::Id;
 
 /// A job a worker has claimed, with the definition it runs.
@@ -58,12 +58,12 @@ struct ClaimedRow {
     id: Id,
     attempt: i32,
     workflow_id: Id,
+    workflow_version: Option<i32>,
     parameters: String,
     created_by: Id,
     trace_parent: Option<String>,
-    tasks: String,
-    on_error: String,
-    timeout_secs: i32,
+    /// The version's definition; `None` when that version is not recorded.
+    definition: Option<String>,
 }
 
 impl ClaimedRow {
@@ -76,18 +76,21 @@ impl ClaimedRow {
         };
         let parameters: Parameters = serde_json::from_str(&self.parameters)
             .map_err(|err| unreadable(format!("the job's parameters cannot be read: {err}")))?;
-        let tasks: Vec<Task> = serde_json::from_str(&self.tasks).map_err(|err| {
-            unreadable(format!(
-                "workflow {}: its tasks cannot be read: {err}",
-                self.workflow_id
-            ))
-        })?;
-        let on_error: Vec<Task> = serde_json::from_str(&self.on_error).map_err(|err| {
-            unreadable(format!(
-                "workflow {}: its onError tasks cannot be read: {err}",
-                self.workflow_id
-            ))
-        })?;
+        let workflow = match self.workflow_version {
+            Some(version) => format!("workflow {} version {version}", self.workflow_id),
+            None => format!("workflow {}", self.workflow_id),
+        };
+        let definition = self
+            .definition
+            .as_deref()
+            .ok_or_else(|| unreadable(format!("{workflow} does not exist")))?;
+        let Definition {
+            tasks,
+            on_error,
+            timeout,
+            ..
+        } = serde_json::from_str(definition)
+            .map_err(|err| unreadable(format!("{workflow}: its definition cannot be read: {err}")))?;
         Ok(Claimed {
             id: self.id,
             attempt: self.attempt,
@@ -96,7 +99,7 @@ impl ClaimedRow {
             trace_parent: self.trace_parent,
             tasks,
             on_error,
-            timeout: self.timeout_secs.max(0) as u32,
+            timeout,
             waited: self.waited,
             late: self.late,
         })
@@ -104,7 +107,9 @@ impl ClaimedRow {
 }
 
 /// Claims the given jobs that are queued and due, for `worker`, with a
-/// lease of `lease`: each claim bumps `attempt`. Jobs not returned are
+/// lease of `lease`: each claim bumps `attempt`. Each runs the definition
+/// of its workflow version (`workflow_versions`), not the workflow's
+/// current one. Jobs not returned are
 /// running elsewhere, finished, cancelled, or not yet due (those are handed
 /// back to the scheduler). A claimed job whose parameters or workflow cannot
 /// be decoded comes back in [`Claims::unreadable`], still claimed, for the
@@ -117,17 +122,20 @@ pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> 
              WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
                AND status = 'queued' AND NOT cancel_requested
                AND (start_at IS NULL OR start_at <= now())
-             RETURNING id, attempt, workflow_id, parameters, created_by, trace_parent,
+             RETURNING id, attempt, workflow_id, workflow_version, parameters, created_by, trace_parent,
                        extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
                        CASE WHEN start_at > created_at
                             THEN extract(epoch from clock_timestamp() - start_at)::float8 END AS late),
          early AS (
              UPDATE jobs SET published_at = NULL
              WHERE id = ANY($1) AND status = 'queued' AND start_at > now())
-         SELECT c.id, c.attempt, c.workflow_id, c.parameters::text AS parameters, c.created_by,
-                c.trace_parent, w.tasks::text AS tasks, w.on_error::text AS on_error,
-                w.timeout_secs, c.waited, c.late
-         FROM c JOIN workflows w ON w.id = c.workflow_id",
+         SELECT c.id, c.attempt, c.workflow_id, c.workflow_version,
+                c.parameters::text AS parameters, c.created_by, c.trace_parent,
+                v.definition::text AS definition, c.waited, c.late
+         FROM c LEFT JOIN workflow_versions v
+                ON v.workflow_id = c.workflow_id
+               AND v.version = coalesce(c.workflow_version,
+                                        (SELECT version FROM workflows WHERE id = c.workflow_id))",
     )
     .bind(ids)
     .bind(worker)
