@@ -13,3 +13,4 @@ mod runs;
 mod scheduling;
 mod stops;
 mod traces;
+mod versions;
