@@ -154,15 +154,6 @@ pub fn check_parameters(parameters: &Parameters) -> Result<()> {
     check_parameters_at("parameters", parameters)
 }
 
-/// `defaults` with `own` merged over them (shallow: a key of `own` replaces
-/// the default's whole value): the parameters a job of a workflow starts
-/// with.
-pub fn merge_parameters(defaults: &Parameters, own: Parameters) -> Parameters {
-    let mut merged = defaults.clone();
-    merged.extend(own);
-    merged
-}
-
 /// A job as shown.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -433,6 +424,20 @@ mod tests {
         let err =
             input(serde_json::json!({"workflowID": "3", "parameters": {"": "v"}})).unwrap_err();
         assert_eq!(err.to_string(), "parameters: keys must be 1 to 255 bytes");
+    }
+
+    #[test]
+    fn parameters_are_any_json_object_within_64_kib() {
+        let params = |value: Value| serde_json::from_value::<Parameters>(value).unwrap();
+        check_parameters(&params(serde_json::json!({"n": 5, "o": {"a": [true, null]}}))).unwrap();
+        // `{"k":"…"}` is 8 bytes around the text.
+        let at_limit = params(serde_json::json!({"k": "x".repeat(MAX_PARAMETERS_BYTES - 8)}));
+        check_parameters(&at_limit).unwrap();
+        let over = params(serde_json::json!({"k": "x".repeat(MAX_PARAMETERS_BYTES - 7)}));
+        assert_eq!(
+            check_parameters(&over).unwrap_err().to_string(),
+            "parameters: 65537 bytes as JSON, more than the limit of 65536"
+        );
     }
 
     #[test]
