@@ -35,10 +35,17 @@ async fn every_save_of_a_workflow_is_a_version_listed_newest_first() {
     assert_eq!(created["parameters"], json!({"who": "ann"}));
     let id = created["workflowID"].as_str().unwrap();
     let path = format!("/workflow/{id}");
-    assert_eq!(edit(&app, &path, json!({"name": "renamed"})).await["version"], 2);
+    assert_eq!(
+        edit(&app, &path, json!({"name": "renamed"})).await["version"],
+        2
+    );
     let edited = edit(&app, &path, json!({"tasks": hello("three")})).await;
     assert_eq!(edited["version"], 3);
-    assert_eq!(edited["parameters"], json!({"who": "ann"}), "kept when not named");
+    assert_eq!(
+        edited["parameters"],
+        json!({"who": "ann"}),
+        "kept when not named"
+    );
     assert_eq!(app.get(&path).await.1["response"]["version"], 3);
 
     let (status, body) = app.get(&format!("{path}/versions")).await;
@@ -46,7 +53,10 @@ async fn every_save_of_a_workflow_is_a_version_listed_newest_first() {
     let list = &body["response"];
     assert_eq!(list["meta"], json!({"page": 0, "perPage": 50, "count": 3}));
     let versions = list["versions"].as_array().unwrap();
-    let numbers: Vec<i64> = versions.iter().map(|v| v["version"].as_i64().unwrap()).collect();
+    let numbers: Vec<i64> = versions
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
     assert_eq!(numbers, [3, 2, 1]);
     assert!(versions[0]["createdAt"].is_string());
     assert_eq!(
@@ -77,14 +87,34 @@ async fn every_save_of_a_workflow_is_a_version_listed_newest_first() {
 #[tokio::test]
 async fn a_job_records_the_version_it_runs_and_a_new_workflow_id_re_pins_it() {
     let app = spawn_app().await;
-    let first = create(&app, "/workflow/", json!({"name": "a", "tasks": hello("a")})).await;
+    let first = create(
+        &app,
+        "/workflow/",
+        json!({"name": "a", "tasks": hello("a")}),
+    )
+    .await;
     let first = first["workflowID"].as_str().unwrap().to_owned();
-    let other = create(&app, "/workflow/", json!({"name": "b", "tasks": hello("b")})).await;
+    let other = create(
+        &app,
+        "/workflow/",
+        json!({"name": "b", "tasks": hello("b")}),
+    )
+    .await;
     let other = other["workflowID"].as_str().unwrap().to_owned();
     let later = json!("2999-01-01T00:00:00Z");
-    let job = create(&app, "/job/", json!({"workflowID": first, "startAt": later})).await;
+    let job = create(
+        &app,
+        "/job/",
+        json!({"workflowID": first, "startAt": later}),
+    )
+    .await;
     assert_eq!(job["workflowVersion"], 1, "{job}");
-    edit(&app, &format!("/workflow/{first}"), json!({"tasks": hello("a2")})).await;
+    edit(
+        &app,
+        &format!("/workflow/{first}"),
+        json!({"tasks": hello("a2")}),
+    )
+    .await;
     let job_path = format!("/job/{}", job["jobID"].as_str().unwrap());
     assert_eq!(
         app.get(&job_path).await.1["response"]["workflowVersion"],
@@ -101,18 +131,36 @@ async fn a_job_records_the_version_it_runs_and_a_new_workflow_id_re_pins_it() {
 #[tokio::test]
 async fn job_parameters_are_any_json_object_of_at_most_64_kib() {
     let app = spawn_app().await;
-    let id = create(&app, "/workflow/", json!({"name": "w", "tasks": hello("hi")})).await;
+    let id = create(
+        &app,
+        "/workflow/",
+        json!({"name": "w", "tasks": hello("hi")}),
+    )
+    .await;
     let id = id["workflowID"].as_str().unwrap().to_owned();
     let parameters = json!({"n": 5, "ratio": 0.5, "ok": true, "none": null, "list": [1, "two"],
                             "customer": {"email": "a@b.io", "address": {"city": "Oslo"}}});
-    let job = create(&app, "/job/", json!({"workflowID": id, "parameters": parameters})).await;
+    let job = create(
+        &app,
+        "/job/",
+        json!({"workflowID": id, "parameters": parameters}),
+    )
+    .await;
     assert_eq!(job["parameters"], parameters);
     let job_path = format!("/job/{}", job["jobID"].as_str().unwrap());
-    assert_eq!(app.get(&job_path).await.1["response"]["parameters"], parameters);
+    assert_eq!(
+        app.get(&job_path).await.1["response"]["parameters"],
+        parameters
+    );
 
     // 64 KiB as compact JSON: `{"big":"…"}` takes 10 bytes around the text.
     let fits = "x".repeat(65_536 - 10);
-    create(&app, "/job/", json!({"workflowID": id, "parameters": {"big": fits}})).await;
+    create(
+        &app,
+        "/job/",
+        json!({"workflowID": id, "parameters": {"big": fits}}),
+    )
+    .await;
     for body in [
         json!({"workflowID": id, "parameters": {"big": "x".repeat(65_536 - 9)}}),
         json!({"workflowID": id, "parameters": {"deep": {"big": ["x".repeat(70_000)]}}}),
@@ -126,7 +174,10 @@ async fn job_parameters_are_any_json_object_of_at_most_64_kib() {
         );
     }
     let (status, body) = app
-        .post(&job_path, json!({"parameters": {"big": "x".repeat(70_000)}}))
+        .post(
+            &job_path,
+            json!({"parameters": {"big": "x".repeat(70_000)}}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(message(&body).starts_with("parameters: "), "{body}");
@@ -171,7 +222,12 @@ async fn workflow_parameters_merge_under_a_job_s_own_and_a_cron_job_gets_them() 
     assert_eq!(plain["parameters"], defaults);
 
     // A cron job gets exactly the workflow's parameters, and its version.
-    edit(&app, &format!("/workflow/{id}"), json!({"parameters": {"who": "cron"}})).await;
+    edit(
+        &app,
+        &format!("/workflow/{id}"),
+        json!({"parameters": {"who": "cron"}}),
+    )
+    .await;
     let mut db = app.db().await;
     sqlx::query("UPDATE workflows SET next_fire_at = now() - interval '1 second'")
         .execute(&mut db)
@@ -235,5 +291,9 @@ async fn workflow_parameters_and_template_defaults_are_checked_at_save_time() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(message(&body).starts_with("parameters: "), "{body}");
-    assert_eq!(app.get(&path).await.1["response"]["version"], 1, "nothing saved");
+    assert_eq!(
+        app.get(&path).await.1["response"]["version"],
+        1,
+        "nothing saved"
+    );
 }

@@ -429,7 +429,10 @@ mod tests {
     #[test]
     fn parameters_are_any_json_object_within_64_kib() {
         let params = |value: Value| serde_json::from_value::<Parameters>(value).unwrap();
-        check_parameters(&params(serde_json::json!({"n": 5, "o": {"a": [true, null]}}))).unwrap();
+        check_parameters(&params(
+            serde_json::json!({"n": 5, "o": {"a": [true, null]}}),
+        ))
+        .unwrap();
         // `{"k":"…"}` is 8 bytes around the text.
         let at_limit = params(serde_json::json!({"k": "x".repeat(MAX_PARAMETERS_BYTES - 8)}));
         check_parameters(&at_limit).unwrap();

@@ -414,10 +414,19 @@ mod tests {
             check_template(&format!("{{{{ parameters.x|default:{literal} }}}}")).unwrap();
         }
         for (text, reason) in [
-            ("{{ parameters.x | default: ann }}", "default: \"ann\" is not a JSON string"),
-            ("{{ parameters.x | default: [1] }}", "default: \"[1]\" is not a JSON string"),
+            (
+                "{{ parameters.x | default: ann }}",
+                "default: \"ann\" is not a JSON string",
+            ),
+            (
+                "{{ parameters.x | default: [1] }}",
+                "default: \"[1]\" is not a JSON string",
+            ),
             ("{{ parameters.x | default: {} }}", "is not a JSON string"),
-            ("{{ parameters.x | default: }}", "default: \"\" is not a JSON string"),
+            (
+                "{{ parameters.x | default: }}",
+                "default: \"\" is not a JSON string",
+            ),
             ("{{ parameters.x | upper }}", "unknown filter \"upper\""),
             ("{{ | default: 1 }}", "empty path"),
             ("{{ nope.x | default: 1 }}", "unknown name \"nope\""),
@@ -431,11 +440,20 @@ mod tests {
     fn a_default_stands_in_for_a_missing_or_null_value() {
         let ctx = json!({"parameters": {"who": "bo", "none": null, "n": 0}});
         let render = |text: &str| render_str(text, &ctx).unwrap();
-        assert_eq!(render(r#"{{ parameters.who | default: "ann" }}"#), json!("bo"));
-        assert_eq!(render(r#"{{ parameters.nobody | default: "ann" }}"#), json!("ann"));
+        assert_eq!(
+            render(r#"{{ parameters.who | default: "ann" }}"#),
+            json!("bo")
+        );
+        assert_eq!(
+            render(r#"{{ parameters.nobody | default: "ann" }}"#),
+            json!("ann")
+        );
         assert_eq!(render("{{ parameters.none | default: 3 }}"), json!(3));
         assert_eq!(render("{{ parameters.n | default: 3 }}"), json!(0));
-        assert_eq!(render("{{ parameters.a.b.c | default: false }}"), json!(false));
+        assert_eq!(
+            render("{{ parameters.a.b.c | default: false }}"),
+            json!(false)
+        );
         assert_eq!(render("{{ parameters.a | default: null }}"), json!(null));
         assert_eq!(
             render(r#"hi {{ parameters.x | default: "ann" }}, {{ parameters.y | default: 2 }}"#),

@@ -292,8 +292,10 @@ mod tests {
     async fn parameters_of_any_json_type_render_at_any_depth() {
         let mut h = Harness::new();
         h.parameters.insert("n".into(), json!(5));
-        h.parameters
-            .insert("customer".into(), json!({"email": "a@b.io", "tags": ["vip"]}));
+        h.parameters.insert(
+            "customer".into(),
+            json!({"email": "a@b.io", "tags": ["vip"]}),
+        );
         let out = h
             .run(
                 "log",
@@ -375,7 +377,8 @@ mod tests {
     #[tokio::test]
     async fn rendering_is_capped_and_outputs_are_read_in_place() {
         let mut h = Harness::new();
-        h.parameters.insert("big".into(), "x".repeat(64 * 1024).into());
+        h.parameters
+            .insert("big".into(), "x".repeat(64 * 1024).into());
         let message = "{{ parameters.big }}".repeat(2_000);
         let err = h.run("log", json!({"message": message})).await.unwrap_err();
         assert!(

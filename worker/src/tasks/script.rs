@@ -513,7 +513,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn record_functions_reach_the_database() {
         let (mut h, module) = Harness::with_db().await;
-        h.parameters.insert("module".into(), module.to_string().into());
+        h.parameters
+            .insert("module".into(), module.to_string().into());
         let out = h
             .run(
                 "script",

@@ -58,10 +58,10 @@ async fn jobs_that_cannot_be_read_end_error_alone_and_their_batch_runs() {
         "UPDATE workflow_versions SET definition = '{\"tasks\": [{\"name\": 1}]}'
          WHERE workflow_id = $1",
     )
-        .bind(bad.parse::<i64>().unwrap())
-        .execute(&mut db)
-        .await
-        .unwrap();
+    .bind(bad.parse::<i64>().unwrap())
+    .execute(&mut db)
+    .await
+    .unwrap();
     // Innocent and poisoned jobs interleaved, all waiting in the queue
     // before any worker runs, so they are claimed in the same batches.
     let (mut innocent, mut bad_params, mut bad_workflow) = (Vec::new(), Vec::new(), Vec::new());

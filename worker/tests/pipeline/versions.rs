@@ -15,9 +15,7 @@ async fn a_job_runs_the_workflow_version_it_was_created_with() {
         ]}))
         .await;
     let start_at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let delayed = system
-        .job(&workflow, json!({"startAt": start_at}))
-        .await;
+    let delayed = system.job(&workflow, json!({"startAt": start_at})).await;
     let shown = system.get_job(&delayed).await;
     assert_eq!(shown["workflowVersion"], 1, "{shown}");
     assert_eq!(shown["parameters"], json!({"who": "ann"}), "{shown}");
@@ -44,7 +42,10 @@ async fn a_job_runs_the_workflow_version_it_was_created_with() {
         .map(|l| l["message"].as_str().unwrap().to_owned())
         .collect();
     assert!(messages.contains(&"first ann".to_owned()), "{messages:?}");
-    assert!(!messages.iter().any(|m| m.starts_with("second")), "{messages:?}");
+    assert!(
+        !messages.iter().any(|m| m.starts_with("second")),
+        "{messages:?}"
+    );
 
     // A job created after the edit runs the new version.
     let fresh = system.job(&workflow, json!({})).await;

@@ -92,7 +92,8 @@ impl From<JobRow> for Job {
 }
 
 /// The columns of a [`JobRow`].
-const COLUMNS: &str = "id, workflow_id, workflow_version, status, parameters, start_at, attempt, created_at, \
+const COLUMNS: &str =
+    "id, workflow_id, workflow_version, status, parameters, start_at, attempt, created_at, \
      started_at, finished_at, error, cron_slot, trace_parent";
 
 /// The 404 for a job that does not exist.

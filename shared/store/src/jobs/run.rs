@@ -89,8 +89,9 @@ impl ClaimedRow {
             on_error,
             timeout,
             ..
-        } = serde_json::from_str(definition)
-            .map_err(|err| unreadable(format!("{workflow}: its definition cannot be read: {err}")))?;
+        } = serde_json::from_str(definition).map_err(|err| {
+            unreadable(format!("{workflow}: its definition cannot be read: {err}"))
+        })?;
         Ok(Claimed {
             id: self.id,
             attempt: self.attempt,

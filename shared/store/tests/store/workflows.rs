@@ -58,11 +58,17 @@ async fn each_save_is_a_version_and_a_refused_edit_is_none() {
         .await
         .unwrap_err();
     assert!(err.to_string().starts_with("timeout:"), "{err}");
-    assert_eq!(versions(&pool, created.id).await, [1, 2], "nothing recorded");
+    assert_eq!(
+        versions(&pool, created.id).await,
+        [1, 2],
+        "nothing recorded"
+    );
     assert_eq!(workflows::get(&pool, created.id).await.unwrap().version, 2);
 
     let paging = Paging::new(None, Some(1), 100).unwrap();
-    let (page, count) = workflows::versions(&pool, created.id, paging).await.unwrap();
+    let (page, count) = workflows::versions(&pool, created.id, paging)
+        .await
+        .unwrap();
     assert_eq!(count, 2);
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].version, 2);
