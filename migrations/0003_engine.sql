@@ -6,17 +6,22 @@ ALTER TABLE workflows ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
 -- Tasks of one job that run at once, at most.
 ALTER TABLE workflows ADD COLUMN parallelism INTEGER NOT NULL DEFAULT 8
     CHECK (parallelism BETWEEN 1 AND 64);
+-- Default job parameters, merged under each job's own at its creation.
+ALTER TABLE workflows ADD COLUMN parameters JSONB NOT NULL DEFAULT '{}';
 CREATE TABLE workflow_versions (
     workflow_id BIGINT      NOT NULL REFERENCES workflows (id),
     version     INTEGER     NOT NULL,
-    -- The definition as the API shows it (tasks, onError, timeout, parameters…).
+    -- The definition as the API shows it: name, tasks, onError, timeout,
+    -- parameters, schedule (crust_model::workflow::Definition).
     definition  JSONB       NOT NULL,
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     created_by  BIGINT      NOT NULL DEFAULT 0,
     PRIMARY KEY (workflow_id, version)
 );
 INSERT INTO workflow_versions (workflow_id, version, definition, created_at)
-SELECT id, 1, jsonb_build_object('tasks', tasks, 'onError', on_error, 'timeout', timeout_secs),
+SELECT id, 1, jsonb_strip_nulls(jsonb_build_object(
+           'name', name, 'tasks', tasks, 'onError', on_error, 'timeout', timeout_secs,
+           'parameters', '{}'::jsonb, 'schedule', schedule)),
        coalesce(updated_at, created_at)
 FROM workflows;
 

@@ -32,6 +32,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         page::list_pages, page::page_tree, page::create_page, page::read_page, page::edit_page, page::reorder_pages, page::delete_page,
         chart::list_charts, chart::create_chart, chart::read_chart, chart::edit_chart, chart::delete_chart,
         workflow::list_workflows, workflow::create_workflow, workflow::read_workflow, workflow::update_workflow, workflow::delete_workflow,
+        workflow::workflow_versions,
         job::list_jobs, job::create_job, job::read_job, job::update_job, job::cancel_job, job::job_logs,
         job::job_steps, job::signal_job, job::rerun_job,
     ),
@@ -40,6 +41,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::module::FieldKind, crust_model::record::Record,
         crust_model::page::Page, crust_model::chart::Chart,
         crust_model::workflow::Workflow, crust_model::workflow::Task,
+        crust_model::workflow::WorkflowVersion, crust_model::workflow::Definition,
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
         crust_model::step::StepStatus, job::StepList,
@@ -416,6 +418,10 @@ mod tests {
             ("/module/{moduleID}/record", record::MAX_PER_PAGE),
             ("/job/", job::MAX_PER_PAGE),
             ("/job/{jobID}/logs", job::MAX_LOGS_PER_PAGE),
+            (
+                "/workflow/{workflowID}/versions",
+                workflow::MAX_VERSIONS_PER_PAGE,
+            ),
         ] {
             let operation = &doc["paths"][path]["get"];
             let page = &param(operation, "page")["schema"];

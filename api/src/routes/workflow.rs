@@ -1,14 +1,17 @@
-//! `/workflow`: list, create, read, update and delete workflows.
+//! `/workflow`: list, create, read, update and delete workflows, and list
+//! a workflow's versions.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use crust_model::workflow::{Workflow, WorkflowInput, WorkflowPatch};
+use crust_model::paging::Paging;
+use crust_model::workflow::{Workflow, WorkflowInput, WorkflowPatch, WorkflowVersion};
 use crust_store::workflows;
+use serde::{Deserialize, Serialize};
 
 use super::{created, ok, success, ApiResult};
-use crate::extract::{Body, Ids};
+use crate::extract::{Body, Ids, Query};
 use crate::AppState;
 
 /// List workflows.
@@ -43,8 +46,8 @@ pub async fn read_workflow(
 
 /// Edit a workflow. Send only the keys to change: absent ones keep their
 /// value, `"schedule": null` removes the schedule, and a given `tasks` or
-/// `onError` replaces that whole list. Running jobs keep the definition they
-/// started with.
+/// `onError` replaces that whole list. Each edit is a new version; jobs
+/// already created keep running the version they were created with.
 #[utoipa::path(post, path = "/workflow/{workflowID}", tag = "workflows", request_body = WorkflowPatch,
     params(("workflowID" = String, Path, description = "Workflow ID")),
     responses((status = 200, body = inline(crate::extract::Envelope<Workflow>)), (status = 400, body = super::ErrorBody),
@@ -72,6 +75,61 @@ pub async fn delete_workflow(
     Ok(success())
 }
 
+/// Most versions per page.
+pub const MAX_VERSIONS_PER_PAGE: i64 = 100;
+
+/// Paging parameters of the version list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct VersionQuery {
+    /// 0-based page (default 0).
+    #[param(minimum = 0, maximum = 92_233_720_368_547_758_i64)]
+    pub page: Option<i64>,
+    /// Versions per page (default 50); values above 100 are lowered to 100.
+    #[param(minimum = 1)]
+    pub per_page: Option<i64>,
+}
+
+/// What a version list echoes back.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionListMeta {
+    pub page: i64,
+    pub per_page: i64,
+    pub count: i64,
+}
+
+/// A page of a workflow's versions, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionList {
+    pub meta: VersionListMeta,
+    pub versions: Vec<WorkflowVersion>,
+}
+
+/// A workflow's saved versions, newest first: each create and edit is one,
+/// with the whole definition it saved. A job runs the version it shows as
+/// `workflowVersion`.
+#[utoipa::path(get, path = "/workflow/{workflowID}/versions", tag = "workflows",
+    params(("workflowID" = String, Path, description = "Workflow ID"), VersionQuery),
+    responses((status = 200, body = inline(crate::extract::Envelope<VersionList>)), (status = 404, body = super::ErrorBody)))]
+pub async fn workflow_versions(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+    Query(query): Query<VersionQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let paging = Paging::new(query.page, query.per_page, MAX_VERSIONS_PER_PAGE)?;
+    let (versions, count) = workflows::versions(&state.pool, id, paging).await?;
+    Ok(ok(VersionList {
+        meta: VersionListMeta {
+            page: paging.page,
+            per_page: paging.per_page,
+            count,
+        },
+        versions,
+    }))
+}
+
 /// Workflow routes.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -82,4 +140,5 @@ pub fn router() -> Router<AppState> {
                 .post(update_workflow)
                 .delete(delete_workflow),
         )
+        .route("/workflow/{workflowID}/versions", get(workflow_versions))
 }

@@ -13,3 +13,4 @@ mod pages;
 mod process;
 mod query;
 mod records;
+mod versions;

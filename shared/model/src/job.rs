@@ -1,6 +1,5 @@
 //! Jobs: runs of a workflow, their statuses and legal moves, and log entries.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -131,31 +130,38 @@ mod sql {
     }
 }
 
-/// Job parameters: string keys to string values.
-pub type Parameters = BTreeMap<String, String>;
+/// Job parameters: a JSON object whose values may be of any JSON type
+/// (nested objects and arrays too).
+pub type Parameters = serde_json::Map<String, Value>;
 
-/// Most parameters, and the longest key and value.
-pub const MAX_PARAMETERS: usize = 100;
-pub const MAX_PARAMETER_LEN: usize = 65_536;
+/// Most bytes a parameter object may take, serialised as compact JSON
+/// (64 KiB): a job's and a workflow's alike.
+pub const MAX_PARAMETERS_BYTES: usize = 65_536;
 
-/// Checks the size of a parameter set.
-pub fn check_parameters(parameters: &Parameters) -> Result<()> {
-    if parameters.len() > MAX_PARAMETERS {
+/// Checks a parameter object: keys of 1 to 255 bytes and at most
+/// [`MAX_PARAMETERS_BYTES`] serialised. `field` names it in the message
+/// (`parameters` on a job and a workflow).
+pub fn check_parameters_at(field: &str, parameters: &Parameters) -> Result<()> {
+    if parameters
+        .keys()
+        .any(|key| key.is_empty() || key.len() > 255)
+    {
         return Err(Error::invalid(format!(
-            "parameters: at most {MAX_PARAMETERS} entries"
+            "{field}: keys must be 1 to 255 bytes"
         )));
     }
-    for (key, value) in parameters {
-        if key.is_empty() || key.len() > 255 {
-            return Err(Error::invalid("parameters: keys must be 1 to 255 bytes"));
-        }
-        if value.len() > MAX_PARAMETER_LEN {
-            return Err(Error::invalid(format!(
-                "parameters.{key}: longer than {MAX_PARAMETER_LEN} bytes"
-            )));
-        }
+    let size = crate::template::json_len(parameters);
+    if size > MAX_PARAMETERS_BYTES {
+        return Err(Error::invalid(format!(
+            "{field}: {size} bytes as JSON, more than the limit of {MAX_PARAMETERS_BYTES}"
+        )));
     }
     Ok(())
+}
+
+/// Checks a job's parameters (see [`check_parameters_at`]).
+pub fn check_parameters(parameters: &Parameters) -> Result<()> {
+    check_parameters_at("parameters", parameters)
 }
 
 /// A job as shown.
@@ -168,7 +174,13 @@ pub struct Job {
     #[serde(rename = "workflowID")]
     #[schema(value_type = String, example = "3")]
     pub workflow_id: Id,
+    /// The version of the workflow the job runs: its current version when
+    /// the job was created (or its `workflowID` last changed).
+    pub workflow_version: i32,
     pub status: JobStatus,
+    /// The job's parameters: a JSON object (any values), its workflow's
+    /// `parameters` merged under those it was created with.
+    #[schema(value_type = Object)]
     pub parameters: Parameters,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_at: Option<DateTime<Utc>>,
@@ -231,7 +243,10 @@ pub struct JobInput {
     /// RFC 3339; in the future = a delayed job.
     #[serde(default)]
     pub start_at: Option<String>,
+    /// A JSON object (values of any type), at most 64 KiB as JSON; merged
+    /// over the workflow's `parameters`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub parameters: Parameters,
 }
 
@@ -276,6 +291,9 @@ pub struct JobUpdate {
     #[serde(default)]
     pub start_at: Option<String>,
     #[serde(default)]
+    /// Replaces the parameters whole (the workflow's defaults are not merged
+    /// again); a JSON object of at most 64 KiB.
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Parameters>,
 }
 
@@ -482,6 +500,23 @@ mod tests {
         let err =
             input(serde_json::json!({"workflowID": "3", "parameters": {"": "v"}})).unwrap_err();
         assert_eq!(err.to_string(), "parameters: keys must be 1 to 255 bytes");
+    }
+
+    #[test]
+    fn parameters_are_any_json_object_within_64_kib() {
+        let params = |value: Value| serde_json::from_value::<Parameters>(value).unwrap();
+        check_parameters(&params(
+            serde_json::json!({"n": 5, "o": {"a": [true, null]}}),
+        ))
+        .unwrap();
+        // `{"k":"…"}` is 8 bytes around the text.
+        let at_limit = params(serde_json::json!({"k": "x".repeat(MAX_PARAMETERS_BYTES - 8)}));
+        check_parameters(&at_limit).unwrap();
+        let over = params(serde_json::json!({"k": "x".repeat(MAX_PARAMETERS_BYTES - 7)}));
+        assert_eq!(
+            check_parameters(&over).unwrap_err().to_string(),
+            "parameters: 65537 bytes as JSON, more than the limit of 65536"
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //! itself (numbers and objects stay typed); otherwise references are
 //! interpolated (strings raw, other values as compact JSON). `\{{` is a
 //! literal `{{`. A path that leads nowhere is an error naming the last part
-//! that exists.
+//! that exists, unless the reference has a default:
+//! `{{ parameters.who | default: "ann" }}` stands for the JSON literal after
+//! `default:` (a string, number, `true`, `false` or `null`) when the path is
+//! missing or `null`. The literal is checked at save time; it cannot contain
+//! `}}` (the reference ends at the first one).
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -43,8 +47,43 @@ pub fn check_templates_in(at: &str, value: &Value) -> Result<(), String> {
 pub enum Segment {
     /// Text copied as is (escapes already resolved).
     Text(String),
-    /// A `{{ path }}` reference, split at the dots.
-    Ref(Vec<String>),
+    /// A `{{ path }}` or `{{ path | default: literal }}` reference.
+    Ref(Reference),
+}
+
+/// A reference: its path, split at the dots, and its default, if any.
+/// It derefs to the path, so `reference.first()` is the root name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub path: Vec<String>,
+    /// Used when the path is missing or `null`.
+    pub default: Option<Value>,
+}
+
+impl Reference {
+    /// A reference without a default.
+    pub fn new(path: Vec<String>) -> Self {
+        Self {
+            path,
+            default: None,
+        }
+    }
+
+    /// The value the reference renders to in `context`.
+    pub fn resolve(&self, context: &(impl Scope + ?Sized)) -> Result<Value, String> {
+        match (context.lookup(&self.path), &self.default) {
+            (Ok(Value::Null) | Err(_), Some(default)) => Ok(default.clone()),
+            (found, _) => found,
+        }
+    }
+}
+
+impl std::ops::Deref for Reference {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.path
+    }
 }
 
 /// True when `text` holds at least one (unescaped) `{{`.
@@ -82,12 +121,12 @@ pub fn parse_template(text: &str) -> Result<Vec<Segment>, String> {
             ));
         };
         let inner = inner_start[..end].trim();
-        let path =
-            parse_path(inner).map_err(|reason| format!("template {{{{ {inner} }}}}: {reason}"))?;
+        let reference = parse_reference(inner)
+            .map_err(|reason| format!("template {{{{ {inner} }}}}: {reason}"))?;
         if !literal.is_empty() {
             segments.push(Segment::Text(std::mem::take(&mut literal)));
         }
-        segments.push(Segment::Ref(path));
+        segments.push(Segment::Ref(reference));
         rest = &inner_start[end + 2..];
     }
     literal.push_str(rest);
@@ -95,6 +134,32 @@ pub fn parse_template(text: &str) -> Result<Vec<Segment>, String> {
         segments.push(Segment::Text(literal));
     }
     Ok(segments)
+}
+
+/// `path` or `path | default: literal`.
+fn parse_reference(inner: &str) -> Result<Reference, String> {
+    let Some((path, filter)) = inner.split_once('|') else {
+        return parse_path(inner).map(Reference::new);
+    };
+    let path = parse_path(path.trim())?;
+    let filter = filter.trim();
+    let Some(literal) = filter.strip_prefix("default:") else {
+        let name = filter.split(':').next().unwrap_or(filter).trim();
+        return Err(format!("unknown filter {name:?} (the only one is default)"));
+    };
+    let literal = literal.trim();
+    let default = match serde_json::from_str::<Value>(literal) {
+        Ok(Value::Array(_) | Value::Object(_)) | Err(_) => {
+            return Err(format!(
+                "default: {literal:?} is not a JSON string, number, true, false or null"
+            ))
+        }
+        Ok(value) => value,
+    };
+    Ok(Reference {
+        path,
+        default: Some(default),
+    })
 }
 
 fn parse_path(inner: &str) -> Result<Vec<String>, String> {
@@ -197,8 +262,8 @@ fn render_str_limited(
     left: &mut usize,
 ) -> Result<Value, String> {
     let segments = parse_template(text)?;
-    if let [Segment::Ref(path)] = segments.as_slice() {
-        let value = context.lookup(path)?;
+    if let [Segment::Ref(reference)] = segments.as_slice() {
+        let value = reference.resolve(context)?;
         spend(left, json_len(&value), text)?;
         return Ok(value);
     }
@@ -207,7 +272,7 @@ fn render_str_limited(
         let before = out.len();
         match segment {
             Segment::Text(literal) => out.push_str(literal),
-            Segment::Ref(path) => match context.lookup(path)? {
+            Segment::Ref(reference) => match reference.resolve(context)? {
                 Value::String(value) => out.push_str(&value),
                 other => out.push_str(&other.to_string()),
             },
@@ -218,7 +283,7 @@ fn render_str_limited(
 }
 
 /// Bytes of `value` as JSON, without building the text.
-pub fn json_len(value: &Value) -> usize {
+pub fn json_len(value: &(impl serde::Serialize + ?Sized)) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -301,15 +366,15 @@ mod tests {
             parse_template("Hi {{parameters.name}}, id {{ outputs.a.items.0.id }}!").unwrap(),
             vec![
                 Segment::Text("Hi ".into()),
-                Segment::Ref(vec!["parameters".into(), "name".into()]),
+                Segment::Ref(Reference::new(vec!["parameters".into(), "name".into()])),
                 Segment::Text(", id ".into()),
-                Segment::Ref(vec![
+                Segment::Ref(Reference::new(vec![
                     "outputs".into(),
                     "a".into(),
                     "items".into(),
                     "0".into(),
                     "id".into()
-                ]),
+                ])),
                 Segment::Text("!".into()),
             ]
         );
@@ -335,6 +400,67 @@ mod tests {
             .contains("unknown name \"foo\""));
         assert!(check_template("{{ outputs.a b }}").is_err());
         assert!(check_template("plain } {text}").is_ok());
+    }
+
+    #[test]
+    fn a_default_is_a_json_literal_checked_when_parsed() {
+        let parsed = parse_template(r#"{{ parameters.who | default: "ann | bob" }}"#).unwrap();
+        let [Segment::Ref(reference)] = parsed.as_slice() else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(reference.first().map(String::as_str), Some("parameters"));
+        assert_eq!(reference.default, Some(json!("ann | bob")));
+        for literal in ["5", "-1.5", "true", "false", "null", r#""""#] {
+            check_template(&format!("{{{{ parameters.x|default:{literal} }}}}")).unwrap();
+        }
+        for (text, reason) in [
+            (
+                "{{ parameters.x | default: ann }}",
+                "default: \"ann\" is not a JSON string",
+            ),
+            (
+                "{{ parameters.x | default: [1] }}",
+                "default: \"[1]\" is not a JSON string",
+            ),
+            ("{{ parameters.x | default: {} }}", "is not a JSON string"),
+            (
+                "{{ parameters.x | default: }}",
+                "default: \"\" is not a JSON string",
+            ),
+            ("{{ parameters.x | upper }}", "unknown filter \"upper\""),
+            ("{{ | default: 1 }}", "empty path"),
+            ("{{ nope.x | default: 1 }}", "unknown name \"nope\""),
+        ] {
+            let err = check_template(text).unwrap_err();
+            assert!(err.contains(reason), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_default_stands_in_for_a_missing_or_null_value() {
+        let ctx = json!({"parameters": {"who": "bo", "none": null, "n": 0}});
+        let render = |text: &str| render_str(text, &ctx).unwrap();
+        assert_eq!(
+            render(r#"{{ parameters.who | default: "ann" }}"#),
+            json!("bo")
+        );
+        assert_eq!(
+            render(r#"{{ parameters.nobody | default: "ann" }}"#),
+            json!("ann")
+        );
+        assert_eq!(render("{{ parameters.none | default: 3 }}"), json!(3));
+        assert_eq!(render("{{ parameters.n | default: 3 }}"), json!(0));
+        assert_eq!(
+            render("{{ parameters.a.b.c | default: false }}"),
+            json!(false)
+        );
+        assert_eq!(render("{{ parameters.a | default: null }}"), json!(null));
+        assert_eq!(
+            render(r#"hi {{ parameters.x | default: "ann" }}, {{ parameters.y | default: 2 }}"#),
+            json!("hi ann, 2")
+        );
+        // Without a default a missing path is still an error.
+        assert!(render_str("{{ parameters.nobody }}", &ctx).is_err());
     }
 
     fn context() -> Value {

@@ -1,5 +1,6 @@
-//! Workflows: named lists of tasks, an error handler, a timeout and an
-//! optional cron schedule.
+//! Workflows: named lists of tasks, an error handler, a timeout, default
+//! job parameters and an optional cron schedule. Every save is a new
+//! [`WorkflowVersion`]; a job runs the version it was created with.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::graph::Graph;
+use crate::job::{check_parameters_at, Parameters};
 use crate::required_name;
 use crate::task::{validate_params, TaskKind};
 use crate::template::{check_template, has_template};
@@ -101,10 +103,17 @@ pub struct Workflow {
     pub timeout: u32,
     /// Tasks of one job that run at once, at most.
     pub parallelism: u32,
+    /// Default job parameters: merged under each job's own when it is
+    /// created (a cron job gets exactly these).
+    #[schema(value_type = Object)]
+    pub parameters: Parameters,
     /// Cron expression (`sec min hour day-of-month month day-of-week [year]`
     /// or the usual five fields); each slot starts one job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// The current version: 1 when created, one more at every edit. New
+    /// jobs run this version (`GET /workflow/{id}/versions` lists them).
+    pub version: i32,
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
@@ -130,6 +139,11 @@ pub struct WorkflowInput {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 64)]
     pub parallelism: Option<i64>,
+    /// Default job parameters (a JSON object of at most 64 KiB as JSON),
+    /// merged under each job's own: the job's keys win.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub parameters: Parameters,
     #[serde(default)]
     pub schedule: Option<String>,
 }
@@ -148,6 +162,9 @@ pub struct WorkflowPatch {
     /// Tasks of one job that run at once, at most.
     #[schema(minimum = 1, maximum = 64)]
     pub parallelism: Option<i64>,
+    /// Default job parameters, replaced whole when given.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Parameters>,
     /// Cron expression; `null` removes the schedule.
     #[serde(default, deserialize_with = "crate::explicit_null")]
     #[schema(value_type = Option<String>)]
@@ -163,6 +180,7 @@ impl WorkflowPatch {
             on_error: self.on_error.unwrap_or(current.on_error),
             timeout: self.timeout.unwrap_or(i64::from(current.timeout)),
             parallelism: Some(self.parallelism.unwrap_or(i64::from(current.parallelism))),
+            parameters: self.parameters.unwrap_or(current.parameters),
             schedule: self.schedule.unwrap_or(current.schedule),
         }
     }
@@ -176,7 +194,60 @@ pub struct ValidWorkflow {
     pub on_error: Vec<Task>,
     pub timeout: u32,
     pub parallelism: u32,
+    pub parameters: Parameters,
     pub schedule: Option<Schedule>,
+}
+
+impl ValidWorkflow {
+    /// What a version of this workflow records.
+    pub fn definition(&self) -> Definition {
+        Definition {
+            name: Some(self.name.clone()),
+            tasks: self.tasks.clone(),
+            on_error: self.on_error.clone(),
+            timeout: self.timeout,
+            parallelism: self.parallelism,
+            parameters: self.parameters.clone(),
+            schedule: self.schedule.as_ref().map(|s| s.text.clone()),
+        }
+    }
+}
+
+/// A workflow's definition as one version recorded it: what its jobs run.
+/// Versions saved before names and parameters were recorded lack them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Definition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub tasks: Vec<Task>,
+    #[serde(default)]
+    pub on_error: Vec<Task>,
+    /// Seconds the whole job may take; 0 = no limit.
+    #[serde(default)]
+    pub timeout: u32,
+    /// Tasks of one job that run at once, at most.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+    /// Default job parameters.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub parameters: Parameters,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+fn default_parallelism() -> u32 {
+    DEFAULT_PARALLELISM
+}
+
+/// One saved version of a workflow.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowVersion {
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub definition: Definition,
 }
 
 /// A parsed cron schedule and the text it came from.
@@ -234,6 +305,7 @@ impl WorkflowInput {
                 "onError[{at}].needs: onError tasks run in the order listed; needs is not allowed"
             )));
         }
+        check_parameters_at("parameters", &self.parameters)?;
         let schedule = match self.schedule.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(
@@ -252,6 +324,7 @@ impl WorkflowInput {
             on_error: self.on_error,
             timeout: self.timeout as u32,
             parallelism: parallelism as u32,
+            parameters: self.parameters,
             schedule,
         })
     }

@@ -1,12 +1,17 @@
 //! Workflows: list, read, create, update and delete, keeping each cron
-//! schedule's next slot in `next_fire_at` for the scheduler.
+//! schedule's next slot in `next_fire_at` for the scheduler, and every
+//! saved definition in `workflow_versions` (a job runs its version).
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::PgPool;
 
 use crate::{Error, Result};
-use crust_model::workflow::{Task, ValidWorkflow, Workflow, WorkflowPatch};
+use crust_model::job::Parameters;
+use crust_model::paging::Paging;
+use crust_model::workflow::{
+    Definition, Task, ValidWorkflow, Workflow, WorkflowPatch, WorkflowVersion,
+};
 use crust_model::Id;
 
 #[derive(sqlx::FromRow)]
@@ -17,7 +22,9 @@ struct WorkflowRow {
     on_error: Json<Vec<Task>>,
     timeout_secs: i32,
     parallelism: i32,
+    parameters: Json<Parameters>,
     schedule: Option<String>,
+    version: i32,
     created_at: DateTime<Utc>,
     updated_at: Option<DateTime<Utc>>,
 }
@@ -31,7 +38,9 @@ impl From<WorkflowRow> for Workflow {
             on_error: row.on_error.0,
             timeout: row.timeout_secs.max(0) as u32,
             parallelism: row.parallelism.max(1) as u32,
+            parameters: row.parameters.0,
             schedule: row.schedule,
+            version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -39,7 +48,8 @@ impl From<WorkflowRow> for Workflow {
 }
 
 const COLUMNS: &str =
-    "id, name, tasks, on_error, timeout_secs, parallelism, schedule, created_at, updated_at";
+    "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, \
+     version, created_at, updated_at";
 
 fn missing(id: Id) -> Error {
     Error::not_found(format!("workflow {id} does not exist"))
@@ -80,11 +90,32 @@ fn next_fire(input: &ValidWorkflow) -> Option<DateTime<Utc>> {
 const WAKE_SCHEDULER: &str =
     "CASE WHEN next_fire_at IS NOT NULL THEN pg_notify('crust_jobs_release', '') END";
 
-/// Creates a workflow.
+/// Records version `version` of workflow `id` (in the transaction that
+/// saved it).
+async fn record_version(
+    tx: &mut sqlx::PgConnection,
+    id: Id,
+    version: i32,
+    definition: &Definition,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO workflow_versions (workflow_id, version, definition) VALUES ($1, $2, $3)",
+    )
+    .bind(id)
+    .bind(version)
+    .bind(Json(definition))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Creates a workflow, at version 1.
 pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
+    let mut tx = pool.begin().await?;
     let row: WorkflowRow = sqlx::query_as(&format!(
-        "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at, parallelism)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *)
+        "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at,
+                                           parameters, version, parallelism)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8) RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
     .bind(&input.name)
@@ -93,17 +124,20 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .bind(input.timeout as i32)
     .bind(input.schedule.as_ref().map(|s| s.text.clone()))
     .bind(next_fire(&input))
+    .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    record_version(&mut tx, row.id, row.version, &input.definition()).await?;
+    tx.commit().await?;
     Ok(row.into())
 }
 
 /// Edits a workflow: the keys `patch` names change, the rest stay, and the
 /// result is validated as a whole. The row is locked from read to write, so
-/// concurrent edits of different keys do not undo each other. Jobs already
-/// running keep the definition they started with; queued ones pick up the
-/// new one.
+/// concurrent edits of different keys do not undo each other. Every edit is
+/// a new version; jobs already created keep running the version they were
+/// created with.
 pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workflow> {
     let mut tx = pool.begin().await?;
     let current: Workflow = sqlx::query_as::<_, WorkflowRow>(&format!(
@@ -117,7 +151,8 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     let input = patch.apply(current).validate()?;
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
-                           schedule = $6, next_fire_at = $7, parallelism = $8, updated_at = now()
+                           schedule = $6, next_fire_at = $7, parameters = $8,
+                           version = version + 1, parallelism = $9, updated_at = now()
                     WHERE id = $1 RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -128,11 +163,55 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     .bind(input.timeout as i32)
     .bind(input.schedule.as_ref().map(|s| s.text.clone()))
     .bind(next_fire(&input))
+    .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
     .fetch_one(&mut *tx)
     .await?;
+    record_version(&mut tx, id, row.version, &input.definition()).await?;
     tx.commit().await?;
     Ok(row.into())
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    version: i32,
+    created_at: DateTime<Utc>,
+    definition: Json<Definition>,
+}
+
+/// A page of a workflow's versions, newest first, and how many there are.
+/// A deleted workflow's versions are gone with it (404).
+pub async fn versions(
+    pool: &PgPool,
+    id: Id,
+    paging: Paging,
+) -> Result<(Vec<WorkflowVersion>, i64)> {
+    let count: Option<i64> = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM workflow_versions WHERE workflow_id = w.id)
+         FROM workflows w WHERE w.id = $1 AND w.deleted_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let count = count.ok_or_else(|| missing(id))?;
+    let rows: Vec<VersionRow> = sqlx::query_as(
+        "SELECT version, created_at, definition FROM workflow_versions WHERE workflow_id = $1
+         ORDER BY version DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(id)
+    .bind(paging.per_page)
+    .bind(paging.offset())
+    .fetch_all(pool)
+    .await?;
+    let versions = rows
+        .into_iter()
+        .map(|row| WorkflowVersion {
+            version: row.version,
+            created_at: row.created_at,
+            definition: row.definition.0,
+        })
+        .collect();
+    Ok((versions, count))
 }
 
 /// Deletes a workflow (softly, so its finished jobs keep their history),

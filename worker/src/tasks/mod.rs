@@ -119,10 +119,7 @@ impl template::Scope for TaskContext<'_> {
                         .parameters
                         .get(name)
                         .ok_or_else(|| template::missing(path, 1))?;
-                    if path.len() > 2 {
-                        return Err(template::missing(path, 2));
-                    }
-                    Ok(Value::String(value.clone()))
+                    template::lookup(value, path, 2).cloned()
                 }
             },
             Some("outputs") => match path.get(1) {
@@ -329,6 +326,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn parameters_of_any_json_type_render_at_any_depth() {
+        let mut h = Harness::new();
+        h.parameters.insert("n".into(), json!(5));
+        h.parameters.insert(
+            "customer".into(),
+            json!({"email": "a@b.io", "tags": ["vip"]}),
+        );
+        let out = h
+            .run(
+                "log",
+                json!({"message": "{{ parameters.customer.email }} {{ parameters.n }} \
+                    {{ parameters.customer.tags.0 }} {{ parameters.who | default: \"ann\" }}"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"message": "a@b.io 5 vip ann"}));
+        let err = h
+            .run("log", json!({"message": "{{ parameters.customer.phone }}"}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "template {{ parameters.customer.phone }}: parameters.customer has no \"phone\""
+        );
+    }
+
+    #[tokio::test]
     async fn rendered_params_are_checked_again() {
         let mut h = Harness::new();
         h.parameters.insert("s".into(), "soon".into());
@@ -390,7 +414,8 @@ mod tests {
     #[tokio::test]
     async fn rendering_is_capped_and_outputs_are_read_in_place() {
         let mut h = Harness::new();
-        h.parameters.insert("big".into(), "x".repeat(64 * 1024));
+        h.parameters
+            .insert("big".into(), "x".repeat(64 * 1024).into());
         let message = "{{ parameters.big }}".repeat(2_000);
         let err = h.run("log", json!({"message": message})).await.unwrap_err();
         assert!(

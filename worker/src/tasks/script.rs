@@ -344,6 +344,22 @@ mod tests {
     use serde_json::json;
 
     #[tokio::test]
+    async fn scripts_see_typed_nested_parameters() {
+        let mut h = Harness::new();
+        h.parameters.insert("n".into(), json!(5));
+        h.parameters
+            .insert("customer".into(), json!({"email": "a@b.io", "vip": true}));
+        let out = h
+            .run(
+                "script",
+                json!({"source": "#{ twice: parameters.n * 2, email: parameters.customer.email, vip: parameters.customer.vip }"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"twice": 10, "email": "a@b.io", "vip": true}));
+    }
+
+    #[tokio::test]
     async fn the_final_value_is_the_output() {
         let mut h = Harness::new();
         h.parameters.insert("name".into(), "Ada".into());
@@ -504,7 +520,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn record_functions_reach_the_database() {
         let (mut h, module) = Harness::with_db().await;
-        h.parameters.insert("module".into(), module.to_string());
+        h.parameters
+            .insert("module".into(), module.to_string().into());
         let out = h
             .run(
                 "script",

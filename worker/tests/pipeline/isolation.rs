@@ -53,11 +53,15 @@ async fn jobs_that_cannot_be_read_end_error_alone_and_their_batch_runs() {
         ]}))
         .await;
     let mut db = system.db.connect().await;
-    sqlx::query("UPDATE workflows SET tasks = '[{\"name\": 1}]' WHERE id = $1")
-        .bind(bad.parse::<i64>().unwrap())
-        .execute(&mut db)
-        .await
-        .unwrap();
+    // A job runs its workflow version's definition: poison that.
+    sqlx::query(
+        "UPDATE workflow_versions SET definition = '{\"tasks\": [{\"name\": 1}]}'
+         WHERE workflow_id = $1",
+    )
+    .bind(bad.parse::<i64>().unwrap())
+    .execute(&mut db)
+    .await
+    .unwrap();
     // Innocent and poisoned jobs interleaved, all waiting in the queue
     // before any worker runs, so they are claimed in the same batches.
     let (mut innocent, mut bad_params, mut bad_workflow) = (Vec::new(), Vec::new(), Vec::new());
@@ -66,7 +70,9 @@ async fn jobs_that_cannot_be_read_end_error_alone_and_their_batch_runs() {
             3 => {
                 let id = system.job(&good, json!({"parameters": {"who": "x"}})).await;
                 sqlx::query(
-                    "UPDATE jobs SET parameters = '{\"who\": 1.7976931348623157e308}' WHERE id = $1",
+                    // Parameters are any JSON object, but a number beyond
+                    // a double's range cannot be read back.
+                    "UPDATE jobs SET parameters = '{\"who\": 1e400}' WHERE id = $1",
                 )
                 .bind(id.parse::<i64>().unwrap())
                 .execute(&mut db)
@@ -100,7 +106,9 @@ async fn jobs_that_cannot_be_read_end_error_alone_and_their_batch_runs() {
         let (_, error, attempt) = wait_row(&mut db, id, "error").await;
         let error = error.unwrap();
         assert!(
-            error.starts_with(&format!("workflow {bad}: its tasks cannot be read: ")),
+            error.starts_with(&format!(
+                "workflow {bad} version 1: its definition cannot be read: "
+            )),
             "{error}"
         );
         assert_eq!(attempt, 1);
@@ -125,7 +133,7 @@ async fn a_poisoned_workflow_on_a_cron_is_deleted_and_stops_firing() {
         .await;
     let cron_id = cron.parse::<i64>().unwrap();
     let mut db = system.db.connect().await;
-    sqlx::query("UPDATE workflows SET tasks = '\"not a list\"' WHERE id = $1")
+    sqlx::query("UPDATE workflow_versions SET definition = '{\"tasks\": \"not a list\"}' WHERE workflow_id = $1")
         .bind(cron_id)
         .execute(&mut db)
         .await

@@ -14,3 +14,4 @@ mod runs;
 mod scheduling;
 mod stops;
 mod traces;
+mod versions;

@@ -35,9 +35,11 @@ pub struct Created {
 }
 
 /// Creates a queued job, checked by [`crust_model::job::JobInput::validate`].
-/// A job due now is for the caller to publish; a delayed one wakes the
-/// scheduler. The workflow is share-locked so it cannot be deleted in
-/// between.
+/// It runs the workflow's current version, and its parameters are the
+/// workflow's `parameters` with the job's own merged over them (shallow: a
+/// key of the job's replaces the default's whole value). A job due now is
+/// for the caller to publish; a delayed one wakes the scheduler. The
+/// workflow is share-locked so it cannot be deleted (or edited) in between.
 pub async fn create(
     pool: &PgPool,
     job: NewJob,
@@ -56,9 +58,11 @@ pub async fn create(
         _ => now + PUBLISH_GRACE,
     };
     let row: Option<JobRow> = sqlx::query_as(&format!(
-        "WITH w AS (SELECT id FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
-              j AS (INSERT INTO jobs (workflow_id, parameters, start_at, release_at, created_by, trace_parent)
-                    SELECT w.id, $2, $3, $4, $5, $6 FROM w
+        "WITH w AS (SELECT id, version, parameters FROM workflows
+                    WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
+              j AS (INSERT INTO jobs (workflow_id, workflow_version, parameters, start_at, release_at,
+                                      created_by, trace_parent)
+                    SELECT w.id, w.version, w.parameters || $2, $3, $4, $5, $6 FROM w
                     RETURNING {COLUMNS})
          SELECT j.*, CASE WHEN $7 THEN pg_notify('{RELEASE_CHANNEL}', '') END AS notified FROM j"
     ))
@@ -188,22 +192,22 @@ pub async fn update(pool: &PgPool, id: Id, input: JobUpdate) -> Result<Updated> 
     let mut publish = false;
     let mut cancel = false;
     if let Some(workflow_id) = input.workflow_id {
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM workflows WHERE id = $1 AND deleted_at IS NULL)",
+        // The job is re-pinned to the workflow's current version.
+        let moved = sqlx::query(
+            "UPDATE jobs SET workflow_id = w.id, workflow_version = w.version
+             FROM (SELECT id, version FROM workflows
+                   WHERE id = $2 AND deleted_at IS NULL FOR SHARE) w
+             WHERE jobs.id = $1",
         )
+        .bind(id)
         .bind(workflow_id)
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        if !exists {
+        if moved.rows_affected() == 0 {
             return Err(Error::invalid(format!(
                 "workflowID: workflow {workflow_id} does not exist"
             )));
         }
-        sqlx::query("UPDATE jobs SET workflow_id = $2 WHERE id = $1")
-            .bind(id)
-            .bind(workflow_id)
-            .execute(&mut *tx)
-            .await?;
     }
     if let Some(parameters) = &input.parameters {
         sqlx::query("UPDATE jobs SET parameters = $2 WHERE id = $1")
@@ -419,13 +423,19 @@ pub async fn logs(pool: &PgPool, id: Id, paging: Paging) -> Result<(Vec<LogEntry
     Ok((entries, i64::from(total)))
 }
 
-/// The tasks a job runs (its workflow's), for the step list and reruns.
+/// The tasks a job runs (its workflow version's), for the step list and
+/// reruns.
 async fn tasks_of(
     executor: impl sqlx::PgExecutor<'_>,
     job: Id,
 ) -> Result<Vec<crust_model::workflow::Task>> {
+    // The version the job runs; a job whose version is not recorded (made
+    // by hand) shows its workflow's current tasks.
     let tasks: Option<Json<Vec<crust_model::workflow::Task>>> = sqlx::query_scalar(
-        "SELECT w.tasks FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE j.id = $1",
+        "SELECT coalesce(v.definition -> 'tasks', w.tasks)
+         FROM jobs j JOIN workflows w ON w.id = j.workflow_id
+         LEFT JOIN workflow_versions v ON v.workflow_id = j.workflow_id AND v.version = j.workflow_version
+         WHERE j.id = $1",
     )
     .bind(job)
     .fetch_optional(executor)
@@ -553,8 +563,10 @@ pub async fn rerun(
         .map(|(_, task)| task.name.clone())
         .collect();
     let row: JobRow = sqlx::query_as(&format!(
-        "INSERT INTO jobs (workflow_id, parameters, release_at, created_by, trace_parent, rerun_of)
-         SELECT workflow_id, parameters, now() + $2 * interval '1 millisecond', $3, $4, id
+        "INSERT INTO jobs (workflow_id, workflow_version, parameters, release_at, created_by,
+                           trace_parent, rerun_of)
+         SELECT workflow_id, workflow_version, parameters, now() + $2 * interval '1 millisecond',
+                $3, $4, id
          FROM jobs WHERE id = $1
          RETURNING {COLUMNS}"
     ))

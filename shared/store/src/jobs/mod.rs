@@ -52,6 +52,7 @@ pub const PUBLISH_GRACE: Duration = Duration::from_secs(5);
 struct JobRow {
     id: Id,
     workflow_id: Id,
+    workflow_version: Option<i32>,
     status: JobStatus,
     parameters: Json<Parameters>,
     start_at: Option<DateTime<Utc>>,
@@ -71,6 +72,8 @@ impl From<JobRow> for Job {
         Job {
             id: row.id,
             workflow_id: row.workflow_id,
+            // Every job has one since migration 0003 (earlier ones got 1).
+            workflow_version: row.workflow_version.unwrap_or(1),
             status: row.status,
             parameters: row.parameters.0,
             start_at: row.start_at,
@@ -94,7 +97,8 @@ impl From<JobRow> for Job {
 }
 
 /// The columns of a [`JobRow`].
-const COLUMNS: &str = "id, workflow_id, status, parameters, start_at, attempt, created_at, \
+const COLUMNS: &str =
+    "id, workflow_id, workflow_version, status, parameters, start_at, attempt, created_at, \
      started_at, finished_at, error, cron_slot, trace_parent, parent_job_id, rerun_of";
 
 /// The 404 for a job that does not exist.

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use super::{millis, PUBLISH_GRACE, RELEASE_CHANNEL};
 use crate::Result;
 use crust_model::job::{JobStatus, Parameters};
-use crust_model::workflow::Task;
+use crust_model::workflow::{Definition, Task};
 use crust_model::Id;
 
 /// A job a worker has claimed, with the definition it runs.
@@ -63,13 +63,12 @@ struct ClaimedRow {
     id: Id,
     attempt: i32,
     workflow_id: Id,
+    workflow_version: Option<i32>,
     parameters: String,
     created_by: Id,
     trace_parent: Option<String>,
-    tasks: String,
-    on_error: String,
-    timeout_secs: i32,
-    parallelism: i32,
+    /// The version's definition; `None` when that version is not recorded.
+    definition: Option<String>,
 }
 
 impl ClaimedRow {
@@ -82,17 +81,22 @@ impl ClaimedRow {
         };
         let parameters: Parameters = serde_json::from_str(&self.parameters)
             .map_err(|err| unreadable(format!("the job's parameters cannot be read: {err}")))?;
-        let tasks: Vec<Task> = serde_json::from_str(&self.tasks).map_err(|err| {
-            unreadable(format!(
-                "workflow {}: its tasks cannot be read: {err}",
-                self.workflow_id
-            ))
-        })?;
-        let on_error: Vec<Task> = serde_json::from_str(&self.on_error).map_err(|err| {
-            unreadable(format!(
-                "workflow {}: its onError tasks cannot be read: {err}",
-                self.workflow_id
-            ))
+        let workflow = match self.workflow_version {
+            Some(version) => format!("workflow {} version {version}", self.workflow_id),
+            None => format!("workflow {}", self.workflow_id),
+        };
+        let definition = self
+            .definition
+            .as_deref()
+            .ok_or_else(|| unreadable(format!("{workflow} does not exist")))?;
+        let Definition {
+            tasks,
+            on_error,
+            timeout,
+            parallelism,
+            ..
+        } = serde_json::from_str(definition).map_err(|err| {
+            unreadable(format!("{workflow}: its definition cannot be read: {err}"))
         })?;
         Ok(Claimed {
             id: self.id,
@@ -102,8 +106,8 @@ impl ClaimedRow {
             trace_parent: self.trace_parent,
             tasks,
             on_error,
-            timeout: self.timeout_secs.max(0) as u32,
-            parallelism: self.parallelism.max(1) as u32,
+            timeout,
+            parallelism,
             waited: self.waited,
             late: self.late,
         })
@@ -111,7 +115,9 @@ impl ClaimedRow {
 }
 
 /// Claims the given jobs that are queued and due, for `worker`, with a
-/// lease of `lease`: each claim bumps `attempt`. Jobs not returned are
+/// lease of `lease`: each claim bumps `attempt`. Each runs the definition
+/// of its workflow version (`workflow_versions`), not the workflow's
+/// current one. Jobs not returned are
 /// running elsewhere, finished, cancelled, or not yet due (those are handed
 /// back to the scheduler). A claimed job whose parameters or workflow cannot
 /// be decoded comes back in [`Claims::unreadable`], still claimed, for the
@@ -124,17 +130,20 @@ pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> 
              WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
                AND status = 'queued' AND NOT cancel_requested
                AND (start_at IS NULL OR start_at <= now())
-             RETURNING id, attempt, workflow_id, parameters, created_by, trace_parent,
+             RETURNING id, attempt, workflow_id, workflow_version, parameters, created_by, trace_parent,
                        extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
                        CASE WHEN start_at > created_at
                             THEN extract(epoch from clock_timestamp() - start_at)::float8 END AS late),
          early AS (
              UPDATE jobs SET published_at = NULL
              WHERE id = ANY($1) AND status = 'queued' AND start_at > now())
-         SELECT c.id, c.attempt, c.workflow_id, c.parameters::text AS parameters, c.created_by,
-                c.trace_parent, w.tasks::text AS tasks, w.on_error::text AS on_error,
-                w.timeout_secs, w.parallelism, c.waited, c.late
-         FROM c JOIN workflows w ON w.id = c.workflow_id",
+         SELECT c.id, c.attempt, c.workflow_id, c.workflow_version,
+                c.parameters::text AS parameters, c.created_by, c.trace_parent,
+                v.definition::text AS definition, c.waited, c.late
+         FROM c LEFT JOIN workflow_versions v
+                ON v.workflow_id = c.workflow_id
+               AND v.version = coalesce(c.workflow_version,
+                                        (SELECT version FROM workflows WHERE id = c.workflow_id))",
     )
     .bind(ids)
     .bind(worker)
@@ -388,8 +397,8 @@ pub struct Child {
 
 /// Starts the child job of step `step` (once: a resumed parent gets the
 /// child it already started), fenced on the parent's run. The child runs
-/// the current version of `workflow` with `parameters` merged over its
-/// defaults, for the parent's creator. `None` when the run lost its claim.
+/// the current version of `workflow` with `parameters` merged over that
+/// workflow's defaults, for the parent's creator. `None` when the run lost its claim.
 pub async fn start_child(
     pool: &PgPool,
     parent: Id,
@@ -414,9 +423,13 @@ pub async fn start_child(
     }
     // Due at once and unpublished: the scheduler, woken here, publishes it.
     let created: Option<Id> = sqlx::query_scalar(
-        "WITH w AS (SELECT id FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR SHARE)
-         INSERT INTO jobs (workflow_id, parameters, release_at, created_by, parent_job_id, parent_step, trace_parent)
-         SELECT w.id, $2, now(), $3, $4, $5, (SELECT trace_parent FROM jobs WHERE id = $4) FROM w
+        "WITH w AS (SELECT id, version, parameters FROM workflows
+                    WHERE id = $1 AND deleted_at IS NULL FOR SHARE)
+         INSERT INTO jobs (workflow_id, workflow_version, parameters, release_at, created_by,
+                           parent_job_id, parent_step, trace_parent)
+         SELECT w.id, w.version, w.parameters || $2, now(), $3, $4, $5,
+                (SELECT trace_parent FROM jobs WHERE id = $4)
+         FROM w
          RETURNING id",
     )
     .bind(workflow)
