@@ -436,7 +436,10 @@ mod tests {
             );
         }
         let status = &param(&doc["paths"]["/job/"]["get"], "status")["schema"];
-        assert_eq!(status["pattern"], "^(queued|running|ok|error|cancelled)?$");
+        assert_eq!(
+            status["pattern"],
+            "^(queued|running|waiting|ok|error|cancelled)?$"
+        );
     }
 
     #[test]
