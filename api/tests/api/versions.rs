@@ -62,7 +62,7 @@ async fn every_save_of_a_workflow_is_a_version_listed_newest_first() {
     assert_eq!(
         versions[0]["definition"],
         json!({"name": "renamed", "tasks": edited["tasks"], "onError": [], "timeout": 5,
-               "parameters": {"who": "ann"}})
+               "parallelism": 8, "parameters": {"who": "ann"}})
     );
     assert_eq!(versions[2]["definition"]["name"], "greet");
     assert_eq!(versions[2]["definition"]["tasks"], created["tasks"]);

@@ -704,7 +704,9 @@ mod tests {
                 "record.update",
                 "record.delete",
                 "record.query",
-                "script"
+                "script",
+                "workflow",
+                "wait"
             ]
         );
         for &kind in TaskKind::ALL {
@@ -728,7 +730,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown task kind \"teleport\" (one of log, sleep, fail, http, record.create, \
-             record.update, record.delete, record.query, script)"
+             record.update, record.delete, record.query, script, workflow, wait)"
         );
         for kind in TaskKind::ALL {
             assert!(err.to_string().contains(kind.name()), "{err} lacks {kind}");

@@ -216,7 +216,7 @@ pub async fn versions(
 
 /// Deletes a workflow (softly, so its finished jobs keep their history),
 /// whatever its definition holds: nothing here reads it. Its schedule stops
-/// at once, its queued jobs are cancelled and its running ones are asked to
+/// at once, its queued and waiting jobs are cancelled and its running ones are asked to
 /// stop; returns those running jobs, for the caller to tell the workers.
 pub async fn delete(pool: &PgPool, id: Id) -> Result<Vec<Id>> {
     let mut tx = pool.begin().await?;
@@ -231,11 +231,11 @@ pub async fn delete(pool: &PgPool, id: Id) -> Result<Vec<Id>> {
         return Err(missing(id));
     }
     let running: Vec<Id> = sqlx::query_scalar::<_, Option<Id>>(
-        "UPDATE jobs SET cancel_requested = true, updated_at = now(),
-                status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
-                finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END
+        "UPDATE jobs SET cancel_requested = true, updated_at = now(), wake_at = NULL,
+                status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END,
+                finished_at = CASE WHEN status = 'running' THEN finished_at ELSE now() END
          WHERE id IN (SELECT id FROM jobs WHERE workflow_id = $1
-                        AND status IN ('queued', 'running') ORDER BY id FOR UPDATE)
+                        AND status IN ('queued', 'running', 'waiting') ORDER BY id FOR UPDATE)
          RETURNING CASE WHEN status = 'running' THEN id END",
     )
     .bind(id)
