@@ -109,7 +109,8 @@ pub struct Args {
     steps: u32,
 
     /// Small sizes for a smoke test: 200 plain jobs, 2 fan-out jobs of 100
-    /// items, 5 jobs per graph shape, 1 000 steps (flags given too win).
+    /// items, 5 jobs per graph shape, 1 000 steps, for each size flag left
+    /// at its default.
     #[arg(long)]
     quick: bool,
 
