@@ -1,12 +1,14 @@
 //! `crust-bench`: benchmarks of a running Crust, each measured against the
 //! physical limit (Postgres alone) in the same run on the same machine.
 //!
-//! One module per bench (`records`, `query`, `jobs/`, `memory`); what they
-//! share: `client` (the api, its token and the database), `report` (the
-//! load driver, latency summaries, tables, failures and verdicts) and
-//! `procfs` (a process's memory).
+//! One module per bench (`records`, `query`, `jobs/`, `engine/`, `memory`);
+//! what they share: `client` (the api, its token and the database),
+//! `report` (the load driver, latency summaries, tables, failures and
+//! verdicts) and `procfs` (a process's memory). `engine/` also reuses the
+//! jobs bench's workers, warm-up, throughput phase and job-row waits.
 
 mod client;
+mod engine;
 mod jobs;
 mod memory;
 mod procfs;
@@ -35,6 +37,10 @@ enum Command {
     /// latency and worker memory, against the same row work done directly
     /// in Postgres.
     Jobs(jobs::Args),
+    /// What the workflow engine costs over plain jobs: a `forEach` fan-out
+    /// (items/s), 10 parallel tasks against 10 in sequence, and the two
+    /// statements of a durable step, against plain jobs of the same run.
+    Engine(engine::Args),
     /// A running worker's peak memory under jobs of many `http` tasks that
     /// each fetch a megabyte of JSON: one job, then many at once.
     Memory(memory::Args),
@@ -46,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Records(args) => records::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Engine(args) => engine::run(args).await,
         Command::Memory(args) => memory::run(args).await,
     }
 }

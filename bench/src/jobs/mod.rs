@@ -14,16 +14,18 @@
 //! prints the targets at the end.
 
 mod baseline;
-mod calls;
+// `calls`, `rows`, `throughput`, `warm_up` and `workers` are shared with
+// the engine bench.
+pub(crate) mod calls;
 mod cancel;
 mod delayed;
 mod memory;
 mod recovery;
-mod rows;
+pub(crate) mod rows;
 mod start_latency;
-mod throughput;
-mod warm_up;
-mod workers;
+pub(crate) mod throughput;
+pub(crate) mod warm_up;
+pub(crate) mod workers;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,7 +40,7 @@ use crate::report::{cores, Table, Verdicts};
 use cancel::CANCEL_SLEEP_SECONDS;
 use recovery::RECOVERY_SLEEP_SECONDS;
 use rows::connection_use;
-use workers::Workers;
+use workers::{Launch, Workers};
 
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -115,20 +117,21 @@ pub struct Args {
     deadline: u64,
 }
 
-/// Sizes and settings every phase reads.
-struct Plan {
-    workers: usize,
-    concurrency: usize,
-    clients: usize,
-    jobs: usize,
-    latency_jobs: usize,
-    delayed: usize,
-    cancel_jobs: usize,
-    limit: Duration,
-    lease: Duration,
+/// Sizes and settings every phase reads (the engine bench fills in the
+/// ones its shared phases read, with zero for the others).
+pub(crate) struct Plan {
+    pub(crate) workers: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) clients: usize,
+    pub(crate) jobs: usize,
+    pub(crate) latency_jobs: usize,
+    pub(crate) delayed: usize,
+    pub(crate) cancel_jobs: usize,
+    pub(crate) limit: Duration,
+    pub(crate) lease: Duration,
     /// Unique per run: names the workflows and the workers.
-    tag: String,
-    queue_prefix: String,
+    pub(crate) tag: String,
+    pub(crate) queue_prefix: String,
 }
 
 /// Runs the bench. The workers are killed and the bench's jobs and
@@ -192,7 +195,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut workflows = Vec::new();
     let mut goals = Goals::default();
     let measured = async {
-        let mut workers = Workers::spawn(&args, &plan).await?;
+        let launch = Launch {
+            bin: &args.worker_bin,
+            database_url: &args.db.database_url,
+            amqp_url: &args.amqp_url,
+            name: format!("bench-jobs-{}", plan.tag),
+        };
+        let mut workers = Workers::spawn(&launch, &plan).await?;
         let result = measure(
             &plan,
             &api,
@@ -300,8 +309,9 @@ async fn new_workflow(
     Ok(id)
 }
 
-/// Removes the bench's jobs (their logs cascade) and workflows directly.
-async fn clean_up(db: &PgPool, workflows: &[Id]) -> anyhow::Result<()> {
+/// Removes the bench's jobs (their logs and steps cascade) and workflows
+/// (with their versions) directly.
+pub(crate) async fn clean_up(db: &PgPool, workflows: &[Id]) -> anyhow::Result<()> {
     if workflows.is_empty() {
         return Ok(());
     }
@@ -311,6 +321,12 @@ async fn clean_up(db: &PgPool, workflows: &[Id]) -> anyhow::Result<()> {
         .execute(db)
         .await
         .context("cannot delete the bench's jobs")?;
+    // Every saved version of a workflow is kept in its own table.
+    sqlx::query("DELETE FROM workflow_versions WHERE workflow_id = ANY($1)")
+        .bind(&ids)
+        .execute(db)
+        .await
+        .context("cannot delete the bench's workflow versions")?;
     let removed = sqlx::query("DELETE FROM workflows WHERE id = ANY($1)")
         .bind(&ids)
         .execute(db)
@@ -326,17 +342,17 @@ async fn clean_up(db: &PgPool, workflows: &[Id]) -> anyhow::Result<()> {
 
 /// The targets, filled in as the phases complete: the final summary.
 #[derive(Default)]
-struct Goals {
+pub(crate) struct Goals {
     rows: Vec<[String; 4]>,
 }
 
 impl Goals {
-    fn add(&mut self, name: &str, goal: String, measured: String, met: bool) {
+    pub(crate) fn add(&mut self, name: &str, goal: String, measured: String, met: bool) {
         self.rows
             .push([name.to_owned(), goal, measured, verdict(met).to_owned()]);
     }
 
-    fn print(&self, complete: bool) {
+    pub(crate) fn print(&self, complete: bool) {
         if self.rows.is_empty() {
             return;
         }

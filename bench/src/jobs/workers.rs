@@ -1,14 +1,14 @@
 //! The worker processes the jobs bench starts itself (each with its own
 //! name and log file), their memory from `/proc`, and stopping them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 
-use super::{Args, Plan};
+use super::Plan;
 use crate::procfs::status_kib;
 
 /// One worker process the bench started.
@@ -18,6 +18,16 @@ pub struct Worker {
     log: PathBuf,
     child: Child,
     pub killed: bool,
+}
+
+/// How to start the workers: the binary, what it connects to (the queue
+/// prefix is the plan's) and what to call them.
+pub struct Launch<'a> {
+    pub bin: &'a Path,
+    pub database_url: &'a str,
+    pub amqp_url: &'a str,
+    /// The workers are named `{name}-w1`, `{name}-w2`, ...
+    pub name: String,
 }
 
 /// The bench's workers; dropping them kills them.
@@ -30,24 +40,24 @@ impl Workers {
     pub const RSS_EVERY: Duration = Duration::from_millis(50);
 
     /// Starts the workers, each with its own name and a log file.
-    pub async fn spawn(args: &Args, plan: &Plan) -> anyhow::Result<Workers> {
-        if !args.worker_bin.is_file() {
+    pub async fn spawn(launch: &Launch<'_>, plan: &Plan) -> anyhow::Result<Workers> {
+        if !launch.bin.is_file() {
             bail!(
                 "--worker-bin {} is not a file (build it with cargo build --release -p crust-worker)",
-                args.worker_bin.display()
+                launch.bin.display()
             );
         }
         let mut list = Vec::with_capacity(plan.workers);
         for index in 1..=plan.workers {
-            let name = format!("bench-jobs-{}-w{index}", plan.tag);
+            let name = format!("{}-w{index}", launch.name);
             let log = std::env::temp_dir().join(format!("{name}.log"));
             let out = std::fs::File::create(&log)
                 .with_context(|| format!("cannot create {}", log.display()))?;
             let err = out.try_clone()?;
-            let child = Command::new(&args.worker_bin)
-                .env("DATABASE_URL", &args.db.database_url)
-                .env("AMQP_URL", &args.amqp_url)
-                .env("CRUST_QUEUE_PREFIX", &args.queue_prefix)
+            let child = Command::new(launch.bin)
+                .env("DATABASE_URL", launch.database_url)
+                .env("AMQP_URL", launch.amqp_url)
+                .env("CRUST_QUEUE_PREFIX", &plan.queue_prefix)
                 .env("CRUST_HTTP_ADDR", "127.0.0.1:0")
                 .env("CRUST_WORKER_CONCURRENCY", plan.concurrency.to_string())
                 .env("CRUST_WORKER_LEASE_MS", plan.lease.as_millis().to_string())
@@ -58,7 +68,7 @@ impl Workers {
                 .stderr(err)
                 .kill_on_drop(true)
                 .spawn()
-                .with_context(|| format!("cannot start {}", args.worker_bin.display()))?;
+                .with_context(|| format!("cannot start {}", launch.bin.display()))?;
             let pid = child.id().context("a worker exited at once")?;
             list.push(Worker {
                 name,
