@@ -23,7 +23,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The top-level names a template path may start with.
-pub const TEMPLATE_ROOTS: &[&str] = &["parameters", "outputs", "error", "job"];
+/// `item` and `index` are a `forEach` item and its position.
+pub const TEMPLATE_ROOTS: &[&str] = &["parameters", "outputs", "error", "job", "item", "index"];
 
 // ---- Syntax -------------------------------------------------------------
 

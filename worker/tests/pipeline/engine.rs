@@ -117,12 +117,15 @@ async fn for_each_runs_every_item_with_bounded_concurrency_and_keeps_their_order
             {"name": "list", "kind": "script", "params": {"source": "[3, 1, 2, 5, 4]"}},
             {"name": "each", "kind": "script", "forEach": "{{ outputs.list }}", "concurrency": 2,
              "params": {"source": "item * 10 + index"}},
+            {"name": "say", "kind": "log", "forEach": "{{ outputs.list }}",
+             "params": {"message": "item {{ index }} is {{ item }}"}},
             {"name": "bad", "kind": "log", "forEach": "{{ outputs.list.0 }}", "params": {"message": "x"}}
         ]}))
         .await;
     let job = system.job(&workflow, json!({})).await;
     let done = system.wait_status(&job, "error").await;
     assert_eq!(done["outputs"]["each"], json!([30, 11, 22, 53, 44]));
+    assert_eq!(done["outputs"]["say"][4], json!({"message": "item 4 is 4"}));
     assert_eq!(
         done["error"], "task bad: forEach: gave 3, not a list",
         "a forEach over a non-list is a clear task error"
