@@ -424,6 +424,7 @@ impl Engine<'_> {
             .timeout
             .map(|seconds| Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64));
         let until = self.start(&task.name, item, deadline).await?;
+        let _permit = self.permit().await;
         let taken = store::take_signal(
             &self.env.pool,
             self.job.id,
@@ -480,6 +481,7 @@ impl Engine<'_> {
             task.name.clone()
         };
         self.start(&task.name, item, None).await?;
+        let permit = self.permit().await;
         let child = match store::start_child(
             &self.env.pool,
             self.job.id,
@@ -498,6 +500,7 @@ impl Engine<'_> {
             }
             Err(err) => return Err(self.lost_store(err)),
         };
+        drop(permit);
         if !params.wait {
             let output = to_raw(&json!({"jobID": child.id.to_string()}));
             return self.finish_ok(task, item, output).await;
@@ -668,6 +671,7 @@ impl Engine<'_> {
         item: i32,
         until: Option<chrono::DateTime<Utc>>,
     ) -> Result<Option<chrono::DateTime<Utc>>, Halt> {
+        let _permit = self.permit().await;
         match steps::start(
             &self.env.pool,
             self.job.id,
@@ -693,6 +697,7 @@ impl Engine<'_> {
         output: Option<&RawValue>,
         error: Option<&str>,
     ) -> Result<(), Halt> {
+        let _permit = self.permit().await;
         match steps::record(
             &self.env.pool,
             self.job.id,
@@ -721,6 +726,11 @@ impl Engine<'_> {
         self.record(task, item, StepStatus::Error, None, Some(&error))
             .await?;
         Err(Halt::Failed(error))
+    }
+
+    /// A permit for one step write (see `TaskEnv::step_writes`).
+    async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.env.step_writes.acquire().await.ok()
     }
 
     /// Another run owns the job: stop writing.

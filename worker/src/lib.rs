@@ -72,6 +72,9 @@ pub async fn run(
             http,
             max_output_bytes: config.limits.max_output_bytes,
             durable_sleep: Duration::from_secs(config.limits.durable_sleep_secs),
+            step_writes: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                crate::tasks::STEP_WRITES,
+            )),
         },
         runs: Runs::default(),
         writer,

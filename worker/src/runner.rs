@@ -158,7 +158,12 @@ pub async fn run(env: &TaskEnv, job: &Claimed, log: &JobLogger, stop: &Stop) -> 
         None,
     )
     .await;
-    let resume = match steps::list(&env.pool, job.id).await {
+    // A new job's first run has no steps yet: one read saved per job.
+    let stored = match job.resumes {
+        true => steps::list(&env.pool, job.id).await,
+        false => Ok(Vec::new()),
+    };
+    let resume = match stored {
         Ok(stored) => Resume::of(stored),
         Err(err) => {
             tracing::warn!(job.id = %job.id, error = %err, "cannot read the job's steps; handed back");
@@ -363,6 +368,7 @@ mod tests {
             parallelism: 8,
             waited: 0.0,
             late: None,
+            resumes: false,
         }
     }
 

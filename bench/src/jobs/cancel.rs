@@ -14,8 +14,10 @@ use super::{Goals, Plan};
 use crate::client::Api;
 use crate::report::{ms, run_load, show_errors, Phase, Summary, Table};
 
-/// The cancel phase's jobs sleep this long (they are cancelled long before).
-pub const CANCEL_SLEEP_SECONDS: u32 = 60;
+/// The cancel phase's jobs sleep this long (they are cancelled long before);
+/// under the workers' `CRUST_DURABLE_SLEEP_SECS` (30), so they keep running
+/// rather than park.
+pub const CANCEL_SLEEP_SECONDS: u32 = 25;
 /// How often a cancelled job is read back through the API.
 const CANCEL_POLL: Duration = Duration::from_millis(2);
 /// Longest wait for one cancelled job to show `cancelled`.

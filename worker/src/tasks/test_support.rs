@@ -84,6 +84,9 @@ impl Harness {
                 .unwrap(),
                 max_output_bytes: super::DEFAULT_MAX_OUTPUT_BYTES,
                 durable_sleep: Duration::from_secs(super::DEFAULT_DURABLE_SLEEP_SECS),
+                step_writes: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    crate::tasks::STEP_WRITES,
+                )),
             },
             parameters: Parameters::new(),
             outputs: Outputs::new(),

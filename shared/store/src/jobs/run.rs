@@ -33,6 +33,9 @@ pub struct Claimed {
     pub waited: f64,
     /// For a delayed job: seconds this claim came after `startAt`.
     pub late: Option<f64>,
+    /// Steps of it may be recorded already (a later attempt, or a rerun):
+    /// the runner reads them; a first run of a new job has none.
+    pub resumes: bool,
 }
 
 /// A job a worker claimed whose row or workflow definition cannot be read
@@ -64,6 +67,7 @@ struct ClaimedRow {
     attempt: i32,
     workflow_id: Id,
     workflow_version: Option<i32>,
+    rerun_of: Option<Id>,
     parameters: String,
     created_by: Id,
     trace_parent: Option<String>,
@@ -110,6 +114,7 @@ impl ClaimedRow {
             parallelism,
             waited: self.waited,
             late: self.late,
+            resumes: self.attempt > 1 || self.rerun_of.is_some(),
         })
     }
 }
@@ -130,14 +135,14 @@ pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> 
              WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
                AND status = 'queued' AND NOT cancel_requested
                AND (start_at IS NULL OR start_at <= now())
-             RETURNING id, attempt, workflow_id, workflow_version, parameters, created_by, trace_parent,
+             RETURNING id, attempt, workflow_id, workflow_version, rerun_of, parameters, created_by, trace_parent,
                        extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
                        CASE WHEN start_at > created_at
                             THEN extract(epoch from clock_timestamp() - start_at)::float8 END AS late),
          early AS (
              UPDATE jobs SET published_at = NULL
              WHERE id = ANY($1) AND status = 'queued' AND start_at > now())
-         SELECT c.id, c.attempt, c.workflow_id, c.workflow_version,
+         SELECT c.id, c.attempt, c.workflow_id, c.workflow_version, c.rerun_of,
                 c.parameters::text AS parameters, c.created_by, c.trace_parent,
                 v.definition::text AS definition, c.waited, c.late
          FROM c LEFT JOIN workflow_versions v
