@@ -104,9 +104,12 @@ async fn branches_run_in_parallel_and_join_with_skipped_steps_counting_as_done()
     assert_eq!(step(&steps, "join")["status"], "ok");
     assert_eq!(step(&steps, "a")["tries"], 1);
     // The two sleeps overlapped: each started before the other finished.
+    let at = |step: &Value, key: &str| {
+        chrono::DateTime::parse_from_rfc3339(step[key].as_str().unwrap()).unwrap()
+    };
     let (left, right) = (step(&steps, "left"), step(&steps, "right"));
-    assert!(left["startedAt"].as_str() < right["finishedAt"].as_str());
-    assert!(right["startedAt"].as_str() < left["finishedAt"].as_str());
+    assert!(at(left, "startedAt") < at(right, "finishedAt"));
+    assert!(at(right, "startedAt") < at(left, "finishedAt"));
 }
 
 #[tokio::test]
@@ -137,6 +140,24 @@ async fn for_each_runs_every_item_with_bounded_concurrency_and_keeps_their_order
         .map(|s| s["index"].as_i64().unwrap())
         .collect();
     assert_eq!(items, [0, 1, 2, 3, 4]);
+    // Never more than `concurrency` (2) items at once: at each item's start,
+    // count the items whose run spans that instant.
+    let spans: Vec<_> = steps
+        .iter()
+        .filter(|s| s["task"] == "each" && s.get("index").is_some())
+        .map(|s| {
+            let at =
+                |key: &str| chrono::DateTime::parse_from_rfc3339(s[key].as_str().unwrap()).unwrap();
+            (at("startedAt"), at("finishedAt"))
+        })
+        .collect();
+    for (start, _) in &spans {
+        let at_once = spans
+            .iter()
+            .filter(|(from, to)| from <= start && start < to)
+            .count();
+        assert!(at_once <= 2, "{at_once} items at once: {spans:?}");
+    }
 }
 
 #[tokio::test]
@@ -186,7 +207,7 @@ async fn a_wait_parks_the_job_until_its_signal_and_a_signal_sent_early_is_kept()
 }
 
 #[tokio::test]
-async fn a_job_waiting_for_a_signal_survives_a_restart_of_its_worker_and_scheduler() {
+async fn a_job_waiting_for_a_signal_survives_a_restart_of_every_process() {
     let mut system = start(Options::default()).await;
     let workflow = system
         .workflow(json!({"name": "patient", "tasks": [
@@ -199,6 +220,7 @@ async fn a_job_waiting_for_a_signal_survives_a_restart_of_its_worker_and_schedul
     system.wait_status(&job, "waiting").await;
     system.stop_worker(0).await;
     system.stop_schedulers();
+    system.start_api().await;
     system.start_scheduler().await;
     system.start_worker(1_000, 10).await;
     let (status, _) = system

@@ -101,22 +101,7 @@ pub async fn start(options: Options) -> System {
         limits: options.limits.clone(),
         db,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    system.base = format!("http://{}", listener.local_addr().unwrap());
-    let config = crust_api::Config {
-        db: system.db_config(),
-        amqp: system.amqp_config(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        jwt_secret: Some(SECRET.into()),
-        body_limit: 1 << 20,
-        queries: Default::default(),
-        trace_url: None,
-        http_read_timeout: std::time::Duration::from_secs(30),
-        max_connections: 1024,
-        cors_origins: Vec::new(),
-    };
-    let stop = system.api.clone();
-    tokio::spawn(async move { crust_api::run(config, listener, stop).await.unwrap() });
+    system.start_api().await;
     for _ in 0..options.schedulers {
         system.start_scheduler().await;
     }
@@ -129,6 +114,29 @@ pub async fn start(options: Options) -> System {
 }
 
 impl System {
+    /// Starts an api on a new port (the old one, if any, is told to stop)
+    /// and points the test's calls at it.
+    pub async fn start_api(&mut self) {
+        self.api.cancel();
+        self.api = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.base = format!("http://{}", listener.local_addr().unwrap());
+        let config = crust_api::Config {
+            db: self.db_config(),
+            amqp: self.amqp_config(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            jwt_secret: Some(SECRET.into()),
+            body_limit: 1 << 20,
+            queries: Default::default(),
+            trace_url: None,
+            http_read_timeout: std::time::Duration::from_secs(30),
+            max_connections: 1024,
+            cors_origins: Vec::new(),
+        };
+        let stop = self.api.clone();
+        tokio::spawn(async move { crust_api::run(config, listener, stop).await.unwrap() });
+    }
+
     fn db_config(&self) -> DbConfig {
         DbConfig {
             database_url: self.db_url.clone(),
