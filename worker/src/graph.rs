@@ -424,7 +424,6 @@ impl Engine<'_> {
             .timeout
             .map(|seconds| Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64));
         let until = self.start(&task.name, item, deadline).await?;
-        let _permit = self.permit().await;
         let taken = store::take_signal(
             &self.env.pool,
             self.job.id,
@@ -481,7 +480,6 @@ impl Engine<'_> {
             task.name.clone()
         };
         self.start(&task.name, item, None).await?;
-        let permit = self.permit().await;
         let child = match store::start_child(
             &self.env.pool,
             self.job.id,
@@ -500,7 +498,6 @@ impl Engine<'_> {
             }
             Err(err) => return Err(self.lost_store(err)),
         };
-        drop(permit);
         if !params.wait {
             let output = to_raw(&json!({"jobID": child.id.to_string()}));
             return self.finish_ok(task, item, output).await;
@@ -671,20 +668,17 @@ impl Engine<'_> {
         item: i32,
         until: Option<chrono::DateTime<Utc>>,
     ) -> Result<Option<chrono::DateTime<Utc>>, Halt> {
-        let _permit = self.permit().await;
-        match steps::start(
-            &self.env.pool,
-            self.job.id,
-            self.job.attempt,
-            task,
+        let start = steps::Start {
+            job: self.job.id,
+            attempt: self.job.attempt,
+            task: task.to_owned(),
             item,
             until,
-        )
-        .await
-        {
+        };
+        match self.env.steps.start_step(start).await {
             Ok(Some(until)) => Ok(until),
             Ok(None) => Err(self.lost()),
-            Err(err) => Err(self.lost_store(err)),
+            Err(err) => Err(self.unwritten(&err)),
         }
     }
 
@@ -697,22 +691,19 @@ impl Engine<'_> {
         output: Option<&RawValue>,
         error: Option<&str>,
     ) -> Result<(), Halt> {
-        let _permit = self.permit().await;
-        match steps::record(
-            &self.env.pool,
-            self.job.id,
-            self.job.attempt,
-            task,
+        let record = steps::Record {
+            job: self.job.id,
+            attempt: self.job.attempt,
+            task: task.to_owned(),
             item,
             status,
-            output,
-            error,
-        )
-        .await
-        {
+            output: output.map(ToOwned::to_owned),
+            error: error.map(str::to_owned),
+        };
+        match self.env.steps.record(record).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(self.lost()),
-            Err(err) => Err(self.lost_store(err)),
+            Err(err) => Err(self.unwritten(&err)),
         }
     }
 
@@ -728,11 +719,6 @@ impl Engine<'_> {
         Err(Halt::Failed(error))
     }
 
-    /// A permit for one step write (see `TaskEnv::step_writes`).
-    async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.env.step_writes.acquire().await.ok()
-    }
-
     /// Another run owns the job: stop writing.
     fn lost(&self) -> Halt {
         self.stop.stop(StopReason::Lost);
@@ -742,6 +728,11 @@ impl Engine<'_> {
     /// A step could not be written (Postgres unreachable): give the job
     /// back, so it resumes from its last recorded step.
     fn lost_store(&self, err: crust_store::Error) -> Halt {
+        self.unwritten(&err.to_string())
+    }
+
+    /// [`Engine::lost_store`] for an error already in words.
+    fn unwritten(&self, err: &str) -> Halt {
         tracing::warn!(job.id = %self.job.id, error = %err, "cannot record a step; job handed back");
         self.stop.stop(StopReason::HandBack);
         Halt::Stopped

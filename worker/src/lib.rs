@@ -19,6 +19,7 @@ pub mod graph;
 mod lease;
 pub mod logs;
 pub mod runner;
+pub mod step_writer;
 pub mod storable;
 pub mod tasks;
 pub mod writer;
@@ -68,13 +69,11 @@ pub async fn run(
         name: config.name(),
         names: Names::new(&config.amqp.queue_prefix),
         env: TaskEnv {
+            steps: crate::step_writer::StepWriter::start(pool.clone()),
             pool,
             http,
             max_output_bytes: config.limits.max_output_bytes,
             durable_sleep: Duration::from_secs(config.limits.durable_sleep_secs),
-            step_writes: std::sync::Arc::new(tokio::sync::Semaphore::new(
-                crate::tasks::STEP_WRITES,
-            )),
         },
         runs: Runs::default(),
         writer,

@@ -1,9 +1,12 @@
-//! Phase 4, what a durable step costs: the two statements every step adds
-//! (`crust_store::steps::start` as it starts, `crust_store::steps::record`
-//! as it ends), called through the store itself from C connections against
-//! a job row the bench inserts in state `running`, with the workers
-//! stopped; per step against the cost of one plain job at the throughput
-//! measured earlier in the same run (1 / jobs per second).
+//! Phase 4, what a durable step costs: the two writes every step adds (its
+//! start and its outcome), made as the workers make them: each worker's
+//! step writer batches the checkpoints of its running jobs into one
+//! `crust_store::steps::start_many` and one `record_many` per round. The
+//! bench calls those through the store itself, W writers (one per worker)
+//! with rounds of the worker concurrency's size, against a job row it
+//! inserts in state `running`, with the workers stopped; per step against
+//! the cost of one plain job at the throughput measured earlier in the same
+//! run (1 / jobs per second).
 
 use anyhow::{bail, Context};
 use crust_model::step::StepStatus;
@@ -20,7 +23,7 @@ use crate::jobs::throughput::EndToEnd;
 use crate::jobs::{Goals, Plan};
 use crate::report::{run_load, show_errors, Op, Summary, Table};
 
-/// Statements a checkpointed step adds: start and record.
+/// Writes a checkpointed step adds: its start and its outcome.
 const STATEMENTS_PER_STEP: usize = 2;
 /// The target: a checkpointed step costs less than this share of a plain job.
 const TARGET_SHARE: f64 = 0.10;
@@ -43,19 +46,21 @@ pub async fn checkpoint(
     fanout: &Fanout,
     goals: &mut Goals,
 ) -> anyhow::Result<()> {
+    let writers = plan.workers.max(1);
+    let batch = plan.concurrency.max(1);
     eprintln!(
-        "phase 4: {} checkpointed steps (steps::start + steps::record) from {} connections, workers stopped",
-        sizes.steps, plan.clients
+        "phase 4: {} checkpointed steps (start_many + record_many) in rounds of {batch} from {writers} writers, workers stopped",
+        sizes.steps
     );
     let statements = StatementStats::available(db).await;
     let job = running_job(db, workflow_id).await?;
     let pool = database
-        .connect_lazy(u32::try_from(plan.clients).unwrap_or(u32::MAX))
+        .connect_lazy(u32::try_from(writers).unwrap_or(u32::MAX))
         .context("cannot build the checkpoint pool")?;
     let measured = async {
         // Open every pooled connection before anything is timed.
-        let mut held = Vec::with_capacity(plan.clients);
-        for _ in 0..plan.clients {
+        let mut held = Vec::with_capacity(writers);
+        for _ in 0..writers {
             match pool.acquire().await {
                 Ok(connection) => held.push(connection),
                 Err(err) => {
@@ -63,7 +68,7 @@ pub async fn checkpoint(
                     bail!(
                         "cannot open the checkpoint phase's {} Postgres connections ({} open): \
                          {err}; the server allows {max} and {used} are in use",
-                        plan.clients,
+                        writers,
                         held.len()
                     );
                 }
@@ -71,7 +76,8 @@ pub async fn checkpoint(
         }
         drop(held);
         let before = statements.read(db).await;
-        let mut phase = run_load(plan.clients, sizes.steps, checkpointed_step(&pool, job)).await?;
+        let rounds = sizes.steps.div_ceil(batch);
+        let mut phase = run_load(writers, rounds, checkpointed_round(&pool, job, batch)).await?;
         let after = statements.read(db).await;
         show_errors("checkpointed step (store)", &phase);
         anyhow::Ok((Summary::of(&mut phase), before.zip(after)))
@@ -83,8 +89,9 @@ pub async fn checkpoint(
         bail!("every checkpointed step failed");
     }
 
-    let step_us = if summary.per_second > 0.0 {
-        1e6 / summary.per_second
+    let steps_per_second = summary.per_second * batch as f64;
+    let step_us = if steps_per_second > 0.0 {
+        1e6 / steps_per_second
     } else {
         f64::INFINITY
     };
@@ -96,7 +103,7 @@ pub async fn checkpoint(
     let share = step_us / job_us;
 
     let mut table = Table::new([
-        "checkpoint (steps::start + steps::record)",
+        "checkpoint (start_many + record_many)",
         "count",
         "per s",
         "µs each",
@@ -107,9 +114,9 @@ pub async fn checkpoint(
     ]);
     let [p50, p99, max] = summary.latency.cells();
     table.row([
-        format!("checkpointed step, {} connections", plan.clients),
-        summary.requests.to_string(),
-        summary.rate(),
+        format!("checkpointed steps, rounds of {batch}, {writers} writers"),
+        (summary.requests * batch).to_string(),
+        format!("{steps_per_second:.0}"),
         format!("{step_us:.1}"),
         p50,
         p99,
@@ -117,10 +124,13 @@ pub async fn checkpoint(
         summary.errors.to_string(),
     ]);
     table.row([
-        format!("  per statement ({STATEMENTS_PER_STEP} per step)"),
+        format!("  per statement ({STATEMENTS_PER_STEP} per round, latency is per round)"),
         (summary.requests * STATEMENTS_PER_STEP).to_string(),
         format!("{:.0}", summary.per_second * STATEMENTS_PER_STEP as f64),
-        format!("{:.1}", step_us / STATEMENTS_PER_STEP as f64),
+        format!(
+            "{:.1}",
+            1e6 / (summary.per_second * STATEMENTS_PER_STEP as f64)
+        ),
     ]);
     table.row([
         "baseline: one plain job end to end (1 / jobs/s)".to_owned(),
@@ -130,9 +140,8 @@ pub async fn checkpoint(
     ]);
     table.print();
     println!(
-        "checkpoint: {STATEMENTS_PER_STEP} extra statements per step; a step costs {step_us:.1} µs \
-         at {} connections = {:.3} of a plain job ({job_us:.1} µs; 1/{:.0})",
-        plan.clients,
+        "checkpoint: {STATEMENTS_PER_STEP} extra writes per step, batched {batch} to a statement; a step costs {step_us:.1} µs \
+         from {writers} writers = {:.3} of a plain job ({job_us:.1} µs; 1/{:.0})",
         share,
         if share > 0.0 { 1.0 / share } else { 0.0 },
     );
@@ -140,12 +149,12 @@ pub async fn checkpoint(
         "checkpoint: the fan-out's median {:.0} items/s is {:.1} % of the {:.0} steps/s the step \
          writes alone allow (each item is one checkpointed step)",
         fanout.median_rate,
-        if summary.per_second > 0.0 {
-            100.0 * fanout.median_rate / summary.per_second
+        if steps_per_second > 0.0 {
+            100.0 * fanout.median_rate / steps_per_second
         } else {
             0.0
         },
-        summary.per_second,
+        steps_per_second,
     );
     match server {
         Some(((calls_0, ms_0), (calls_1, ms_1))) if calls_1 > calls_0 => println!(
@@ -183,33 +192,56 @@ async fn running_job(db: &PgPool, workflow_id: Id) -> anyhow::Result<Id> {
 }
 
 /// Step `index` of the load: its start, then its record as `ok`.
-fn checkpointed_step(pool: &PgPool, job: Id) -> impl Fn(usize) -> Op<()> + Clone + Send + 'static {
+fn checkpointed_round(
+    pool: &PgPool,
+    job: Id,
+    batch: usize,
+) -> impl Fn(usize) -> Op<()> + Clone + Send + 'static {
     let pool = pool.clone();
     move |index| {
         let pool = pool.clone();
         Box::pin(async move {
-            let item = i32::try_from(index).map_err(|_| format!("step {index} is out of range"))?;
             let output = RawValue::from_string(OUTPUT.to_owned()).map_err(|err| err.to_string())?;
-            let started = steps::start(&pool, job, ATTEMPT, TASK, item, None)
+            let items = (index * batch..(index + 1) * batch)
+                .map(|item| i32::try_from(item).map_err(|_| format!("step {item} is out of range")))
+                .collect::<Result<Vec<i32>, String>>()?;
+            let starts: Vec<steps::Start> = items
+                .iter()
+                .map(|&item| steps::Start {
+                    job,
+                    attempt: ATTEMPT,
+                    task: TASK.to_owned(),
+                    item,
+                    until: None,
+                })
+                .collect();
+            let started = steps::start_many(&pool, &starts)
                 .await
-                .map_err(|err| format!("steps::start: {err}"))?;
-            if started.is_none() {
-                return Err(format!("steps::start of step {item}: the job is not held"));
+                .map_err(|err| format!("steps::start_many: {err}"))?;
+            if started.iter().any(Option::is_none) {
+                return Err(format!(
+                    "steps::start_many of round {index}: the job is not held"
+                ));
             }
-            let recorded = steps::record(
-                &pool,
-                job,
-                ATTEMPT,
-                TASK,
-                item,
-                StepStatus::Ok,
-                Some(&output),
-                None,
-            )
-            .await
-            .map_err(|err| format!("steps::record: {err}"))?;
-            if !recorded {
-                return Err(format!("steps::record of step {item}: the job is not held"));
+            let records: Vec<steps::Record> = items
+                .iter()
+                .map(|&item| steps::Record {
+                    job,
+                    attempt: ATTEMPT,
+                    task: TASK.to_owned(),
+                    item,
+                    status: StepStatus::Ok,
+                    output: Some(output.clone()),
+                    error: None,
+                })
+                .collect();
+            let recorded = steps::record_many(&pool, &records)
+                .await
+                .map_err(|err| format!("steps::record_many: {err}"))?;
+            if recorded.iter().any(|applied| !applied) {
+                return Err(format!(
+                    "steps::record_many of round {index}: the job is not held"
+                ));
             }
             Ok(())
         })

@@ -172,3 +172,119 @@ pub async fn copy_done(
     .await?
     .rows_affected())
 }
+
+/// One step start of a batch (see [`start_many`]).
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub job: Id,
+    pub attempt: i32,
+    pub task: String,
+    pub item: i32,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One step outcome of a batch (see [`record_many`]).
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub job: Id,
+    pub attempt: i32,
+    pub task: String,
+    pub item: i32,
+    pub status: StepStatus,
+    pub output: Option<Box<RawValue>>,
+    pub error: Option<String>,
+}
+
+/// [`start`] for many steps in one statement (one commit): for each, its
+/// `until_at`, or `None` when its run no longer holds the job. No two may
+/// name the same step.
+pub async fn start_many(
+    pool: &PgPool,
+    starts: &[Start],
+) -> Result<Vec<Option<Option<DateTime<Utc>>>>> {
+    let jobs: Vec<Id> = starts.iter().map(|s| s.job).collect();
+    let attempts: Vec<i32> = starts.iter().map(|s| s.attempt).collect();
+    let tasks: Vec<&str> = starts.iter().map(|s| s.task.as_str()).collect();
+    let items: Vec<i32> = starts.iter().map(|s| s.item).collect();
+    let untils: Vec<Option<DateTime<Utc>>> = starts.iter().map(|s| s.until).collect();
+    let rows: Vec<(Id, String, i32, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "WITH input AS (
+             SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::timestamptz[])
+                           AS i(job_id, attempt, task, item, until_at)),
+         run AS (
+             SELECT i.* FROM input i JOIN jobs j
+                 ON j.id = i.job_id AND j.attempt = i.attempt AND j.status = 'running'
+             ORDER BY j.id FOR SHARE OF j)
+         INSERT INTO job_steps (job_id, task, item, status, tries, attempt, started_at, until_at)
+         SELECT job_id, task, item, 'running', 1, attempt, now(), until_at FROM run
+         ON CONFLICT (job_id, task, item) DO UPDATE SET
+             status = 'running', tries = job_steps.tries + 1, attempt = EXCLUDED.attempt,
+             until_at = coalesce(job_steps.until_at, EXCLUDED.until_at),
+             finished_at = NULL, error = NULL
+         RETURNING job_id, task, item, until_at",
+    )
+    .bind(&jobs)
+    .bind(&attempts)
+    .bind(&tasks)
+    .bind(&items)
+    .bind(&untils)
+    .fetch_all(pool)
+    .await?;
+    Ok(starts
+        .iter()
+        .map(|s| {
+            rows.iter()
+                .find(|(job, task, item, _)| *job == s.job && *task == s.task && *item == s.item)
+                .map(|(_, _, _, until)| *until)
+        })
+        .collect())
+}
+
+/// [`record`] for many steps in one statement (one commit): for each,
+/// whether its run still held the job. No two may name the same step.
+pub async fn record_many(pool: &PgPool, records: &[Record]) -> Result<Vec<bool>> {
+    let jobs: Vec<Id> = records.iter().map(|r| r.job).collect();
+    let attempts: Vec<i32> = records.iter().map(|r| r.attempt).collect();
+    let tasks: Vec<&str> = records.iter().map(|r| r.task.as_str()).collect();
+    let items: Vec<i32> = records.iter().map(|r| r.item).collect();
+    let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
+    let outputs: Vec<Option<&str>> = records
+        .iter()
+        .map(|r| r.output.as_deref().map(RawValue::get))
+        .collect();
+    let errors: Vec<Option<&str>> = records.iter().map(|r| r.error.as_deref()).collect();
+    let rows: Vec<(Id, String, i32)> = sqlx::query_as(
+        "WITH input AS (
+             SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::text[],
+                                  $6::text[], $7::text[])
+                           AS i(job_id, attempt, task, item, status, output, error)),
+         run AS (
+             SELECT i.* FROM input i JOIN jobs j
+                 ON j.id = i.job_id AND j.attempt = i.attempt AND j.status = 'running'
+             ORDER BY j.id FOR SHARE OF j)
+         INSERT INTO job_steps (job_id, task, item, status, tries, attempt, finished_at, output, error)
+         SELECT job_id, task, item, status, 0, attempt,
+                CASE WHEN status <> 'waiting' THEN now() END, output::jsonb, error
+         FROM run
+         ON CONFLICT (job_id, task, item) DO UPDATE SET
+             status = EXCLUDED.status, attempt = EXCLUDED.attempt,
+             finished_at = EXCLUDED.finished_at, output = EXCLUDED.output, error = EXCLUDED.error
+         RETURNING job_id, task, item",
+    )
+    .bind(&jobs)
+    .bind(&attempts)
+    .bind(&tasks)
+    .bind(&items)
+    .bind(&statuses)
+    .bind(&outputs)
+    .bind(&errors)
+    .fetch_all(pool)
+    .await?;
+    Ok(records
+        .iter()
+        .map(|r| {
+            rows.iter()
+                .any(|(job, task, item)| *job == r.job && *task == r.task && *item == r.item)
+        })
+        .collect())
+}

@@ -45,15 +45,10 @@ pub struct TaskEnv {
     pub max_output_bytes: usize,
     /// A `sleep` longer than this parks the job instead of holding a slot.
     pub durable_sleep: Duration,
-    /// Permits for the engine's step writes: every running job writes its
-    /// steps, and without a bound a worker would hold a Postgres connection
-    /// per running job (32 by default) and starve the other processes.
-    pub step_writes: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Where the engine's step checkpoints go: one batching writer per
+    /// worker (see [`crate::step_writer`]).
+    pub steps: crate::step_writer::StepWriter,
 }
-
-/// How many step writes one worker makes at once (see
-/// [`TaskEnv::step_writes`]); each takes well under a millisecond.
-pub const STEP_WRITES: usize = 4;
 
 /// The default of [`TaskEnv::durable_sleep`], in seconds.
 pub const DEFAULT_DURABLE_SLEEP_SECS: u64 = 30;

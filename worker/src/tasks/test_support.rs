@@ -74,6 +74,7 @@ impl Harness {
         let (tx, lines) = mpsc::channel(100_000);
         Harness {
             env: TaskEnv {
+                steps: crate::step_writer::StepWriter::start(pool.clone()),
                 pool,
                 // The tests' servers listen on 127.0.0.1; the default
                 // policy would refuse them.
@@ -84,9 +85,6 @@ impl Harness {
                 .unwrap(),
                 max_output_bytes: super::DEFAULT_MAX_OUTPUT_BYTES,
                 durable_sleep: Duration::from_secs(super::DEFAULT_DURABLE_SLEEP_SECS),
-                step_writes: std::sync::Arc::new(tokio::sync::Semaphore::new(
-                    crate::tasks::STEP_WRITES,
-                )),
             },
             parameters: Parameters::new(),
             outputs: Outputs::new(),

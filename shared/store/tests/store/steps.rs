@@ -212,3 +212,71 @@ async fn outputs_and_reruns_read_only_finished_steps() {
         vec![("a".into(), -1), ("each".into(), -1), ("each".into(), 0)]
     );
 }
+
+#[tokio::test]
+async fn batched_writes_keep_the_fence_of_each_step() {
+    let store = Store::new().await;
+    let held = store.running_job(1).await;
+    let lost = store.running_job(2).await;
+    let start = |job: Id, attempt: i32, task: &str| steps::Start {
+        job,
+        attempt,
+        task: task.into(),
+        item: TASK_ITEM,
+        until: None,
+    };
+    // The second job's run is attempt 2: attempt 1 lost its claim.
+    let started = steps::start_many(
+        &store.pool,
+        &[
+            start(held, 1, "a"),
+            start(lost, 1, "a"),
+            start(held, 1, "b"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(started, vec![Some(None), None, Some(None)]);
+    let record = |job: Id, attempt: i32, task: &str, output: Value| steps::Record {
+        job,
+        attempt,
+        task: task.into(),
+        item: TASK_ITEM,
+        status: StepStatus::Ok,
+        output: Some(raw(output)),
+        error: None,
+    };
+    // No two writes of one batch name the same step (the step writer sees to it).
+    let recorded = steps::record_many(
+        &store.pool,
+        &[
+            record(held, 1, "a", json!(1)),
+            record(lost, 1, "a", json!(2)),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(recorded, vec![true, false]);
+    let recorded = steps::record_many(&store.pool, &[record(lost, 2, "a", json!(3))])
+        .await
+        .unwrap();
+    assert_eq!(recorded, vec![true]);
+    let outputs: Value = serde_json::from_str(
+        steps::outputs(&store.pool, held)
+            .await
+            .unwrap()
+            .unwrap()
+            .get(),
+    )
+    .unwrap();
+    assert_eq!(outputs, json!({"a": 1}));
+    let outputs: Value = serde_json::from_str(
+        steps::outputs(&store.pool, lost)
+            .await
+            .unwrap()
+            .unwrap()
+            .get(),
+    )
+    .unwrap();
+    assert_eq!(outputs, json!({"a": 3}));
+}
