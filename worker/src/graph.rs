@@ -397,24 +397,16 @@ impl Engine<'_> {
         if Utc::now() >= until {
             return self.finish_ok(task, item, null()).await;
         }
-        self.record(&task.name, item, StepStatus::Waiting, None, None)
-            .await?;
-        self.log
-            .log(
-                "info",
-                Some(&task.name),
-                format!(
-                    "task {} sleeps until {} (the job waits, holding no worker)",
-                    task.name,
-                    until.to_rfc3339()
-                ),
-                None,
-            )
-            .await;
-        Ok(Progress::Parked(Park {
+        let message = format!(
+            "task {} sleeps until {} (the job waits, holding no worker)",
+            task.name,
+            until.to_rfc3339()
+        );
+        let park = Park {
             wake_at: Some(until),
             ..Park::default()
-        }))
+        };
+        self.park(task, item, message, park).await
     }
 
     /// A `wait` step: takes the signal if it came, else parks until it
@@ -454,21 +446,13 @@ impl Engine<'_> {
             );
             return self.fail(&task.name, item, error).await;
         }
-        self.record(&task.name, item, StepStatus::Waiting, None, None)
-            .await?;
-        self.log
-            .log(
-                "info",
-                Some(&task.name),
-                format!("task {} waits for signal {:?}", task.name, params.event),
-                None,
-            )
-            .await;
-        Ok(Progress::Parked(Park {
+        let message = format!("task {} waits for signal {:?}", task.name, params.event);
+        let park = Park {
             wake_at: until,
             events: vec![params.event],
             children: Vec::new(),
-        }))
+        };
+        self.park(task, item, message, park).await
     }
 
     /// A `workflow` step: starts the child job once; with `wait`, parks
@@ -519,20 +503,12 @@ impl Engine<'_> {
                 self.fail(&task.name, item, error).await
             }
             JobStatus::Queued | JobStatus::Running | JobStatus::Waiting => {
-                self.record(&task.name, item, StepStatus::Waiting, None, None)
-                    .await?;
-                self.log
-                    .log(
-                        "info",
-                        Some(&task.name),
-                        format!("task {} waits for child job {}", task.name, child.id),
-                        None,
-                    )
-                    .await;
-                Ok(Progress::Parked(Park {
+                let message = format!("task {} waits for child job {}", task.name, child.id);
+                let park = Park {
                     children: vec![step],
                     ..Park::default()
-                }))
+                };
+                self.park(task, item, message, park).await
             }
         }
     }
@@ -705,6 +681,15 @@ impl Engine<'_> {
             Ok(false) => Err(self.lost()),
             Err(err) => Err(self.unwritten(&err)),
         }
+    }
+
+    /// Parks a step: recorded `waiting`, said in the log, and the run ends
+    /// waiting for `park`.
+    async fn park(&self, task: &Task, item: i32, message: String, park: Park) -> Outcome {
+        self.record(&task.name, item, StepStatus::Waiting, None, None)
+            .await?;
+        self.log.log("info", Some(&task.name), message, None).await;
+        Ok(Progress::Parked(park))
     }
 
     async fn finish_ok(&self, task: &Task, item: i32, output: Box<RawValue>) -> Outcome {

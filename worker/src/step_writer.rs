@@ -112,31 +112,29 @@ async fn write_round(pool: &PgPool, round: Vec<Request>) {
     // was answered, but an older attempt's start may share the round.
     if !starts.is_empty() {
         let (values, answers): (Vec<Start>, Vec<_>) = starts.into_iter().unzip();
-        match steps::start_many(pool, &values).await {
-            Ok(results) => {
-                for (answer, result) in answers.into_iter().zip(results) {
-                    let _ = answer.send(Ok(result));
-                }
-            }
-            Err(err) => {
-                for answer in answers {
-                    let _ = answer.send(Err(err.to_string()));
-                }
-            }
-        }
+        answer_all(answers, steps::start_many(pool, &values).await);
     }
     if !records.is_empty() {
         let (values, answers): (Vec<Record>, Vec<_>) = records.into_iter().unzip();
-        match steps::record_many(pool, &values).await {
-            Ok(results) => {
-                for (answer, result) in answers.into_iter().zip(results) {
-                    let _ = answer.send(Ok(result));
-                }
+        answer_all(answers, steps::record_many(pool, &values).await);
+    }
+}
+
+/// Answers each write of a statement with its own result, or all of them
+/// with the statement's error.
+fn answer_all<T>(
+    answers: Vec<oneshot::Sender<Result<T, String>>>,
+    results: crust_store::Result<Vec<T>>,
+) {
+    match results {
+        Ok(results) => {
+            for (answer, result) in answers.into_iter().zip(results) {
+                let _ = answer.send(Ok(result));
             }
-            Err(err) => {
-                for answer in answers {
-                    let _ = answer.send(Err(err.to_string()));
-                }
+        }
+        Err(err) => {
+            for answer in answers {
+                let _ = answer.send(Err(err.to_string()));
             }
         }
     }

@@ -3,28 +3,16 @@
 //! it, cancelling a parent cancels its children, deleting a workflow
 //! cancels its waiting jobs.
 
+use crate::support::Store;
 use chrono::{Duration as Span, Utc};
 use crust_model::job::JobStatus;
 use crust_model::Id;
 use crust_store::jobs::run::{self, Park};
 use crust_store::jobs::{api, schedule};
 use crust_store::workflows;
-use crust_testing::TestDb;
 use serde_json::json;
-use sqlx::PgPool;
-
-struct Store {
-    pool: PgPool,
-    _db: TestDb,
-}
 
 impl Store {
-    async fn new() -> Store {
-        let db = TestDb::new().await;
-        let pool = PgPool::connect(&db.url).await.unwrap();
-        Store { pool, _db: db }
-    }
-
     async fn workflow(&self) -> Id {
         sqlx::query_scalar("INSERT INTO workflows (name) VALUES ('w') RETURNING id")
             .fetch_one(&self.pool)

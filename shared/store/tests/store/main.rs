@@ -6,4 +6,5 @@
 mod engine;
 mod jobs;
 mod steps;
+mod support;
 mod workflows;

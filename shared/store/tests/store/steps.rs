@@ -1,27 +1,15 @@
 //! Steps: every write is fenced on the run's attempt; a sleep's end is fixed
 //! by its first try; outputs and reruns read only finished steps.
 
+use crate::support::Store;
 use chrono::{Duration as Span, Utc};
 use crust_model::step::StepStatus;
 use crust_model::Id;
 use crust_store::steps::{self, TASK_ITEM};
-use crust_testing::TestDb;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use sqlx::PgPool;
-
-struct Store {
-    pool: PgPool,
-    _db: TestDb,
-}
 
 impl Store {
-    async fn new() -> Store {
-        let db = TestDb::new().await;
-        let pool = PgPool::connect(&db.url).await.unwrap();
-        Store { pool, _db: db }
-    }
-
     /// A job running under `attempt`, straight in SQL.
     async fn running_job(&self, attempt: i32) -> Id {
         let workflow: Id =
