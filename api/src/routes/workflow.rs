@@ -1,9 +1,9 @@
-//! `/workflow`: list, create, read, update and delete workflows, and list
-//! a workflow's versions.
+//! `/workflow`: list, create, read, update and delete workflows, list a
+//! workflow's versions, and pause and resume it.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use crust_model::paging::Paging;
 use crust_model::workflow::{Workflow, WorkflowInput, WorkflowPatch, WorkflowVersion};
@@ -75,6 +75,31 @@ pub async fn delete_workflow(
     Ok(success())
 }
 
+/// Pause a workflow: its jobs stay queued and are not started (those
+/// already running finish normally) and its cron slots are skipped, not
+/// fired later. Pausing a paused workflow changes nothing.
+#[utoipa::path(post, path = "/workflow/{workflowID}/pause", tag = "workflows",
+    params(("workflowID" = String, Path, description = "Workflow ID")),
+    responses((status = 200, body = inline(crate::extract::Envelope<Workflow>)), (status = 404, body = super::ErrorBody)))]
+pub async fn pause_workflow(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(ok(workflows::pause(&state.pool, id).await?))
+}
+
+/// Resume a paused workflow: the jobs that waited start. Resuming a
+/// workflow that is not paused changes nothing.
+#[utoipa::path(post, path = "/workflow/{workflowID}/resume", tag = "workflows",
+    params(("workflowID" = String, Path, description = "Workflow ID")),
+    responses((status = 200, body = inline(crate::extract::Envelope<Workflow>)), (status = 404, body = super::ErrorBody)))]
+pub async fn resume_workflow(
+    State(state): State<AppState>,
+    Ids([id]): Ids<1>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(ok(workflows::resume(&state.pool, id).await?))
+}
+
 /// Most versions per page.
 pub const MAX_VERSIONS_PER_PAGE: i64 = 100;
 
@@ -141,4 +166,6 @@ pub fn router() -> Router<AppState> {
                 .delete(delete_workflow),
         )
         .route("/workflow/{workflowID}/versions", get(workflow_versions))
+        .route("/workflow/{workflowID}/pause", post(pause_workflow))
+        .route("/workflow/{workflowID}/resume", post(resume_workflow))
 }

@@ -117,6 +117,12 @@ pub struct Workflow {
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// Paused (`POST /workflow/{id}/pause`): its jobs stay queued and are
+    /// not started, and its cron slots are skipped, until it is resumed.
+    pub paused: bool,
+    /// When it was paused, while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<DateTime<Utc>>,
 }
 
 /// The body of a workflow create or update.

@@ -1,4 +1,4 @@
-//! Workflows: list, read, create, update and delete, keeping each cron
+//! Workflows: list, read, create, update, pause, resume and delete, keeping each cron
 //! schedule's next slot in `next_fire_at` for the scheduler, and every
 //! saved definition in `workflow_versions` (a job runs its version).
 
@@ -27,6 +27,7 @@ struct WorkflowRow {
     version: i32,
     created_at: DateTime<Utc>,
     updated_at: Option<DateTime<Utc>>,
+    paused_at: Option<DateTime<Utc>>,
 }
 
 impl From<WorkflowRow> for Workflow {
@@ -43,13 +44,15 @@ impl From<WorkflowRow> for Workflow {
             version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            paused: row.paused_at.is_some(),
+            paused_at: row.paused_at,
         }
     }
 }
 
 const COLUMNS: &str =
     "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, \
-     version, created_at, updated_at";
+     version, created_at, updated_at, paused_at";
 
 fn missing(id: Id) -> Error {
     Error::not_found(format!("workflow {id} does not exist"))
@@ -212,6 +215,54 @@ pub async fn versions(
         })
         .collect();
     Ok((versions, count))
+}
+
+/// Pauses a workflow (idempotent; a paused one keeps its first `paused_at`):
+/// from now on a worker's claim hands its queued jobs back unpublished and
+/// the scheduler neither releases them nor fires its cron slots (they are
+/// skipped, not fired later). Jobs already running finish normally.
+pub async fn pause(pool: &PgPool, id: Id) -> Result<Workflow> {
+    let row: Option<WorkflowRow> = sqlx::query_as(&format!(
+        "UPDATE workflows SET paused_at = coalesce(paused_at, now())
+         WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(Into::into).ok_or_else(|| missing(id))
+}
+
+/// Resumes a workflow (idempotent): its queued jobs nobody published (those
+/// a claim handed back while it was paused, and those woken or requeued
+/// meanwhile) become due now (a delayed job keeps its `startAt`), and the scheduler is woken to publish them.
+pub async fn resume(pool: &PgPool, id: Id) -> Result<Workflow> {
+    let mut tx = pool.begin().await?;
+    let row: Option<WorkflowRow> = sqlx::query_as(&format!(
+        "UPDATE workflows SET paused_at = NULL
+         WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Err(missing(id));
+    };
+    sqlx::query(
+        "UPDATE jobs SET release_at = now()
+         WHERE id IN (SELECT id FROM jobs WHERE workflow_id = $1 AND status = 'queued'
+                        AND published_at IS NULL AND release_at > now()
+                        AND (start_at IS NULL OR start_at <= now())
+                      ORDER BY id FOR UPDATE)",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::jobs::RELEASE_CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(row.into())
 }
 
 /// Deletes a workflow (softly, so its finished jobs keep their history),

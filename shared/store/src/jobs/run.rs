@@ -123,8 +123,9 @@ impl ClaimedRow {
 /// lease of `lease`: each claim bumps `attempt`. Each runs the definition
 /// of its workflow version (`workflow_versions`), not the workflow's
 /// current one. Jobs not returned are
-/// running elsewhere, finished, cancelled, or not yet due (those are handed
-/// back to the scheduler). A claimed job whose parameters or workflow cannot
+/// running elsewhere, finished, cancelled, not yet due, or of a paused
+/// workflow (those last two are handed back to the scheduler, unpublished:
+/// it releases a paused workflow's jobs once it is resumed). A claimed job whose parameters or workflow cannot
 /// be decoded comes back in [`Claims::unreadable`], still claimed, for the
 /// worker to end.
 pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> Result<Claims> {
@@ -135,13 +136,16 @@ pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> 
              WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
                AND status = 'queued' AND NOT cancel_requested
                AND (start_at IS NULL OR start_at <= now())
+               AND workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
              RETURNING id, attempt, workflow_id, workflow_version, rerun_of, parameters, created_by, trace_parent,
                        extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
                        CASE WHEN start_at > created_at
                             THEN extract(epoch from clock_timestamp() - start_at)::float8 END AS late),
          early AS (
              UPDATE jobs SET published_at = NULL
-             WHERE id = ANY($1) AND status = 'queued' AND start_at > now())
+             WHERE id = ANY($1) AND status = 'queued'
+               AND (start_at > now()
+                    OR workflow_id IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)))
          SELECT c.id, c.attempt, c.workflow_id, c.workflow_version, c.rerun_of,
                 c.parameters::text AS parameters, c.created_by, c.trace_parent,
                 v.definition::text AS definition, c.waited, c.late

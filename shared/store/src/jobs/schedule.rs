@@ -21,13 +21,15 @@ pub struct ToPublish {
 }
 
 /// Locks up to `limit` queued, unpublished jobs whose release time has
-/// come, skipping rows another scheduler holds. The caller publishes them
+/// come, skipping rows another scheduler holds and jobs of a paused
+/// workflow (resuming it makes them due again). The caller publishes them
 /// and then calls [`mark_released`] in the same transaction, so a crash in
 /// between only leads to a duplicate message, which workers drop.
 pub async fn lock_releasable(tx: &mut PgConnection, limit: i64) -> Result<Vec<ToPublish>> {
     let rows: Vec<(Id, Option<String>)> = sqlx::query_as(
         "SELECT id, trace_parent FROM jobs
          WHERE status = 'queued' AND published_at IS NULL AND release_at <= now()
+           AND workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
          ORDER BY release_at LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
@@ -64,13 +66,15 @@ pub async fn wake_due(pool: &PgPool) -> Result<u64> {
     .rows_affected())
 }
 
-/// The next instant the scheduler has something to do (a release, a lease
+/// The next instant the scheduler has something to do (a release of a job
+/// whose workflow is not paused, a lease
 /// expiry, a waiting job's wake-up or a cron slot) and the database's clock now, so the wait is
 /// computed on one clock.
 pub async fn next_wake(pool: &PgPool) -> Result<(Option<DateTime<Utc>>, DateTime<Utc>)> {
     Ok(sqlx::query_as(
         "SELECT least(
-             (SELECT min(release_at) FROM jobs WHERE status = 'queued' AND published_at IS NULL),
+             (SELECT min(release_at) FROM jobs WHERE status = 'queued' AND published_at IS NULL
+                AND workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)),
              (SELECT min(lease_until) FROM jobs WHERE status = 'running'),
              (SELECT min(wake_at) FROM jobs WHERE status = 'waiting'),
              (SELECT min(next_fire_at) FROM workflows
@@ -133,7 +137,8 @@ pub async fn rescue_expired(pool: &PgPool, max_attempts: i32) -> Result<Vec<Resc
 
 /// Fires every cron slot that is due: one job per slot (a unique index
 /// backs this up), then advances the workflow to its next slot after now,
-/// so slots missed while no scheduler ran are skipped, not replayed.
+/// so slots missed while no scheduler ran are skipped, not replayed; so are
+/// the slots of a paused workflow (advanced, no job).
 /// `trace_parent` starts each slot's trace (the caller's tracing, given the
 /// workflow and the slot) and returns its `traceparent`, if traced.
 /// Returns how many jobs were created.
@@ -142,8 +147,8 @@ pub async fn fire_schedules(
     trace_parent: impl Fn(Id, DateTime<Utc>) -> Option<String>,
 ) -> Result<u64> {
     let mut tx = pool.begin().await?;
-    let due: Vec<(Id, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT id, schedule, next_fire_at FROM workflows
+    let due: Vec<(Id, String, DateTime<Utc>, bool)> = sqlx::query_as(
+        "SELECT id, schedule, next_fire_at, paused_at IS NOT NULL FROM workflows
          WHERE deleted_at IS NULL AND next_fire_at <= now() AND schedule IS NOT NULL
          ORDER BY next_fire_at LIMIT 100 FOR UPDATE SKIP LOCKED",
     )
@@ -156,21 +161,25 @@ pub async fn fire_schedules(
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut *tx)
         .await?;
-    for (id, text, slot) in due {
+    for (id, text, slot, paused) in due {
         let next = Schedule::parse(&text).ok().and_then(|s| s.next_after(now));
-        let trace_parent = trace_parent(id, slot);
-        let created = sqlx::query(
-            "INSERT INTO jobs (workflow_id, workflow_version, parameters, cron_slot, release_at,
-                               trace_parent)
-             SELECT id, version, parameters, $2, now(), $3 FROM workflows WHERE id = $1
-             ON CONFLICT (workflow_id, cron_slot) WHERE cron_slot IS NOT NULL DO NOTHING",
-        )
-        .bind(id)
-        .bind(slot)
-        .bind(trace_parent)
-        .execute(&mut *tx)
-        .await?;
-        fired += created.rows_affected();
+        // A paused workflow's slot is skipped (advanced, no job), not
+        // fired once it is resumed.
+        if !paused {
+            let trace_parent = trace_parent(id, slot);
+            let created = sqlx::query(
+                "INSERT INTO jobs (workflow_id, workflow_version, parameters, cron_slot, release_at,
+                                   trace_parent)
+                 SELECT id, version, parameters, $2, now(), $3 FROM workflows WHERE id = $1
+                 ON CONFLICT (workflow_id, cron_slot) WHERE cron_slot IS NOT NULL DO NOTHING",
+            )
+            .bind(id)
+            .bind(slot)
+            .bind(trace_parent)
+            .execute(&mut *tx)
+            .await?;
+            fired += created.rows_affected();
+        }
         sqlx::query("UPDATE workflows SET next_fire_at = $2 WHERE id = $1")
             .bind(id)
             .bind(next)

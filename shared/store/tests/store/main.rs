@@ -5,6 +5,7 @@
 
 mod engine;
 mod jobs;
+mod pause;
 mod steps;
 mod support;
 mod workflows;
