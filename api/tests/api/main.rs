@@ -10,6 +10,7 @@ mod jobs;
 mod limits;
 mod modules;
 mod pages;
+mod pause;
 mod process;
 mod query;
 mod records;
