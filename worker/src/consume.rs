@@ -159,7 +159,8 @@ async fn listen_for_cancels(
 
 /// Claims a batch of deliveries and starts the claimed runs; everything
 /// else is acknowledged and dropped (a duplicate, a finished or cancelled
-/// job, or one not yet due, which goes back to the scheduler).
+/// job, or one not yet due or of a paused workflow, which goes back to the
+/// scheduler).
 async fn claim_and_start(worker: &Arc<Worker>, batch: Vec<Delivery>) {
     let mut wanted: Vec<(Id, Delivery)> = Vec::with_capacity(batch.len());
     for delivery in batch {

@@ -9,6 +9,7 @@ mod engine;
 mod helpers;
 mod isolation;
 mod otlp;
+mod pause;
 mod recovery;
 mod runs;
 mod scheduling;
