@@ -111,11 +111,7 @@ async fn a_claim_hands_a_paused_workflows_job_back_and_resume_releases_it() {
     assert_eq!(claims.runs.iter().map(|r| r.id).collect::<Vec<_>>(), [free]);
     let job = jobs::api::get(&s.pool, held).await.unwrap();
     assert_eq!((job.status, job.attempt), (JobStatus::Queued, 0));
-    assert_eq!(
-        release_state(&s, held).await.0,
-        false,
-        "handed back unpublished"
-    );
+    assert!(!release_state(&s, held).await.0, "handed back unpublished");
 
     // Even once due, the scheduler neither releases it nor wakes for it.
     sqlx::query("UPDATE jobs SET release_at = now() - interval '1 second' WHERE id = $1")
