@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 const LEASE: Duration = Duration::from_secs(60);
+/// The idempotency keys' TTL these tests create jobs with.
+const DAY: Duration = Duration::from_secs(86_400);
 
 struct Store {
     pool: PgPool,
@@ -47,8 +49,9 @@ impl Store {
             workflow_id: workflow,
             start_at: None,
             parameters: Default::default(),
+            key: None,
         };
-        jobs::api::create(&self.pool, job, Id(1), None)
+        jobs::api::create(&self.pool, job, Id(1), None, DAY)
             .await
             .unwrap()
             .job
