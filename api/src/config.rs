@@ -54,6 +54,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// How long a job's idempotency key (`key`, `Idempotency-Key`) holds:
+    /// creating a job of the same workflow with the same key within it
+    /// returns the first job instead of a new one. `24h`, `30m`; at most
+    /// about 24 days.
+    #[arg(long, env = "CRUST_JOB_KEY_TTL", default_value = "24h",
+          value_parser = crust_model::config::parse_duration)]
+    pub job_key_ttl: Duration,
+
     /// Browser origins allowed to call the API cross-site, comma-separated
     /// (`https://app.example.com,http://localhost:5173`). Empty: CORS off.
     #[arg(long, env = "CRUST_CORS_ORIGINS", value_delimiter = ',')]
@@ -139,6 +147,8 @@ mod tests {
             ("--http-read-timeout=0s", "CRUST_HTTP_READ_TIMEOUT"),
             ("--http-read-timeout=61m", "CRUST_HTTP_READ_TIMEOUT"),
             ("--max-connections=0", "CRUST_MAX_CONNECTIONS"),
+            ("--job-key-ttl=0s", "CRUST_JOB_KEY_TTL"),
+            ("--job-key-ttl=1000h", "CRUST_JOB_KEY_TTL"),
             ("--db-pool-size=0", "CRUST_DB_POOL_SIZE"),
             ("--query-timeout=0s", "CRUST_QUERY_TIMEOUT"),
             ("--report-max-rows=0", "CRUST_REPORT_MAX_ROWS"),

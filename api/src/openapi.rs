@@ -33,7 +33,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         chart::list_charts, chart::create_chart, chart::read_chart, chart::edit_chart, chart::delete_chart,
         workflow::list_workflows, workflow::create_workflow, workflow::read_workflow, workflow::update_workflow, workflow::delete_workflow,
         workflow::workflow_versions, workflow::pause_workflow, workflow::resume_workflow,
-        job::list_jobs, job::create_job, job::read_job, job::update_job, job::cancel_job, job::job_logs,
+        job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
         job::job_steps, job::signal_job, job::rerun_job,
     ),
     components(schemas(

@@ -24,6 +24,8 @@ pub struct Inner {
     pub queries: crust_store::config::QueryLimits,
     /// `CRUST_HTTP_READ_TIMEOUT`: how long a request body may take to arrive.
     pub read_timeout: std::time::Duration,
+    /// `CRUST_JOB_KEY_TTL`: how long a job's idempotency key holds.
+    pub job_key_ttl: std::time::Duration,
     /// `CRUST_TRACE_URL`: how a job's `traceID` becomes a `traceURL`.
     pub trace_url: Option<String>,
     /// Publishes jobs to RabbitMQ after their rows commit.
@@ -52,6 +54,7 @@ impl AppState {
             tokens,
             body_limit: config.body_limit,
             queries: config.queries.clone(),
+            job_key_ttl: config.job_key_ttl,
             read_timeout: config.http_read_timeout,
             trace_url: config.trace_url.clone(),
             queue,

@@ -2,7 +2,8 @@
 //! read logs. Creating a job commits it first and publishes after.
 
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use crust_model::job::{Job, JobInput, JobStatus, JobUpdate, LogEntry, RerunInput, SignalInput};
@@ -119,14 +120,41 @@ pub async fn list_jobs(
     }))
 }
 
-/// Create a job: queued now, run at once or at `startAt`.
+/// The header that may carry a job's idempotency key instead of `key`.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Most jobs one `POST /job/bulk` creates.
+pub const MAX_BULK_JOBS: usize = 1000;
+
+/// Create a job: queued now, run at once or at `startAt`. With a `key` (or
+/// an `Idempotency-Key` header) that a job of the same workflow created
+/// within `CRUST_JOB_KEY_TTL` already has, that job is returned with 200
+/// and nothing is created.
 #[utoipa::path(post, path = "/job/", tag = "jobs", request_body = JobInput,
-    responses((status = 201, body = inline(crate::extract::Envelope<Job>)), (status = 400, body = super::ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            description = "The job's idempotency key, instead of `key` (if both are given they must be equal)")),
+    responses((status = 201, description = "Created", body = inline(crate::extract::Envelope<Job>)),
+              (status = 200, description = "A job of the workflow with this key exists: that job", body = inline(crate::extract::Envelope<Job>)),
+              (status = 400, body = super::ErrorBody)))]
 pub async fn create_job(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Body(input): Body<JobInput>,
-) -> ApiResult<impl IntoResponse> {
+    headers: HeaderMap,
+    Body(mut input): Body<JobInput>,
+) -> ApiResult<Response> {
+    if let Some(header) = headers.get(IDEMPOTENCY_KEY) {
+        let header = header.to_str().map_err(|_| {
+            ApiError::bad_request("key: the Idempotency-Key header must be visible ASCII")
+        })?;
+        match &input.key {
+            Some(key) if key != header => {
+                return Err(ApiError::bad_request(
+                    "key: differs from the Idempotency-Key header (give one, or both equal)",
+                ))
+            }
+            _ => input.key = Some(header.to_owned()),
+        }
+    }
     // The job's first run continues this request's trace.
     let trace_parent = crust_runtime::telemetry::current_traceparent();
     let created_job = jobs::api::create(
@@ -134,15 +162,75 @@ pub async fn create_job(
         input.validate()?,
         user,
         trace_parent.as_deref(),
+        state.job_key_ttl,
     )
     .await?;
+    let job = created_job
+        .job
+        .clone()
+        .link_trace(state.trace_url.as_deref());
+    if !created_job.new {
+        return Ok(ok(job).into_response());
+    }
     crust_runtime::metrics::metrics().jobs_created.inc();
     if created_job.due_now {
         state.queue.run(created_job.job.id, trace_parent);
     }
-    Ok(created(
-        created_job.job.link_trace(state.trace_url.as_deref()),
-    ))
+    Ok(created(job).into_response())
+}
+
+/// The body of `POST /job/bulk`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkInput {
+    /// 1 to 1000 jobs, each as `POST /job/` takes it.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub jobs: Vec<JobInput>,
+}
+
+/// Create many jobs at once, in one transaction: every item is checked
+/// first, and any invalid one is a 400 naming `jobs[i].field` with nothing
+/// created. Keys are honoured per item (an item whose key is held answers
+/// the job holding it). The jobs come back in the order given.
+#[utoipa::path(post, path = "/job/bulk", tag = "jobs", request_body = BulkInput,
+    responses((status = 201, body = inline(crate::extract::Envelope<Vec<Job>>)), (status = 400, body = super::ErrorBody)))]
+pub async fn create_jobs(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Body(input): Body<BulkInput>,
+) -> ApiResult<impl IntoResponse> {
+    if input.jobs.is_empty() || input.jobs.len() > MAX_BULK_JOBS {
+        return Err(ApiError::bad_request(format!(
+            "jobs: must hold 1 to {MAX_BULK_JOBS} jobs (got {})",
+            input.jobs.len()
+        )));
+    }
+    let new_jobs = input
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(index, job)| job.validate_at(&format!("jobs[{index}].")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let trace_parent = crust_runtime::telemetry::current_traceparent();
+    let created_jobs = jobs::api::create_many(
+        &state.pool,
+        new_jobs,
+        user,
+        trace_parent.as_deref(),
+        state.job_key_ttl,
+    )
+    .await?;
+    let mut answer = Vec::with_capacity(created_jobs.len());
+    for created_job in created_jobs {
+        if created_job.new {
+            crust_runtime::metrics::metrics().jobs_created.inc();
+            if created_job.due_now {
+                state.queue.run(created_job.job.id, trace_parent.clone());
+            }
+        }
+        answer.push(created_job.job.link_trace(state.trace_url.as_deref()));
+    }
+    Ok(created(answer))
 }
 
 /// Read a job.
@@ -288,6 +376,7 @@ pub async fn rerun_job(
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/job", get(list_jobs).post(create_job))
+        .route("/job/bulk", post(create_jobs))
         .route(
             "/job/{jobID}",
             get(read_job).post(update_job).delete(cancel_job),

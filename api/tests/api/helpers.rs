@@ -49,6 +49,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         http_read_timeout: std::time::Duration::from_secs(30),
         max_connections: 1024,
         cors_origins: Vec::new(),
+        job_key_ttl: std::time::Duration::from_secs(86_400),
     };
     adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -6,6 +6,7 @@ mod charts;
 mod edits;
 mod hardening;
 mod helpers;
+mod job_keys;
 mod jobs;
 mod limits;
 mod modules;

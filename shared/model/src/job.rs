@@ -215,6 +215,11 @@ pub struct Job {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub rerun_of: Option<Id>,
+    /// The idempotency key it was created with (`key` or the
+    /// `Idempotency-Key` header). Absent once a newer job of the workflow
+    /// took the key over after `CRUST_JOB_KEY_TTL`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// `{task: output}` of the finished steps (`null` for skipped ones);
     /// shown when one job is read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -248,19 +253,62 @@ pub struct JobInput {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub parameters: Parameters,
+    /// An idempotency key (1 to 255 characters): creating a job again with
+    /// the same workflow and key, while the first is younger than
+    /// `CRUST_JOB_KEY_TTL` (24h by default), answers that job (200)
+    /// instead of creating one.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    pub key: Option<String>,
 }
 
 impl JobInput {
-    /// Checks the parameters' sizes and reads `startAt`, with the messages
-    /// the api answers 400 with; what comes back only needs writing.
+    /// Checks the parameters' sizes, the key and reads `startAt`, with the
+    /// messages the api answers 400 with; what comes back only needs writing.
     pub fn validate(self) -> Result<NewJob> {
-        check_parameters(&self.parameters)?;
-        let start_at = self.start_at.as_deref().map(parse_start_at).transpose()?;
+        self.validate_at("")
+    }
+
+    /// [`JobInput::validate`] with `prefix` before each field it names
+    /// (`jobs[2].` for an item of a bulk create).
+    pub fn validate_at(self, prefix: &str) -> Result<NewJob> {
+        check_parameters_at(&format!("{prefix}parameters"), &self.parameters)?;
+        let start_at = self
+            .start_at
+            .as_deref()
+            .map(parse_start_at)
+            .transpose()
+            .map_err(|err| prefixed(prefix, err))?;
+        if let Some(key) = &self.key {
+            check_key(key).map_err(|err| prefixed(prefix, err))?;
+        }
         Ok(NewJob {
             workflow_id: self.workflow_id,
             start_at,
             parameters: self.parameters,
+            key: self.key,
         })
+    }
+}
+
+/// An error whose message names a field, with `prefix` put before it.
+fn prefixed(prefix: &str, err: Error) -> Error {
+    if prefix.is_empty() {
+        err
+    } else {
+        Error::invalid(format!("{prefix}{err}"))
+    }
+}
+
+/// Checks an idempotency key: 1 to 255 characters.
+pub fn check_key(key: &str) -> Result<()> {
+    let length = key.chars().count();
+    if (1..=255).contains(&length) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "key: must be 1 to 255 characters (got {length})"
+        )))
     }
 }
 
@@ -272,6 +320,8 @@ pub struct NewJob {
     /// In the future = a delayed job; `None` or past = due now.
     pub start_at: Option<DateTime<Utc>>,
     pub parameters: Parameters,
+    /// The idempotency key, checked by [`check_key`].
+    pub key: Option<String>,
 }
 
 /// The body of `POST /job/{jobID}`: any of these.

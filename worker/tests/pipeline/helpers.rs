@@ -132,6 +132,7 @@ impl System {
             http_read_timeout: std::time::Duration::from_secs(30),
             max_connections: 1024,
             cors_origins: Vec::new(),
+            job_key_ttl: std::time::Duration::from_secs(86_400),
         };
         let stop = self.api.clone();
         tokio::spawn(async move { crust_api::run(config, listener, stop).await.unwrap() });

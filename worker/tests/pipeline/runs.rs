@@ -257,3 +257,38 @@ async fn an_http_task_cannot_reach_internal_addresses_unless_allowed() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_bulk_create_runs_every_job_and_a_repeated_key_runs_once() {
+    let system = start(Options::default()).await;
+    let workflow = system
+        .workflow(json!({"name": "greet", "tasks": [
+            {"name": "hello", "kind": "log", "params": {"message": "hello {{ parameters.who }}"}}
+        ]}))
+        .await;
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/job/bulk",
+            Some(json!({"jobs": [
+                {"workflowID": workflow, "parameters": {"who": "ann"}, "key": "k"},
+                {"workflowID": workflow, "parameters": {"who": "bob"}},
+                {"workflowID": workflow, "parameters": {"who": "cy"}, "key": "k"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let ids: Vec<String> = body["response"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["jobID"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids[0], ids[2], "the repeated key is the first job");
+    for id in &ids[..2] {
+        let done = system.wait_status(id, "ok").await;
+        assert_eq!(done["attempt"], 1, "{done}");
+    }
+    let logs = system.logs(&ids[0]).await;
+    assert!(logs.iter().any(|l| l["message"] == "hello ann"), "{logs:?}");
+}

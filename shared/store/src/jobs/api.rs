@@ -26,12 +26,19 @@ use crust_model::Id;
 /// lease (seconds, renewed by heartbeats) because nothing renews it.
 pub const HAND_STARTED_LEASE: Duration = Duration::from_secs(60);
 
-/// A newly created job and whether the api should publish it now.
+/// A newly created job (or the one its idempotency key found) and whether
+/// the api should publish it now.
 #[derive(Debug, Clone)]
 pub struct Created {
     pub job: Job,
     /// False for a delayed job: the scheduler releases it at `startAt`.
+    /// Always false for a job found by its key (it was published when it
+    /// was created).
     pub due_now: bool,
+    /// True when the job was created by this call; false when its workflow
+    /// and key matched a job created within the key's TTL, which is
+    /// returned instead (the api answers 200 rather than 201).
+    pub new: bool,
 }
 
 /// Creates a queued job, checked by [`crust_model::job::JobInput::validate`].
@@ -40,16 +47,75 @@ pub struct Created {
 /// key of the job's replaces the default's whole value). A job due now is
 /// for the caller to publish; a delayed one wakes the scheduler. The
 /// workflow is share-locked so it cannot be deleted (or edited) in between.
+///
+/// A job with a `key` whose workflow already has a job with that key,
+/// created less than `key_ttl` ago, is not created: that job comes back
+/// (`new: false`). See [`insert`] for how this stays right under
+/// concurrent creates.
 pub async fn create(
     pool: &PgPool,
     job: NewJob,
     user: Id,
     trace_parent: Option<&str>,
+    key_ttl: Duration,
+) -> Result<Created> {
+    let mut tx = pool.begin().await?;
+    let created = insert(&mut tx, job, user, trace_parent, key_ttl).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Creates many jobs in one transaction, in order (see [`create`]; keys
+/// are honoured per item, also between items of the same call). Any
+/// failure creates none; a missing workflow is named as `jobs[i].workflowID`.
+pub async fn create_many(
+    pool: &PgPool,
+    jobs: Vec<NewJob>,
+    user: Id,
+    trace_parent: Option<&str>,
+    key_ttl: Duration,
+) -> Result<Vec<Created>> {
+    let mut tx = pool.begin().await?;
+    let mut created = Vec::with_capacity(jobs.len());
+    for (index, job) in jobs.into_iter().enumerate() {
+        let one = insert(&mut tx, job, user, trace_parent, key_ttl)
+            .await
+            .map_err(|err| match err {
+                Error::Domain(crust_model::Error::Invalid(message)) => {
+                    Error::invalid(format!("jobs[{index}].{message}"))
+                }
+                other => other,
+            })?;
+        created.push(one);
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Inserts one job in `tx`, or finds the live job holding its key.
+///
+/// Concurrency: the insert is `ON CONFLICT DO NOTHING` against the unique
+/// index on `(workflow_id, idempotency_key)` (migration 0004). A second
+/// insert of the same key waits for the first one's transaction; once that
+/// commits it inserts nothing, and the following `SELECT` (a new snapshot
+/// under READ COMMITTED) sees the first job and returns it. A key found on a
+/// job older than `key_ttl` is taken over: that old job's key is cleared
+/// (its row locked, in this transaction) and the insert tried again. If the
+/// row holding the key changes in between (another create took an expired
+/// key over, or the first inserter rolled back), the loop simply tries
+/// again; a few rounds always settle it.
+async fn insert(
+    tx: &mut PgConnection,
+    job: NewJob,
+    user: Id,
+    trace_parent: Option<&str>,
+    key_ttl: Duration,
 ) -> Result<Created> {
     let NewJob {
         workflow_id,
         start_at,
         parameters,
+        key,
     } = job;
     let now = Utc::now();
     let due_now = start_at.is_none_or(|at| at <= now);
@@ -57,31 +123,91 @@ pub async fn create(
         Some(at) if !due_now => at,
         _ => now + PUBLISH_GRACE,
     };
-    let row: Option<JobRow> = sqlx::query_as(&format!(
-        "WITH w AS (SELECT id, version, parameters FROM workflows
-                    WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
-              j AS (INSERT INTO jobs (workflow_id, workflow_version, parameters, start_at, release_at,
-                                      created_by, trace_parent)
-                    SELECT w.id, w.version, w.parameters || $2, $3, $4, $5, $6 FROM w
-                    RETURNING {COLUMNS})
-         SELECT j.*, CASE WHEN $7 THEN pg_notify('{RELEASE_CHANNEL}', '') END AS notified FROM j"
-    ))
-    .bind(workflow_id)
-    .bind(Json(&parameters))
-    .bind(start_at)
-    .bind(release_at)
-    .bind(user)
-    .bind(trace_parent)
-    .bind(!due_now)
-    .fetch_optional(pool)
-    .await?;
-    let row = row.ok_or_else(|| {
-        Error::invalid(format!("workflowID: workflow {workflow_id} does not exist"))
-    })?;
-    Ok(Created {
-        job: row.into(),
-        due_now,
-    })
+    let missing_workflow =
+        || Error::invalid(format!("workflowID: workflow {workflow_id} does not exist"));
+    for _ in 0..8 {
+        let row: Option<JobRow> = sqlx::query_as(&format!(
+            "WITH w AS (SELECT id, version, parameters FROM workflows
+                        WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
+                  j AS (INSERT INTO jobs (workflow_id, workflow_version, parameters, start_at,
+                                          release_at, created_by, trace_parent, idempotency_key)
+                        SELECT w.id, w.version, w.parameters || $2, $3, $4, $5, $6, $8 FROM w
+                        ON CONFLICT (workflow_id, idempotency_key)
+                            WHERE idempotency_key IS NOT NULL DO NOTHING
+                        RETURNING {COLUMNS})
+             SELECT j.*, CASE WHEN $7 THEN pg_notify('{RELEASE_CHANNEL}', '') END AS notified
+             FROM j"
+        ))
+        .bind(workflow_id)
+        .bind(Json(&parameters))
+        .bind(start_at)
+        .bind(release_at)
+        .bind(user)
+        .bind(trace_parent)
+        .bind(!due_now)
+        .bind(key.as_deref())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Created {
+                job: row.into(),
+                due_now,
+                new: true,
+            });
+        }
+        // Nothing inserted: either the workflow does not exist or the key
+        // is held.
+        let Some(key) = key.as_deref() else {
+            return Err(missing_workflow());
+        };
+        let held: Option<(JobRow, bool)> = sqlx::query_as::<_, JobRowAndLive>(&format!(
+            "SELECT {COLUMNS}, created_at > now() - $3 * interval '1 millisecond' AS live
+             FROM jobs WHERE workflow_id = $1 AND idempotency_key = $2 FOR UPDATE"
+        ))
+        .bind(workflow_id)
+        .bind(key)
+        .bind(millis(key_ttl))
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|both| (both.row, both.live));
+        match held {
+            Some((row, true)) => {
+                return Ok(Created {
+                    job: row.into(),
+                    due_now: false,
+                    new: false,
+                })
+            }
+            Some((row, false)) => {
+                sqlx::query("UPDATE jobs SET idempotency_key = NULL WHERE id = $1")
+                    .bind(row.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {
+                let exists: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM workflows WHERE id = $1 AND deleted_at IS NULL)",
+                )
+                .bind(workflow_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if !exists {
+                    return Err(missing_workflow());
+                }
+            }
+        }
+    }
+    Err(Error::conflict(format!(
+        "key: job creates with key {key:?} keep colliding; try again"
+    )))
+}
+
+/// A [`JobRow`] and whether its key is still within its TTL.
+#[derive(sqlx::FromRow)]
+struct JobRowAndLive {
+    #[sqlx(flatten)]
+    row: JobRow,
+    live: bool,
 }
 
 /// Records that these jobs' messages were confirmed by the broker.
@@ -581,5 +707,6 @@ pub async fn rerun(
     Ok(Created {
         job: row.into(),
         due_now: true,
+        new: true,
     })
 }

@@ -65,6 +65,7 @@ struct JobRow {
     trace_parent: Option<String>,
     parent_job_id: Option<Id>,
     rerun_of: Option<Id>,
+    idempotency_key: Option<String>,
 }
 
 impl From<JobRow> for Job {
@@ -91,6 +92,7 @@ impl From<JobRow> for Job {
             trace_url: None,
             parent_job_id: row.parent_job_id,
             rerun_of: row.rerun_of,
+            key: row.idempotency_key,
             outputs: None,
         }
     }
@@ -99,7 +101,8 @@ impl From<JobRow> for Job {
 /// The columns of a [`JobRow`].
 const COLUMNS: &str =
     "id, workflow_id, workflow_version, status, parameters, start_at, attempt, created_at, \
-     started_at, finished_at, error, cron_slot, trace_parent, parent_job_id, rerun_of";
+     started_at, finished_at, error, cron_slot, trace_parent, parent_job_id, rerun_of, \
+     idempotency_key";
 
 /// The 404 for a job that does not exist.
 fn missing(id: Id) -> Error {

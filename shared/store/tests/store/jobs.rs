@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 const LEASE: Duration = Duration::from_secs(60);
+/// The idempotency keys' TTL these tests create jobs with.
+const DAY: Duration = Duration::from_secs(86_400);
 
 struct Store {
     pool: PgPool,
@@ -47,8 +49,9 @@ impl Store {
             workflow_id: workflow,
             start_at: None,
             parameters: Default::default(),
+            key: None,
         };
-        jobs::api::create(&self.pool, job, Id(1), None)
+        jobs::api::create(&self.pool, job, Id(1), None, DAY)
             .await
             .unwrap()
             .job
@@ -509,4 +512,98 @@ async fn an_unreadable_stored_status_is_the_same_data_error_on_every_path() {
     s.expire(fine).await;
     let rescued = jobs::schedule::rescue_expired(&s.pool, 3).await.unwrap();
     assert_eq!(rescued.iter().map(|r| r.id).collect::<Vec<_>>(), [fine]);
+}
+
+fn keyed(workflow_id: Id, key: Option<&str>) -> NewJob {
+    NewJob {
+        workflow_id,
+        start_at: None,
+        parameters: Default::default(),
+        key: key.map(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn a_key_returns_its_job_within_the_ttl_and_moves_to_a_new_one_after() {
+    let s = store().await;
+    let workflow = s
+        .workflow(json!({"name": "w", "tasks": [{"name": "t", "kind": "log", "params": {"message": "hi"}}]}))
+        .await;
+    let first = jobs::api::create(&s.pool, keyed(workflow, Some("k")), Id(1), None, DAY)
+        .await
+        .unwrap();
+    assert!(first.new && first.due_now);
+    assert_eq!(first.job.key.as_deref(), Some("k"));
+    let again = jobs::api::create(&s.pool, keyed(workflow, Some("k")), Id(1), None, DAY)
+        .await
+        .unwrap();
+    assert!(
+        !again.new && !again.due_now,
+        "a found job is not published again"
+    );
+    assert_eq!(again.job.id, first.job.id);
+    // With a TTL shorter than the job's age the key is taken over.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let short = Duration::from_millis(10);
+    let taken = jobs::api::create(&s.pool, keyed(workflow, Some("k")), Id(1), None, short)
+        .await
+        .unwrap();
+    assert!(taken.new);
+    assert_ne!(taken.job.id, first.job.id);
+    assert_eq!(
+        jobs::api::get(&s.pool, first.job.id).await.unwrap().key,
+        None
+    );
+    assert_eq!(
+        jobs::api::get(&s.pool, taken.job.id)
+            .await
+            .unwrap()
+            .key
+            .as_deref(),
+        Some("k")
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_create_is_all_or_nothing_and_names_the_failing_item() {
+    let s = store().await;
+    let workflow = s
+        .workflow(json!({"name": "w", "tasks": [{"name": "t", "kind": "log", "params": {"message": "hi"}}]}))
+        .await;
+    let err = jobs::api::create_many(
+        &s.pool,
+        vec![keyed(workflow, Some("a")), keyed(Id(424_242), None)],
+        Id(1),
+        None,
+        DAY,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("jobs[1].workflowID: workflow 424242 does not exist"),
+        "{err}"
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    let created = jobs::api::create_many(
+        &s.pool,
+        vec![
+            keyed(workflow, Some("a")),
+            keyed(workflow, None),
+            keyed(workflow, Some("a")),
+        ],
+        Id(1),
+        None,
+        DAY,
+    )
+    .await
+    .unwrap();
+    let news: Vec<bool> = created.iter().map(|one| one.new).collect();
+    assert_eq!(news, [true, true, false]);
+    assert_eq!(created[2].job.id, created[0].job.id);
+    assert!(created[0].job.id < created[1].job.id);
 }

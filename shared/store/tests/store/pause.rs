@@ -33,8 +33,10 @@ async fn job(s: &Store, workflow: Id) -> Id {
         workflow_id: workflow,
         start_at: None,
         parameters: Default::default(),
+        key: None,
     };
-    jobs::api::create(&s.pool, job, Id(1), None)
+    let key_ttl = std::time::Duration::from_secs(86_400);
+    jobs::api::create(&s.pool, job, Id(1), None, key_ttl)
         .await
         .unwrap()
         .job

@@ -91,11 +91,18 @@ async fn a_claim_runs_the_version_the_job_was_created_with() {
         workflow_id: workflow.id,
         start_at: None,
         parameters: serde_json::from_value(json!({"n": 5, "deep": {"a": [1]}})).unwrap(),
+        key: None,
     };
-    let job = jobs::api::create(&pool, new_job, Id(1), None)
-        .await
-        .unwrap()
-        .job;
+    let job = jobs::api::create(
+        &pool,
+        new_job,
+        Id(1),
+        None,
+        std::time::Duration::from_secs(86_400),
+    )
+    .await
+    .unwrap()
+    .job;
     assert_eq!(job.workflow_version, 1);
     workflows::update(
         &pool,
