@@ -186,6 +186,8 @@ mod tests {
             ("--job-log-max-lines=0", "CRUST_JOB_LOG_MAX_LINES"),
             ("--job-log-max-bytes=0", "CRUST_JOB_LOG_MAX_BYTES"),
             ("--http-timeout=0s", "CRUST_HTTP_TIMEOUT"),
+            ("--durable-sleep-secs=0", "CRUST_DURABLE_SLEEP_SECS"),
+            ("--durable-sleep-secs=86401", "CRUST_DURABLE_SLEEP_SECS"),
         ] {
             let err = crust_model::config::parse_from::<Cli, _, _>(["crust-worker", flag])
                 .err()

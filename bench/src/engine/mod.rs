@@ -19,7 +19,6 @@ mod checkpoint;
 mod fanout;
 mod graphs;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,6 +28,7 @@ use sqlx::PgPool;
 
 use crate::client::{unix_now, Api, ApiArgs, DbArgs};
 use crate::jobs::rows::connection_use;
+use crate::jobs::workers::WorkerArgs;
 use crate::jobs::workers::{Launch, Workers};
 use crate::jobs::{clean_up, throughput, warm_up, Goals, Plan};
 use crate::report::cores;
@@ -48,34 +48,8 @@ pub struct Args {
     #[command(flatten)]
     db: DbArgs,
 
-    /// RabbitMQ, for the workers the bench starts.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    amqp_url: String,
-
-    /// Queue prefix of the running api and scheduler.
-    #[arg(long, env = "CRUST_QUEUE_PREFIX", default_value = "crust")]
-    queue_prefix: String,
-
-    /// The `crust-worker` binary to start.
-    #[arg(long, default_value = "target/release/crust-worker")]
-    worker_bin: PathBuf,
-
-    /// Worker processes to start.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
-    workers: u32,
-
-    /// Jobs each worker runs at once (CRUST_WORKER_CONCURRENCY).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    concurrency: u16,
-
-    /// Worker lease in milliseconds (CRUST_WORKER_LEASE_MS).
-    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
-    lease_ms: u64,
+    #[command(flatten)]
+    fleet: WorkerArgs,
 
     /// Plain one-`log`-task jobs run end to end: the baseline.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -136,17 +110,17 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     }
     let now = unix_now()?;
     let plan = Plan {
-        workers: usize::try_from(args.workers).context("--workers does not fit in usize")?,
-        concurrency: usize::from(args.concurrency),
+        workers: usize::try_from(args.fleet.workers).context("--workers does not fit in usize")?,
+        concurrency: usize::from(args.fleet.concurrency),
         clients: usize::try_from(args.clients).context("--clients does not fit in usize")?,
         jobs: usize::try_from(args.jobs).context("--jobs does not fit in usize")?,
         latency_jobs: 0,
         delayed: 0,
         cancel_jobs: 0,
         limit: Duration::from_secs(args.deadline),
-        lease: Duration::from_millis(args.lease_ms),
+        lease: Duration::from_millis(args.fleet.lease_ms),
         tag: format!("{}", now.as_secs()),
-        queue_prefix: args.queue_prefix.clone(),
+        queue_prefix: args.fleet.queue_prefix.clone(),
     };
     let sizes = Sizes {
         fanout_items: args.fanout_items as usize,
@@ -181,9 +155,9 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     let mut goals = Goals::default();
     let measured = async {
         let launch = Launch {
-            bin: &args.worker_bin,
+            bin: &args.fleet.worker_bin,
             database_url: &args.db.database_url,
-            amqp_url: &args.amqp_url,
+            amqp_url: &args.fleet.amqp_url,
             name: format!("bench-engine-{}", plan.tag),
         };
         let mut workers = Workers::spawn(&launch, &plan).await?;

@@ -27,8 +27,8 @@ pub(crate) mod throughput;
 pub(crate) mod warm_up;
 pub(crate) mod workers;
 
-use std::path::PathBuf;
 use std::time::Duration;
+use workers::WorkerArgs;
 
 use anyhow::{bail, Context};
 use crust_model::Id;
@@ -62,34 +62,8 @@ pub struct Args {
     #[command(flatten)]
     db: DbArgs,
 
-    /// RabbitMQ, for the workers the bench starts.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    amqp_url: String,
-
-    /// Queue prefix of the running api and scheduler.
-    #[arg(long, env = "CRUST_QUEUE_PREFIX", default_value = "crust")]
-    queue_prefix: String,
-
-    /// The `crust-worker` binary to start.
-    #[arg(long, default_value = "target/release/crust-worker")]
-    worker_bin: PathBuf,
-
-    /// Worker processes to start (recovery needs at least 2).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
-    workers: u32,
-
-    /// Jobs each worker runs at once (CRUST_WORKER_CONCURRENCY).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    concurrency: u16,
-
-    /// Worker lease in milliseconds (CRUST_WORKER_LEASE_MS).
-    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
-    lease_ms: u64,
+    #[command(flatten)]
+    fleet: WorkerArgs,
 
     /// Jobs in the throughput phase (and the Postgres baseline).
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -137,8 +111,8 @@ pub(crate) struct Plan {
 /// Runs the bench. The workers are killed and the bench's jobs and
 /// workflows removed afterwards whether or not the measurement succeeded.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let workers = usize::try_from(args.workers).context("--workers does not fit in usize")?;
-    let concurrency = usize::from(args.concurrency);
+    let workers = usize::try_from(args.fleet.workers).context("--workers does not fit in usize")?;
+    let concurrency = usize::from(args.fleet.concurrency);
     let capacity = workers * concurrency;
     let cancel_jobs = match args.cancel_jobs {
         Some(k) => usize::try_from(k).context("--cancel-jobs does not fit in usize")?,
@@ -160,9 +134,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         delayed: usize::try_from(args.delayed).context("--delayed does not fit in usize")?,
         cancel_jobs,
         limit: Duration::from_secs(args.deadline),
-        lease: Duration::from_millis(args.lease_ms),
+        lease: Duration::from_millis(args.fleet.lease_ms),
         tag: format!("{}", now.as_secs()),
-        queue_prefix: args.queue_prefix.clone(),
+        queue_prefix: args.fleet.queue_prefix.clone(),
     };
 
     let api = args.target.connect(plan.clients, REQUEST_TIMEOUT)?;
@@ -196,9 +170,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut goals = Goals::default();
     let measured = async {
         let launch = Launch {
-            bin: &args.worker_bin,
+            bin: &args.fleet.worker_bin,
             database_url: &args.db.database_url,
-            amqp_url: &args.amqp_url,
+            amqp_url: &args.fleet.amqp_url,
             name: format!("bench-jobs-{}", plan.tag),
         };
         let mut workers = Workers::spawn(&launch, &plan).await?;

@@ -161,3 +161,36 @@ impl Workers {
 fn rss_mib(pid: u32) -> Option<f64> {
     status_kib(pid, "VmRSS").ok().map(|kib| kib / 1024.0)
 }
+
+/// The worker processes a bench starts, shared by `jobs` and `engine`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// RabbitMQ, for the workers the bench starts.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+
+    /// Queue prefix of the running api and scheduler.
+    #[arg(long, env = "CRUST_QUEUE_PREFIX", default_value = "crust")]
+    pub queue_prefix: String,
+
+    /// The `crust-worker` binary to start.
+    #[arg(long, default_value = "target/release/crust-worker")]
+    pub worker_bin: std::path::PathBuf,
+
+    /// Worker processes to start (the jobs bench's recovery needs at least 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+
+    /// Jobs each worker runs at once (CRUST_WORKER_CONCURRENCY).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub concurrency: u16,
+
+    /// Worker lease in milliseconds (CRUST_WORKER_LEASE_MS).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub lease_ms: u64,
+}
