@@ -165,6 +165,7 @@ impl System {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             max_attempts: 3,
             retention: Duration::from_secs(7 * 86_400),
+            partition_span: 100,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.scheduler_health.push(listener.local_addr().unwrap());

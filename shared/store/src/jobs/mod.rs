@@ -1,7 +1,8 @@
 //! Jobs, split by who calls them: [`api`] (what crust-api does: create,
 //! read, list, update, cancel, logs), [`run`] (what a worker does: claim,
 //! heartbeat, finish, hand back, append logs) and [`schedule`] (what the
-//! scheduler does: release, next wake, rescue, cron, prune). This module
+//! scheduler does: release, next wake, rescue, cron) and [`retention`]
+//! (partitions of logs and steps, pruning). This module
 //! holds what they share: the row → [`Job`] mapping and the constants.
 //!
 //! Invariants every module keeps:
@@ -30,6 +31,7 @@ use crust_model::job::{Job, JobStatus, Parameters};
 use crust_model::Id;
 
 pub mod api;
+pub mod retention;
 pub mod run;
 pub mod schedule;
 

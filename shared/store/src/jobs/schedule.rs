@@ -1,13 +1,11 @@
 //! What the scheduler does to jobs: release the ones nobody published,
 //! compute when it next has something to do, rescue runs whose worker was
-//! lost, fire cron slots and prune old jobs.
-
-use std::time::Duration;
+//! lost and fire cron slots (pruning is in
+//! [`super::retention`]).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::millis;
 use crate::Result;
 use crust_model::job::JobStatus;
 use crust_model::workflow::Schedule;
@@ -188,19 +186,4 @@ pub async fn fire_schedules(
     }
     tx.commit().await?;
     Ok(fired)
-}
-
-/// Deletes up to `batch` jobs (and their logs) that finished before
-/// `older_than` ago; returns how many.
-pub async fn prune(pool: &PgPool, older_than: Duration, batch: i64) -> Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM jobs WHERE id IN (
-             SELECT id FROM jobs WHERE finished_at < now() - $1 * interval '1 millisecond'
-             LIMIT $2 FOR UPDATE SKIP LOCKED)",
-    )
-    .bind(millis(older_than))
-    .bind(batch)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
 }

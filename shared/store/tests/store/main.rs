@@ -6,6 +6,7 @@
 mod engine;
 mod jobs;
 mod pause;
+mod retention;
 mod steps;
 mod support;
 mod workflows;
