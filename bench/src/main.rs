@@ -1,7 +1,8 @@
 //! `crust-bench`: benchmarks of a running Crust, each measured against the
 //! physical limit (Postgres alone) in the same run on the same machine.
 //!
-//! One module per bench (`records`, `query`, `jobs/`, `engine/`, `memory`);
+//! One module per bench (`records`, `query`, `jobs/`, `engine/`, `memory`,
+//! `prune`);
 //! what they share: `client` (the api, its token and the database),
 //! `report` (the load driver, latency summaries, tables, failures and
 //! verdicts) and `procfs` (a process's memory). `engine/` also reuses the
@@ -12,6 +13,7 @@ mod engine;
 mod jobs;
 mod memory;
 mod procfs;
+mod prune;
 mod query;
 mod records;
 mod report;
@@ -44,6 +46,9 @@ enum Command {
     /// A running worker's peak memory under jobs of many `http` tasks that
     /// each fetch a megabyte of JSON: one job, then many at once.
     Memory(memory::Args),
+    /// Retention at a million finished jobs: the row-by-row prune against
+    /// dropping whole ranges of job IDs (log and step partitions).
+    Prune(prune::Args),
 }
 
 #[tokio::main]
@@ -54,5 +59,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Jobs(args) => jobs::run(args).await,
         Command::Engine(args) => engine::run(args).await,
         Command::Memory(args) => memory::run(args).await,
+        Command::Prune(args) => prune::run(args).await,
     }
 }
