@@ -10,6 +10,7 @@ use crust_model::auth::TokenKey;
 use crust_model::config::ConfigError;
 use crust_queue::AmqpConfig;
 use crust_store::config::{DbConfig, QueryLimits};
+use crust_store::secrets::SecretsConfig;
 
 /// What `crust-api` needs to serve. Its `Debug` shows no secret.
 #[derive(Clone, clap::Args)]
@@ -22,6 +23,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub queries: QueryLimits,
+
+    #[command(flatten)]
+    pub secrets: SecretsConfig,
 
     /// Address to listen on.
     #[arg(long, env = "CRUST_HTTP_ADDR", default_value = "127.0.0.1:3000")]
@@ -96,6 +100,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.db.connect_options()?;
         self.amqp.validate()?;
+        self.secrets.keyring()?;
         if let Some(url) = &self.trace_url {
             if !url.contains("{traceID}") {
                 return Err(ConfigError::new(format!(

@@ -33,6 +33,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
+    /// A 503 that says which setting is missing.
+    #[error("{0}")]
+    Disabled(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -53,7 +56,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Disabled(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +83,7 @@ impl From<crust_store::Error> for ApiError {
         match err {
             Error::Domain(err) => err.into(),
             Error::Database(db) => ApiError::Internal(db.to_string()),
+            Error::Secrets(reason) => ApiError::Internal(reason),
         }
     }
 }

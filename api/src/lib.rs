@@ -82,3 +82,21 @@ pub async fn migrate(db: &crust_store::config::DbConfig) -> anyhow::Result<()> {
     pool.close().await;
     Ok(())
 }
+
+/// `crust-api secrets reencrypt`: seals every secret again under
+/// `CRUST_SECRETS_KEY`, opening each with the key that sealed it (the
+/// current one or `CRUST_SECRETS_PREVIOUS_KEY`); returns how many changed.
+pub async fn reencrypt_secrets(config: &Config) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let keys = config.secrets.keyring()?.ok_or_else(|| {
+        crust_model::config::ConfigError::new(
+            "CRUST_SECRETS_KEY is not set: give the new key there and the old one in              CRUST_SECRETS_PREVIOUS_KEY",
+        )
+    })?;
+    let pool = sqlx::PgPool::connect_with(config.db.connect_options()?)
+        .await
+        .context("cannot connect to Postgres")?;
+    let count = crust_store::secrets::reencrypt(&pool, &keys).await?;
+    pool.close().await;
+    Ok(count)
+}

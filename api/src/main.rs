@@ -32,6 +32,19 @@ enum Command {
         #[arg(long, default_value = "24h")]
         ttl: String,
     },
+    /// Manage the encryption of secrets.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsAction {
+    /// Seal every secret again under CRUST_SECRETS_KEY (after a key
+    /// rotation: the old key in CRUST_SECRETS_PREVIOUS_KEY), in one
+    /// transaction; prints how many were re-sealed.
+    Reencrypt,
 }
 
 #[tokio::main]
@@ -46,6 +59,11 @@ async fn main() -> ExitCode {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => crust_api::migrate(&cli.config.db).await,
         Command::Token { sub, ttl } => token(&cli.config, &sub, &ttl),
+        Command::Secrets {
+            action: SecretsAction::Reencrypt,
+        } => crust_api::reencrypt_secrets(&cli.config)
+            .await
+            .map(|count| println!("{count} secrets sealed again under the current key")),
     };
     telemetry.shutdown();
     crust_model::config::exit_code("crust-api", result.as_ref().err().map(|err| &**err as _))

@@ -3,14 +3,14 @@
 //! into the binary (no network needed to browse it).
 
 use axum::Router;
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{chart, health, job, module, page, record, report, workflow};
+use crate::routes::{chart, health, job, module, page, record, report, secret, workflow};
 use crate::AppState;
 use crust_model::task::TaskKind;
 
@@ -35,6 +35,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         workflow::workflow_versions, workflow::pause_workflow, workflow::resume_workflow,
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
         job::job_steps, job::signal_job, job::rerun_job,
+        secret::list_secrets, secret::put_secret, secret::delete_secret,
     ),
     components(schemas(
         crust_model::module::Module, crust_model::module::Field,
@@ -45,6 +46,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
         crust_model::step::StepStatus, job::StepList,
+        crust_model::secret::Secret, crust_model::secret::SecretInput,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),
     modifiers(&BearerAuth, &Conventions),
@@ -252,7 +254,7 @@ fn conventions(operation: &mut Operation) {
     let mut has_input = operation.request_body.is_some();
     for parameter in operation.parameters.iter_mut().flatten() {
         has_input = true;
-        if parameter.parameter_in == ParameterIn::Path || parameter.name.ends_with("ID") {
+        if parameter.name.ends_with("ID") {
             parameter.schema = Some(Ref::from_schema_name("ID").into());
         } else if let Some(RefOr::T(Schema::Object(schema))) = &mut parameter.schema {
             // Postgres text cannot hold NUL, so no query parameter may carry one.

@@ -32,6 +32,9 @@ pub struct Inner {
     pub queue: JobQueue,
     /// `CRUST_CORS_ORIGINS`; `None` leaves CORS off.
     pub cors: Option<crate::cors::Cors>,
+    /// `CRUST_SECRETS_KEY` (and the previous key during a rotation); `None`
+    /// disables the secret endpoints.
+    pub secrets: Option<crust_store::secrets::Keyring>,
     /// Module definitions for record creates (checked by version on write).
     pub modules: crust_store::modules::ModuleCache,
 }
@@ -60,6 +63,7 @@ impl AppState {
             queue,
             cors,
             modules: Default::default(),
+            secrets: config.secrets.keyring()?,
         })))
     }
 }

@@ -54,6 +54,10 @@ struct Outcome {
     jobs: i64,
     log_rows: i64,
     took: Duration,
+    /// Write-ahead log written meanwhile (the whole server's: other load on
+    /// it counts too), and the dead rows left for vacuum.
+    wal_bytes: i64,
+    dead_rows: i64,
 }
 
 /// Runs the bench.
@@ -69,6 +73,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "jobs/s",
         "vs rows",
         "vs plain DELETE",
+        "WAL MB",
+        "dead rows left",
     ]);
     for run in 1..=args.runs {
         let limit = {
@@ -103,6 +109,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 format!("{:.0}", outcome.jobs as f64 / secs.max(1e-9)),
                 format!("{:.1}×", rows.took.as_secs_f64() / secs.max(1e-9)),
                 format!("{:.2}", limit.as_secs_f64() / secs.max(1e-9)),
+                format!("{:.0}", outcome.wal_bytes as f64 / 1e6),
+                outcome.dead_rows.to_string(),
             ]);
         }
         eprintln!(
@@ -122,6 +130,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// The scheduler before log partitions: batches of 1 000 until none is left.
 async fn by_rows(pool: &PgPool) -> anyhow::Result<Outcome> {
     let log_rows = count(pool, "SELECT count(*) FROM job_logs").await?;
+    let wal = wal_position(pool).await?;
     let started = Instant::now();
     let mut jobs = 0;
     loop {
@@ -131,16 +140,20 @@ async fn by_rows(pool: &PgPool) -> anyhow::Result<Outcome> {
             break;
         }
     }
+    let took = started.elapsed();
     Ok(Outcome {
         jobs,
         log_rows,
-        took: started.elapsed(),
+        took,
+        wal_bytes: wal_since(pool, &wal).await?,
+        dead_rows: dead_rows(pool).await?,
     })
 }
 
 /// The scheduler now: drop expired ranges, then the row prune for the rest.
 async fn by_ranges(pool: &PgPool) -> anyhow::Result<Outcome> {
     let log_rows = count(pool, "SELECT count(*) FROM job_logs").await?;
+    let wal = wal_position(pool).await?;
     let started = Instant::now();
     let dropped = drop_expired(pool, RETENTION, 1_000).await?;
     let mut jobs = dropped.jobs as i64;
@@ -151,10 +164,13 @@ async fn by_ranges(pool: &PgPool) -> anyhow::Result<Outcome> {
             break;
         }
     }
+    let took = started.elapsed();
     Ok(Outcome {
         jobs,
         log_rows,
-        took: started.elapsed(),
+        took,
+        wal_bytes: wal_since(pool, &wal).await?,
+        dead_rows: dead_rows(pool).await?,
     })
 }
 
@@ -169,7 +185,7 @@ async fn scratch(server: &PgConnectOptions, args: &Args) -> anyhow::Result<PgPoo
         .await?;
     admin.close().await?;
     let pool = PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(1)
         .connect_with(server.clone().database(SCRATCH))
         .await?;
     crust_store::MIGRATOR.run(&pool).await?;
@@ -217,6 +233,36 @@ async fn drop_scratch(server: &PgConnectOptions) -> anyhow::Result<()> {
         .await?;
     admin.close().await?;
     Ok(())
+}
+
+async fn wal_position(pool: &PgPool) -> anyhow::Result<String> {
+    Ok(sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(pool)
+        .await?)
+}
+
+async fn wal_since(pool: &PgPool, from: &str) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint")
+            .bind(from)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// Dead rows in the job tables, as the statistics collector last saw them
+/// (flushed first).
+async fn dead_rows(pool: &PgPool) -> anyhow::Result<i64> {
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(pool)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables
+         WHERE relname LIKE 'job%'",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 async fn count(pool: &PgPool, sql: &str) -> anyhow::Result<i64> {

@@ -41,6 +41,9 @@ export DATABASE_URL="${DATABASE_URL%/*}/$name"
 export CRUST_QUEUE_PREFIX="crust-fuzz-$$"
 export CRUST_JWT_SECRET
 CRUST_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
+# So the secret endpoints answer (not only their 503).
+export CRUST_SECRETS_KEY
+CRUST_SECRETS_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export CRUST_HTTP_ADDR="127.0.0.1:$port"
 export RUST_LOG=${RUST_LOG:-warn}

@@ -17,6 +17,14 @@ else
   CRUST_JWT_SECRET=$(cat "$secret_file")
   export CRUST_JWT_SECRET
 fi
+# The key workflow secrets are encrypted with, kept across runs like the
+# JWT secret (losing it loses the secrets).
+key_file=deploy/local/.secrets-key
+if [ -z "${CRUST_SECRETS_KEY:-}" ]; then
+  [ -s "$key_file" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$key_file"
+  CRUST_SECRETS_KEY=$(cat "$key_file")
+  export CRUST_SECRETS_KEY
+fi
 export RUST_LOG=${RUST_LOG:-info} CRUST_LOG_FORMAT=${CRUST_LOG_FORMAT:-text}
 api_addr=${CRUST_HTTP_ADDR:-127.0.0.1:3000}
 

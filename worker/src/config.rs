@@ -8,6 +8,7 @@ use std::time::Duration;
 use crust_model::config::ConfigError;
 use crust_queue::AmqpConfig;
 use crust_store::config::DbConfig;
+use crust_store::secrets::SecretsConfig;
 
 use crate::logs;
 use crate::tasks;
@@ -62,6 +63,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub limits: Limits,
+
+    #[command(flatten)]
+    pub secrets: SecretsConfig,
 }
 
 /// What one job may cost the worker.
@@ -108,7 +112,9 @@ impl Config {
     /// of the lease, not a setting of its own).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.db.connect_options()?;
-        self.amqp.validate()
+        self.amqp.validate()?;
+        self.secrets.keyring()?;
+        Ok(())
     }
 
     /// How long a claim holds without a heartbeat.

@@ -19,6 +19,7 @@ pub mod graph;
 mod lease;
 pub mod logs;
 pub mod runner;
+pub mod secrets;
 pub mod step_writer;
 pub mod storable;
 pub mod tasks;
@@ -70,6 +71,10 @@ pub async fn run(
         names: Names::new(&config.amqp.queue_prefix),
         env: TaskEnv {
             steps: crate::step_writer::StepWriter::start(pool.clone()),
+            secrets: Arc::new(crate::secrets::Secrets::new(
+                pool.clone(),
+                config.secrets.keyring()?,
+            )),
             pool,
             http,
             max_output_bytes: config.limits.max_output_bytes,

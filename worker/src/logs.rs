@@ -97,6 +97,8 @@ pub struct JobLogger {
     sink: LogSink,
     limits: LogLimits,
     written: Arc<Mutex<Written>>,
+    /// Secret values this run used: masked in every line written after.
+    masked: Arc<Mutex<Vec<String>>>,
 }
 
 impl JobLogger {
@@ -108,7 +110,29 @@ impl JobLogger {
             sink,
             limits,
             written: Arc::default(),
+            masked: Arc::default(),
         }
+    }
+
+    /// Masks `values` (secrets a task used) in every later line of the run,
+    /// and in the outputs and errors the task runner masks with
+    /// [`JobLogger::masked`].
+    pub fn mask(&self, values: Vec<String>) {
+        if values.is_empty() {
+            return;
+        }
+        if let Ok(mut masked) = self.masked.lock() {
+            for value in values {
+                if !masked.contains(&value) {
+                    masked.push(value);
+                }
+            }
+        }
+    }
+
+    /// The secret values masked so far.
+    pub fn masked(&self) -> Vec<String> {
+        self.masked.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// Appends one entry; `level` is debug, info, warn or error. Data that
@@ -143,6 +167,13 @@ impl JobLogger {
         message: impl Into<String>,
         data: Option<Box<RawValue>>,
     ) {
+        let mut message = message.into();
+        let mut data = data;
+        let masked = self.masked();
+        if !masked.is_empty() {
+            message = crust_model::secret::redact(&message, &masked);
+            data = data.map(|raw| crate::storable::mask_raw(raw, &masked));
+        }
         let mut line = LogLine {
             job_id: self.job_id,
             attempt: self.attempt,
@@ -150,7 +181,7 @@ impl JobLogger {
             level: level.to_owned(),
             // Postgres text cannot hold NUL; a script may log anything.
             task: task.map(|task| task.replace('\0', "\u{fffd}")),
-            message: message.into().replace('\0', "\u{fffd}"),
+            message: message.replace('\0', "\u{fffd}"),
             data,
             _permit: None,
         };

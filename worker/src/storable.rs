@@ -60,6 +60,24 @@ pub fn to_raw(value: &Value, max: usize) -> Result<Box<RawValue>, Unstorable> {
     RawValue::from_string(text).map_err(|err| err.to_string())
 }
 
+/// `raw` with every occurrence of the secret `values` masked: parsed and
+/// rewritten only when one occurs, so an ordinary output is returned as is.
+pub fn mask_raw(raw: Box<RawValue>, values: &[String]) -> Box<RawValue> {
+    if !crust_model::secret::contains_any(raw.get(), values) {
+        return raw;
+    }
+    let mut value: Value = match serde_json::from_str(raw.get()) {
+        Ok(value) => value,
+        Err(_) => Value::String(crust_model::secret::MASK.to_owned()),
+    };
+    crust_model::secret::redact_value(&mut value, values);
+    to_raw(&value, usize::MAX).unwrap_or_else(|_| raw_mask())
+}
+
+fn raw_mask() -> Box<RawValue> {
+    serde_json::value::to_raw_value(crust_model::secret::MASK).expect("a string is JSON")
+}
+
 /// Checks JSON text without building a tree (an HTTP body): it must parse
 /// and everything in it must be storable.
 pub fn check_text_json(text: &str) -> Result<(), Unstorable> {

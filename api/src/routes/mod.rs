@@ -8,6 +8,7 @@ pub mod module;
 pub mod page;
 pub mod record;
 pub mod report;
+pub mod secret;
 pub mod workflow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(chart::router())
         .merge(workflow::router())
         .merge(job::router())
+        .merge(secret::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_token,

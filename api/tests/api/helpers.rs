@@ -50,6 +50,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         max_connections: 1024,
         cors_origins: Vec::new(),
         job_key_ttl: std::time::Duration::from_secs(86_400),
+        secrets: crust_store::secrets::SecretsConfig {
+            secrets_key: Some(crust_testing::SECRETS_KEY.into()),
+            secrets_previous_key: None,
+        },
     };
     adjust(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

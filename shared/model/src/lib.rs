@@ -22,6 +22,7 @@ pub mod module;
 pub mod page;
 pub mod paging;
 pub mod record;
+pub mod secret;
 pub mod step;
 pub mod task;
 pub mod template;

@@ -23,8 +23,18 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The top-level names a template path may start with.
-/// `item` and `index` are a `forEach` item and its position.
-pub const TEMPLATE_ROOTS: &[&str] = &["parameters", "outputs", "error", "job", "item", "index"];
+/// `item` and `index` are a `forEach` item and its position; `secrets` the
+/// stored secrets (rendered by the worker in the params of the tasks it
+/// runs, and masked in everything the job writes).
+pub const TEMPLATE_ROOTS: &[&str] = &[
+    "parameters",
+    "outputs",
+    "error",
+    "job",
+    "item",
+    "index",
+    "secrets",
+];
 
 // ---- Syntax -------------------------------------------------------------
 

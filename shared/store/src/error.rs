@@ -17,6 +17,10 @@ pub enum Error {
     /// Postgres failed; details are for the log, not the client.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A stored secret does not open with the configured keys (a setup
+    /// error of the process, never the client's).
+    #[error("{0}")]
+    Secrets(String),
 }
 
 impl Error {

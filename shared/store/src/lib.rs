@@ -18,6 +18,7 @@ pub mod pages;
 pub mod partitions;
 pub mod records;
 pub mod reports;
+pub mod secrets;
 pub mod steps;
 pub mod workflows;
 

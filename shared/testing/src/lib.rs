@@ -17,6 +17,11 @@ use tokio::sync::{Notify, OnceCell};
 use crust_queue::{self as queue, Names};
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// The `CRUST_SECRETS_KEY` test systems run with (api and workers share
+/// it, as a deployment's do).
+pub const SECRETS_KEY: &str = "7d1a0c7d9c3b4e5f60718293a4b5c6d7e8f90112233445566778899aabbccdde";
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// The Postgres server tests use (`DATABASE_URL`, any database name).

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::logs::JobLogger;
 use crust_model::job::Parameters;
+use crust_model::secret;
 use crust_model::task::{parse_params, TaskKind, TaskParams};
 use crust_model::template;
 use crust_model::Id;
@@ -48,6 +49,8 @@ pub struct TaskEnv {
     /// Where the engine's step checkpoints go: one batching writer per
     /// worker (see [`crate::step_writer`]).
     pub steps: crate::step_writer::StepWriter,
+    /// What `{{ secrets.name }}` renders to.
+    pub secrets: std::sync::Arc<crate::secrets::Secrets>,
 }
 
 /// The default of [`TaskEnv::durable_sleep`], in seconds.
@@ -214,14 +217,28 @@ impl TaskError {
 /// Runs one try of a task of `kind` with `params`; returns its output as
 /// checked JSON text of at most [`TaskEnv::max_output_bytes`]: a value that
 /// cannot be stored or is larger fails the try.
+///
+/// Secret values the params used are masked in the output and the error
+/// (and, through the job's logger, in every later log line of the run).
 pub async fn run_to_raw(
     kind: TaskKind,
     params: &Value,
     ctx: &TaskContext<'_>,
 ) -> Result<Box<RawValue>, TaskError> {
-    run_output(kind, params, ctx)
-        .await?
-        .into_raw(ctx.env.max_output_bytes)
+    let result = match run_output(kind, params, ctx).await {
+        Ok(output) => output.into_raw(ctx.env.max_output_bytes),
+        Err(err) => Err(err),
+    };
+    let masked = ctx.log.masked();
+    if masked.is_empty() {
+        return result;
+    }
+    match result {
+        Ok(raw) => Ok(crate::storable::mask_raw(raw, &masked)),
+        Err(TaskError::Failed(message)) => {
+            Err(TaskError::Failed(secret::redact(&message, &masked)))
+        }
+    }
 }
 
 /// [`run_to_raw`] as a value (tests).
@@ -239,7 +256,71 @@ async fn run_output(
     params: &Value,
     ctx: &TaskContext<'_>,
 ) -> Result<Output, TaskError> {
-    execute(prepare(kind, params, ctx)?, ctx).await
+    if !names_secrets(kind, params) {
+        return execute(prepare(kind, params, ctx)?, ctx).await;
+    }
+    let values = ctx.env.secrets.values().await.map_err(TaskError::Failed)?;
+    let scope = WithSecrets {
+        ctx,
+        values: &values,
+        used: std::sync::Mutex::default(),
+    };
+    let rendered = render_in(kind, params, &scope, ctx.env.max_output_bytes);
+    // Masked from here on, even if rendering failed half-way.
+    let used = scope.used.into_inner().unwrap_or_default();
+    ctx.log.mask(used);
+    let params = parse_params(kind, &rendered?)
+        .map_err(|reason| TaskError::failed(format!("params: {reason}")))?;
+    execute(params, ctx).await
+}
+
+/// True when a rendered param of the task may reference `secrets`.
+fn names_secrets(kind: TaskKind, params: &Value) -> bool {
+    match params {
+        Value::Object(map) => map
+            .iter()
+            .any(|(name, value)| !kind.is_raw_param(name) && mentions_secrets(value)),
+        other => mentions_secrets(other),
+    }
+}
+
+fn mentions_secrets(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains("secrets"),
+        Value::Array(items) => items.iter().any(mentions_secrets),
+        Value::Object(map) => map.values().any(mentions_secrets),
+        _ => false,
+    }
+}
+
+/// A task's scope plus `secrets`, remembering which values were used.
+struct WithSecrets<'a> {
+    ctx: &'a TaskContext<'a>,
+    values: &'a crate::secrets::Values,
+    used: std::sync::Mutex<Vec<String>>,
+}
+
+impl template::Scope for WithSecrets<'_> {
+    fn lookup(&self, path: &[String]) -> Result<Value, String> {
+        if path.first().map(String::as_str) != Some("secrets") {
+            return self.ctx.lookup(path);
+        }
+        let name = path
+            .get(1)
+            .ok_or("secrets: name one secret, as {{ secrets.name }}")?;
+        if path.len() > 2 {
+            return Err(format!(
+                "secrets.{name}: a secret is a string; it has no fields"
+            ));
+        }
+        let value = self.values.get(name).ok_or_else(|| {
+            format!("secrets.{name}: no secret of that name (PUT /secret/{name} sets one)")
+        })?;
+        if let Ok(mut used) = self.used.lock() {
+            used.push(value.clone());
+        }
+        Ok(Value::String(value.clone()))
+    }
 }
 
 /// Renders `params` over the context and reads them into the kind's typed
@@ -282,7 +363,16 @@ pub fn render_params(
     params: &Value,
     ctx: &TaskContext<'_>,
 ) -> Result<Value, TaskError> {
-    let mut left = ctx.env.max_output_bytes;
+    render_in(kind, params, ctx, ctx.env.max_output_bytes)
+}
+
+/// [`render_params`] over any scope, with `left` bytes to render into.
+fn render_in(
+    kind: TaskKind,
+    params: &Value,
+    ctx: &(impl template::Scope + ?Sized),
+    mut left: usize,
+) -> Result<Value, TaskError> {
     match params {
         Value::Object(map) => map
             .iter()

@@ -75,6 +75,7 @@ impl Harness {
         Harness {
             env: TaskEnv {
                 steps: crate::step_writer::StepWriter::start(pool.clone()),
+                secrets: std::sync::Arc::new(crate::secrets::Secrets::new(pool.clone(), None)),
                 pool,
                 // The tests' servers listen on 127.0.0.1; the default
                 // policy would refuse them.

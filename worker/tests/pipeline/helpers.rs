@@ -133,6 +133,10 @@ impl System {
             max_connections: 1024,
             cors_origins: Vec::new(),
             job_key_ttl: std::time::Duration::from_secs(86_400),
+            secrets: crust_store::secrets::SecretsConfig {
+                secrets_key: Some(crust_testing::SECRETS_KEY.into()),
+                secrets_previous_key: None,
+            },
         };
         let stop = self.api.clone();
         tokio::spawn(async move { crust_api::run(config, listener, stop).await.unwrap() });
@@ -194,6 +198,10 @@ impl System {
             http_allow: crust_worker::tasks::egress::Egress::parse(self.http_allow).unwrap(),
             http_timeout: Duration::from_secs(30),
             limits: self.limits.clone(),
+            secrets: crust_store::secrets::SecretsConfig {
+                secrets_key: Some(crust_testing::SECRETS_KEY.into()),
+                secrets_previous_key: None,
+            },
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.worker_health.push(listener.local_addr().unwrap());
@@ -231,6 +239,7 @@ impl System {
                 ("CRUST_WORKER_NAME", name.to_owned()),
                 ("CRUST_HTTP_ADDR", "127.0.0.1:0".to_owned()),
                 ("CRUST_HTTP_ALLOW", self.http_allow.to_owned()),
+                ("CRUST_SECRETS_KEY", crust_testing::SECRETS_KEY.to_owned()),
                 ("CRUST_LOG_FORMAT", "text".to_owned()),
                 ("RUST_LOG", "info".to_owned()),
             ],

@@ -13,6 +13,7 @@ mod pause;
 mod recovery;
 mod runs;
 mod scheduling;
+mod secrets;
 mod stops;
 mod traces;
 mod versions;

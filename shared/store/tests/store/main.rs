@@ -7,6 +7,7 @@ mod engine;
 mod jobs;
 mod pause;
 mod retention;
+mod secrets;
 mod steps;
 mod support;
 mod workflows;
