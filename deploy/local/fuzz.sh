@@ -99,9 +99,15 @@ set +e
 # mismatch" (a CPython bug, not a finding). No shrinking, to keep a failing
 # run short (the failing request is reported as sent), and no example
 # database, so a run depends on the seed alone (and leaves no .schemathesis/).
+# Every check but "deleted resource still available" (use_after_free): it
+# assumes every DELETE deletes, and `DELETE /job/{jobID}` cancels (the seed
+# API's verb), leaving the job readable with its logs and steps by design.
+# That a deleted module, record, page, chart, workflow or secret answers 404
+# is asserted by the api tests.
 "$venv/bin/schemathesis" --config-file deploy/local/schemathesis.toml \
   run "$base/openapi.json" \
   --checks all \
+  --exclude-checks use_after_free \
   --header "Authorization: Bearer $token" \
   --seed "$SEED" \
   --max-examples "$MAX_EXAMPLES" \

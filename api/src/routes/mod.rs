@@ -2,6 +2,7 @@
 //! cross-cutting layers (request ids, logging, auth, body limit).
 
 pub mod chart;
+pub mod csv;
 pub mod health;
 pub mod job;
 pub mod module;
@@ -31,6 +32,7 @@ use crate::AppState;
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(module::router())
+        .merge(csv::router())
         .merge(record::router())
         .merge(report::router())
         .merge(page::router())

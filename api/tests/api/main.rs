@@ -3,6 +3,7 @@
 
 mod auth;
 mod charts;
+mod csv;
 mod edits;
 mod hardening;
 mod helpers;

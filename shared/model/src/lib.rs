@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod chart;
 pub mod config;
+pub mod csv;
 pub mod error;
 pub mod graph;
 pub mod id;

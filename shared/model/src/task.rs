@@ -91,6 +91,9 @@ task_kinds! {
     RecordDelete = "record.delete", params ["moduleID", "recordID"];
     /// `record.query`.
     RecordQuery = "record.query", params ["moduleID", "filter", "sort", "page", "perPage"];
+    /// `record.import`: imports a CSV file that `POST /module/{id}/record/import`
+    /// stored with this very job.
+    RecordImport = "record.import", params ["importID"];
     /// `script`: a sandboxed Rhai script.
     Script = "script", params ["source", "maxOperations"], raw ["source"];
     /// `workflow`: starts a child job, and with `wait` waits for its end.
@@ -182,6 +185,8 @@ pub enum TaskParams {
     RecordUpdate(RecordUpdateParams),
     /// `record.delete`.
     RecordDelete(RecordDeleteParams),
+    /// `record.import`.
+    RecordImport(RecordImportParams),
     /// `record.query`.
     RecordQuery(RecordQueryParams),
     /// `script`.
@@ -303,6 +308,13 @@ pub struct RecordDeleteParams {
     pub record_id: Id,
 }
 
+/// `record.import`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordImportParams {
+    /// The stored CSV upload (it names its module and whether to dry-run).
+    pub import_id: Id,
+}
+
 /// `record.query`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordQueryParams {
@@ -413,6 +425,9 @@ fn read(kind: TaskKind, params: &Value, at_save: bool) -> Result<TaskParams, Str
         TaskKind::RecordDelete => TaskParams::RecordDelete(RecordDeleteParams {
             module_id: r.id("moduleID")?,
             record_id: r.id("recordID")?,
+        }),
+        TaskKind::RecordImport => TaskParams::RecordImport(RecordImportParams {
+            import_id: r.id("importID")?,
         }),
         TaskKind::RecordQuery => TaskParams::RecordQuery(RecordQueryParams {
             module_id: r.id("moduleID")?,

@@ -12,6 +12,7 @@
 pub mod charts;
 pub mod config;
 mod error;
+pub mod imports;
 pub mod jobs;
 pub mod modules;
 pub mod pages;

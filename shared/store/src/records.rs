@@ -144,6 +144,88 @@ pub async fn list(
     ))
 }
 
+/// The compiled query of an export: every live record of a module that
+/// matches a filter, in sort order (blank sort = oldest first, so an export
+/// reads like the order records were made).
+pub struct ExportQuery {
+    sql: String,
+    params: Vec<String>,
+}
+
+/// Compiles an export's `filter` and `sort` (errors name which, as a list's do).
+pub fn export_query(module: &Module, filter: &str, sort: &str) -> Result<ExportQuery> {
+    let schema = module.query_schema();
+    let mut params = Params::new();
+    let filter = compile_filter(filter, &schema, &mut params)
+        .map_err(|err| Error::invalid(format!("filter: {err}")))?;
+    let order_by = if sort.trim().is_empty() {
+        "r.id".to_owned()
+    } else {
+        compile_sort(sort, &schema).map_err(|err| Error::invalid(format!("sort: {err}")))?
+    };
+    let filter = filter.map_or(String::new(), |sql| format!(" AND ({sql})"));
+    Ok(ExportQuery {
+        sql: format!(
+            r#"SELECT r.id, r."values" FROM records r
+               WHERE r.module_id = {} AND r.deleted_at IS NULL{filter} ORDER BY {order_by}"#,
+            module.id
+        ),
+        params: params.values,
+    })
+}
+
+/// Streams the records of `query` to `each` as `(recordID, values)`, in
+/// order, as Postgres sends them: nothing is buffered beyond what `each`
+/// has not taken yet, so memory stays flat for any number of records. One
+/// statement in one snapshot, bounded by `timeout`; `each` returning false
+/// stops it. Returns how many records were handed over.
+pub async fn export<F, Fut>(
+    pool: &PgPool,
+    query: &ExportQuery,
+    timeout: std::time::Duration,
+    mut each: F,
+) -> Result<u64>
+where
+    F: FnMut(Id, Map<String, Value>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    use futures_util::TryStreamExt;
+    let failure = query_failure(timeout);
+    let mut tx = bounded(pool, timeout).await?;
+    let mut sent = 0;
+    {
+        let mut rows = bind_all(
+            sqlx::query_as::<_, (Id, Json<Map<String, Value>>)>(&query.sql),
+            &query.params,
+        )
+        .fetch(&mut *tx);
+        while let Some((id, values)) = rows.try_next().await.map_err(&failure)? {
+            if !each(id, values.0).await {
+                break;
+            }
+            sent += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(sent)
+}
+
+/// Which of `ids` are live records of module `module_id`.
+pub async fn live_ids(
+    pool: &PgPool,
+    module_id: Id,
+    ids: &[i64],
+) -> Result<std::collections::HashSet<i64>> {
+    let found: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM records WHERE module_id = $1 AND id = ANY($2) AND deleted_at IS NULL",
+    )
+    .bind(module_id)
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(found.into_iter().collect())
+}
+
 fn bind_all<'q, O>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     values: &'q [String],

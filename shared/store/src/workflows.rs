@@ -54,6 +54,23 @@ const COLUMNS: &str =
     "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, \
      version, created_at, updated_at, paused_at";
 
+/// A 409 for a workflow Crust defines itself (the CSV import): it may be
+/// run and paused, not edited or deleted.
+async fn refuse_builtin(conn: &mut sqlx::PgConnection, id: Id) -> Result<()> {
+    let builtin: Option<String> =
+        sqlx::query_scalar("SELECT builtin FROM workflows WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .flatten();
+    match builtin {
+        Some(name) => Err(Error::conflict(format!(
+            "workflow {id} is built in ({name}); it cannot be edited or deleted"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn missing(id: Id) -> Error {
     Error::not_found(format!("workflow {id} does not exist"))
 }
@@ -143,6 +160,7 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
 /// created with.
 pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workflow> {
     let mut tx = pool.begin().await?;
+    refuse_builtin(&mut tx, id).await?;
     let current: Workflow = sqlx::query_as::<_, WorkflowRow>(&format!(
         "SELECT {COLUMNS} FROM workflows WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
     ))
@@ -271,6 +289,7 @@ pub async fn resume(pool: &PgPool, id: Id) -> Result<Workflow> {
 /// stop; returns those running jobs, for the caller to tell the workers.
 pub async fn delete(pool: &PgPool, id: Id) -> Result<Vec<Id>> {
     let mut tx = pool.begin().await?;
+    refuse_builtin(&mut tx, id).await?;
     let found: Option<Id> = sqlx::query_scalar(
         "UPDATE workflows SET deleted_at = now(), next_fire_at = NULL
          WHERE id = $1 AND deleted_at IS NULL RETURNING id",

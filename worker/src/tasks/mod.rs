@@ -12,6 +12,7 @@
 pub mod egress;
 pub mod fail;
 pub mod http;
+pub mod import;
 pub mod log;
 pub mod record;
 pub mod script;
@@ -347,6 +348,7 @@ pub async fn execute(params: TaskParams, ctx: &TaskContext<'_>) -> Result<Output
         TaskParams::RecordUpdate(params) => record::update(params, ctx).await,
         TaskParams::RecordDelete(params) => record::delete(params, ctx).await,
         TaskParams::RecordQuery(params) => record::query(params, ctx).await,
+        TaskParams::RecordImport(params) => import::run(params, ctx).await,
         TaskParams::Script(params) => script::run(params, ctx).await,
         TaskParams::Workflow(_) | TaskParams::Wait(_) => Err(TaskError::failed(
             "this kind runs only as a step of a job (the job runner handles it)",

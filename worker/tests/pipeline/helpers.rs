@@ -31,8 +31,8 @@ pub struct System {
     /// Health ports of the schedulers and workers, in start order.
     pub scheduler_health: Vec<std::net::SocketAddr>,
     pub worker_health: Vec<std::net::SocketAddr>,
-    client: reqwest::Client,
-    token: String,
+    pub client: reqwest::Client,
+    pub token: String,
     limits: crust_worker::Limits,
     api: CancellationToken,
     schedulers: Vec<CancellationToken>,

@@ -5,6 +5,7 @@
 //! and jobs" has a test here that fails if it breaks.
 
 mod crashes;
+mod csv;
 mod engine;
 mod helpers;
 mod isolation;

@@ -104,7 +104,7 @@ pub async fn create_many(
 /// row holding the key changes in between (another create took an expired
 /// key over, or the first inserter rolled back), the loop simply tries
 /// again; a few rounds always settle it.
-async fn insert(
+pub(crate) async fn insert(
     tx: &mut PgConnection,
     job: NewJob,
     user: Id,
