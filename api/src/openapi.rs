@@ -10,7 +10,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{chart, csv, health, job, module, page, record, report, secret, workflow};
+use crate::routes::{
+    chart, csv, health, hook, job, module, page, record, report, secret, workflow,
+};
 use crate::AppState;
 use crust_model::task::TaskKind;
 
@@ -34,6 +36,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         chart::list_charts, chart::create_chart, chart::read_chart, chart::edit_chart, chart::delete_chart,
         workflow::list_workflows, workflow::create_workflow, workflow::read_workflow, workflow::update_workflow, workflow::delete_workflow,
         workflow::workflow_versions, workflow::pause_workflow, workflow::resume_workflow,
+        hook::deliver,
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
         job::job_steps, job::signal_job, job::rerun_job,
         secret::list_secrets, secret::put_secret, secret::delete_secret,
@@ -86,6 +89,9 @@ const NO_NUL: &str = "^[^\\u0000]*$";
 
 /// The routes that need no token.
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+/// Routes that take no token but a signature of their own (they answer 401
+/// for a bad one, like the rest for a bad token).
+const SIGNED_PATHS: &[&str] = &["/hook/{workflowID}"];
 
 /// What the whole API has in common, added to every operation rather than
 /// written on each: the `ID` schema on every path ID; the statuses the
@@ -245,6 +251,9 @@ impl Modify for Conventions {
                     operation.security = Some(Vec::new());
                     continue;
                 }
+                if SIGNED_PATHS.contains(&path.as_str()) {
+                    operation.security = Some(Vec::new());
+                }
                 conventions(operation);
             }
         }
@@ -359,6 +368,12 @@ mod tests {
         assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
         for (path, method, operation) in operations(&doc) {
             if PUBLIC_PATHS.contains(&path.as_str()) {
+                assert_eq!(
+                    operation["security"],
+                    serde_json::json!([]),
+                    "{method} {path}"
+                );
+            } else if SIGNED_PATHS.contains(&path.as_str()) {
                 assert_eq!(
                     operation["security"],
                     serde_json::json!([]),

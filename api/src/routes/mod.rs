@@ -4,6 +4,7 @@
 pub mod chart;
 pub mod csv;
 pub mod health;
+pub mod hook;
 pub mod job;
 pub mod module;
 pub mod page;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .merge(protected)
         .merge(health::router())
+        .merge(hook::router())
         .merge(crate::openapi::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {

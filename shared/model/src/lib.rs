@@ -27,6 +27,7 @@ pub mod secret;
 pub mod step;
 pub mod task;
 pub mod template;
+pub mod webhook;
 pub mod workflow;
 
 pub use error::{Error, Result};

@@ -71,6 +71,20 @@ async fn refuse_builtin(conn: &mut sqlx::PgConnection, id: Id) -> Result<()> {
     }
 }
 
+/// The webhook secret of live workflow `id`: 404 when there is no such
+/// workflow or it has no webhook (a caller without a token learns nothing
+/// more).
+pub async fn webhook_secret(pool: &PgPool, id: Id) -> Result<String> {
+    sqlx::query_scalar::<_, Option<String>>(
+        "SELECT webhook_secret FROM workflows WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .flatten()
+    .ok_or_else(|| Error::not_found(format!("workflow {id} has no webhook")))
+}
+
 fn missing(id: Id) -> Error {
     Error::not_found(format!("workflow {id} does not exist"))
 }
