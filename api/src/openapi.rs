@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{chart, health, job, module, page, record, report, workflow};
+use crate::routes::{audit, chart, health, job, module, page, record, report, role, workflow};
 use crate::AppState;
 use crust_model::task::TaskKind;
 
@@ -23,7 +23,8 @@ docs needs `Authorization: Bearer <JWT>`. Errors are `{\"error\": {\"message\": 
 ID in the path is a 404; an unknown ID referenced in a body (a job's `workflowID`, a page's `selfID`
 or `moduleID`, a Record field's `options.moduleID` or value) is a 400 that names the field. Edits
 (`POST` to a resource's own URL) are partial: keys left out keep their value (`\"schedule\": null`
-removes a workflow's schedule; in a record's `fields`, `null` clears a field)."),
+removes a workflow's schedule; in a record's `fields`, `null` clears a field). A token's `roles`
+decide what it may do: a 403 names the missing permission."),
     paths(
         health::healthz, health::readyz, health::metrics,
         module::list_modules, module::create_module, module::read_module, module::edit_module, module::delete_module,
@@ -35,6 +36,8 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         workflow::workflow_versions, workflow::pause_workflow, workflow::resume_workflow,
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
         job::job_steps, job::signal_job, job::rerun_job,
+        role::list_roles, role::read_role, role::put_role, role::delete_role,
+        audit::list_audit,
     ),
     components(schemas(
         crust_model::module::Module, crust_model::module::Field,
@@ -45,6 +48,8 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
         crust_model::step::StepStatus, job::StepList,
+        crust_model::access::Role, crust_model::access::Rule, crust_model::access::Operation,
+        crust_model::access::RoleInput, crust_model::access::AuditEntry,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),
     modifiers(&BearerAuth, &Conventions),
@@ -193,6 +198,10 @@ impl Modify for Conventions {
             ),
             ("Unauthorized", "no token, or a bad or expired one"),
             (
+                "Forbidden",
+                "the token's roles do not grant the permission the message names",
+            ),
+            (
                 "PayloadTooLarge",
                 "the body is larger than CRUST_BODY_LIMIT",
             ),
@@ -271,6 +280,7 @@ fn conventions(operation: &mut Operation) {
         add("400", "BadRequest");
     }
     add("401", "Unauthorized");
+    add("403", "Forbidden");
     if operation.request_body.is_some() {
         add("413", "PayloadTooLarge");
         add("415", "UnsupportedMediaType");

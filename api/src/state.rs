@@ -34,6 +34,8 @@ pub struct Inner {
     pub cors: Option<crate::cors::Cors>,
     /// Module definitions for record creates (checked by version on write).
     pub modules: crust_store::modules::ModuleCache,
+    /// Resolved permission sets per role list and role version.
+    pub permissions: crate::access::PermissionCache,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             queue,
             cors,
             modules: Default::default(),
+            permissions: Default::default(),
         })))
     }
 }

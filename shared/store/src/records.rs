@@ -261,7 +261,7 @@ async fn create_with_references(
     .bind(Json(&checked.values))
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into_record(&module))
 }
 
@@ -296,7 +296,7 @@ pub async fn update(
     .bind(module_id)
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into_record(&module))
 }
 
@@ -304,7 +304,8 @@ pub async fn update(
 /// lists, reports and references.
 pub async fn delete(pool: &PgPool, module_id: Id, id: Id) -> Result<Record> {
     let module = modules::get(pool, module_id).await?;
-    sqlx::query_as::<_, RecordRow>(&format!(
+    let mut tx = crate::audit::begin(pool).await?;
+    let record = sqlx::query_as::<_, RecordRow>(&format!(
         "UPDATE records r SET deleted_at = now()
          WHERE r.id = $1 AND r.module_id = $2 AND r.deleted_at IS NULL
            AND EXISTS (SELECT 1 FROM modules WHERE id = $2 AND deleted_at IS NULL)
@@ -312,8 +313,10 @@ pub async fn delete(pool: &PgPool, module_id: Id, id: Id) -> Result<Record> {
     ))
     .bind(id)
     .bind(module_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
     .map(|row| row.into_record(&module))
-    .ok_or_else(|| missing(module_id, id))
+    .ok_or_else(|| missing(module_id, id))?;
+    crate::audit::commit(tx).await?;
+    Ok(record)
 }
