@@ -271,9 +271,11 @@ pub async fn authorize(
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned())
         .unwrap_or_default();
-    let ids: Vec<Option<Id>> = match RawPathParams::from_request_parts(&mut parts, &state).await
-    {
-        Ok(params) => params.iter().map(|(_, value)| Id::parse(value).ok()).collect(),
+    let ids: Vec<Option<Id>> = match RawPathParams::from_request_parts(&mut parts, &state).await {
+        Ok(params) => params
+            .iter()
+            .map(|(_, value)| Id::parse(value).ok())
+            .collect(),
         Err(_) => Vec::new(),
     };
     let method = parts.method.clone();
@@ -349,11 +351,7 @@ async fn check(
 
 /// Resolves the caller's permissions into an [`Access`] (called by the
 /// token middleware).
-pub async fn resolve(
-    state: &AppState,
-    user: Id,
-    roles: Vec<String>,
-) -> Result<Access, ApiError> {
+pub async fn resolve(state: &AppState, user: Id, roles: Vec<String>) -> Result<Access, ApiError> {
     let permissions = state.permissions.permissions(&state.pool, &roles).await?;
     Ok(Access {
         user,

@@ -339,7 +339,7 @@ mod tests {
                 assert!(!has("401"), "{at}");
                 continue;
             }
-            for status in ["401", "500", "503"] {
+            for status in ["401", "403", "500", "503"] {
                 assert!(has(status), "{at} lacks {status}");
             }
             let has_body = operation.get("requestBody").is_some();

@@ -11,9 +11,9 @@ use crust_store::{charts, modules, reports};
 use super::{created, ok, success, ApiResult};
 use crate::access::Access;
 use crate::error::ApiError;
-use crust_model::access::{Operation, Resource};
 use crate::extract::{Body, Ids};
 use crate::AppState;
+use crust_model::access::{Operation, Resource};
 
 /// List charts.
 #[utoipa::path(get, path = "/chart/", tag = "charts",

@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{created, ok, ApiResult};
 use crate::access::Access;
-use crust_model::access::{Operation, Resource};
 use crate::error::ApiError;
 use crate::extract::{Body, Ids, Query};
 use crate::AppState;
+use crust_model::access::{Operation, Resource};
 
 /// Most jobs per page and most log entries per page.
 pub const MAX_PER_PAGE: i64 = 100;
@@ -106,7 +106,10 @@ pub async fn list_jobs(
         })
         .transpose()?;
     // Only the jobs of workflows the caller may read.
-    let readable = if access.permissions.is_uniform(Resource::Workflow(None), Operation::Read) {
+    let readable = if access
+        .permissions
+        .is_uniform(Resource::Workflow(None), Operation::Read)
+    {
         None
     } else {
         let mut ids = crust_store::workflows::ids(&state.pool).await?;

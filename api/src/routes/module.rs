@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::{created, ok, success, ApiResult, Force};
 use crate::access::Access;
 use crate::extract::{Body, Ids, Query};
-use crust_model::access::{Operation, Resource};
 use crate::AppState;
+use crust_model::access::{Operation, Resource};
 
 /// `GET /module/` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -39,6 +39,7 @@ pub async fn read_role(
     responses((status = 201, description = "Created", body = inline(crate::extract::Envelope<Role>)),
               (status = 200, description = "Replaced", body = inline(crate::extract::Envelope<Role>)),
               (status = 400, body = super::ErrorBody),
+              (status = 404, description = "not answered by this route (PUT creates a missing role); listed as on every path with an ID", body = super::ErrorBody),
               (status = 409, description = "a built-in role's name", body = super::ErrorBody)))]
 pub async fn put_role(
     State(state): State<AppState>,
@@ -72,10 +73,8 @@ pub async fn delete_role(
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/role", get(list_roles))
-        .route(
-            "/role/{name}",
-            get(read_role).put(put_role).delete(delete_role),
-        )
+    Router::new().route("/role", get(list_roles)).route(
+        "/role/{name}",
+        get(read_role).put(put_role).delete(delete_role),
+    )
 }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::{created, ok, success, ApiResult};
 use crate::access::Access;
 use crate::extract::{Body, Ids, Query};
-use crust_model::access::{Operation, Resource};
 use crate::AppState;
+use crust_model::access::{Operation, Resource};
 
 /// List workflows.
 #[utoipa::path(get, path = "/workflow/", tag = "workflows",

@@ -26,7 +26,9 @@ use utoipa::ToSchema;
 use crate::{Error, Id, Result};
 
 /// What may be done to a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     Read,
@@ -216,9 +218,16 @@ pub const BUILT_IN: [&str; 5] = ["admin", "designer", "editor", "operator", "vie
 pub fn built_in(name: &str) -> Option<Vec<Rule>> {
     use Operation::{Delete, Read, Run, Write};
     let viewer = || {
-        ["module:*", "record:*", "workflow:*", "page:*", "chart:*", "role:*"]
-            .map(|resource| Rule::allowing(resource, &[Read]))
-            .to_vec()
+        [
+            "module:*",
+            "record:*",
+            "workflow:*",
+            "page:*",
+            "chart:*",
+            "role:*",
+        ]
+        .map(|resource| Rule::allowing(resource, &[Read]))
+        .to_vec()
     };
     Some(match name {
         "admin" => vec![Rule::allowing("*", &Operation::ALL)],
@@ -294,7 +303,11 @@ impl Permissions {
     }
 
     /// `Ok` when allowed, else the message of the 403 naming the permission.
-    pub fn check(&self, resource: Resource, operation: Operation) -> std::result::Result<(), String> {
+    pub fn check(
+        &self,
+        resource: Resource,
+        operation: Operation,
+    ) -> std::result::Result<(), String> {
         if self.allows(resource, operation) {
             return Ok(());
         }
@@ -442,7 +455,9 @@ mod tests {
         assert!(permissions.allows(Resource::Records(Id(8)), Delete));
         assert!(permissions.allows(Resource::Records(Id(7)), Write));
         assert_eq!(
-            permissions.check(Resource::Records(Id(7)), Delete).unwrap_err(),
+            permissions
+                .check(Resource::Records(Id(7)), Delete)
+                .unwrap_err(),
             "forbidden: this needs permission \"delete\" on \"record:7\""
         );
         assert!(!permissions.is_uniform(Resource::Records(Id(0)), Delete));
@@ -461,7 +476,9 @@ mod tests {
     #[test]
     fn rules_are_checked_for_shape() {
         let rule = |resource: &str| Rule::allowing(resource, &[Read]);
-        for good in ["*", "module:*", "module:7", "record:3", "page:*", "audit", "role:*"] {
+        for good in [
+            "*", "module:*", "module:7", "record:3", "page:*", "audit", "role:*",
+        ] {
             assert!(rule(good).validate("").is_ok(), "{good}");
         }
         for bad in ["module", "module:x", "module:0", "page:3", "secrets:*", ""] {

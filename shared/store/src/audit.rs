@@ -67,6 +67,39 @@ impl RequestAudit {
     }
 }
 
+/// An entry's column values, for a store statement that inserts it itself.
+pub struct Values<'a> {
+    pub user: Id,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub resource: String,
+    pub status: i32,
+}
+
+impl RequestAudit {
+    /// The values to insert.
+    pub fn values(&self) -> Values<'_> {
+        Values {
+            user: self.actor.user,
+            method: &self.method,
+            path: &self.path,
+            resource: self.resource(),
+            status: i32::from(self.status.load(Ordering::Acquire)),
+        }
+    }
+
+    /// Records that the change's own statement inserted entry `id`.
+    pub(crate) fn mark_written(&self, id: i64) {
+        self.written.store(id, Ordering::Release);
+    }
+}
+
+/// The current request's entry when it is not written yet (for a store
+/// statement that inserts it in the same statement as its change).
+pub(crate) fn pending() -> Option<Arc<RequestAudit>> {
+    current().filter(|audit| audit.written.load(Ordering::Acquire) == 0)
+}
+
 /// Runs `work` (a request's handler) with `audit` as its entry.
 pub async fn scope<F: std::future::Future>(audit: Arc<RequestAudit>, work: F) -> F::Output {
     REQUEST.scope(audit, work).await
@@ -108,7 +141,7 @@ pub(crate) async fn commit(mut tx: Transaction<'static, Postgres>) -> Result<()>
     let status = audit.status.load(Ordering::Acquire);
     let id = insert(&mut tx, &audit, status).await?;
     tx.commit().await?;
-    audit.written.store(id, Ordering::Release);
+    audit.mark_written(id);
     Ok(())
 }
 

@@ -17,6 +17,14 @@ use crust_model::record::{check_values, Record, Reference};
 use crust_model::Id;
 use crust_query::{compile_filter, compile_sort, Params};
 
+/// A record row and the ID of the audit entry its statement wrote.
+#[derive(sqlx::FromRow)]
+struct AuditedRow {
+    #[sqlx(flatten)]
+    row: RecordRow,
+    audit_id: Option<i64>,
+}
+
 #[derive(sqlx::FromRow)]
 struct RecordRow {
     id: Id,
@@ -217,22 +225,40 @@ pub async fn create_cached(
         if !checked.references.is_empty() {
             return create_with_references(pool, module_id, user, input).await;
         }
-        let row: Option<RecordRow> = sqlx::query_as(&format!(
+        // The request's audit entry (if any) is inserted by the same
+        // statement, so it commits with the record and costs no round trip.
+        let audit = crate::audit::pending();
+        let entry = audit.as_deref().map(crate::audit::RequestAudit::values);
+        let row: Option<AuditedRow> = sqlx::query_as(&format!(
             r#"WITH m AS (
                    SELECT id FROM modules
                    WHERE id = $1 AND deleted_at IS NULL AND coalesce(updated_at, created_at) = $4
-                   FOR KEY SHARE)
-               INSERT INTO records AS r (module_id, user_id, "values")
-               SELECT m.id, $2, $3 FROM m
-               RETURNING {COLUMNS}"#
+                   FOR KEY SHARE),
+               ins AS (
+                   INSERT INTO records AS r (module_id, user_id, "values")
+                   SELECT m.id, $2, $3 FROM m
+                   RETURNING {COLUMNS}),
+               a AS (
+                   INSERT INTO audit_log (user_id, method, path, resource, status)
+                   SELECT $5, $6, $7, $8, $9 FROM ins WHERE $5 IS NOT NULL
+                   RETURNING id)
+               SELECT ins.*, (SELECT id FROM a) AS audit_id FROM ins"#
         ))
         .bind(module_id)
         .bind(user)
         .bind(Json(&checked.values))
         .bind(module.version())
+        .bind(entry.as_ref().map(|entry| entry.user))
+        .bind(entry.as_ref().map(|entry| entry.method))
+        .bind(entry.as_ref().map(|entry| entry.path))
+        .bind(entry.as_ref().map(|entry| entry.resource.clone()))
+        .bind(entry.as_ref().map(|entry| entry.status))
         .fetch_optional(pool)
         .await?;
-        if let Some(row) = row {
+        if let Some(AuditedRow { row, audit_id }) = row {
+            if let (Some(audit), Some(id)) = (audit, audit_id) {
+                audit.mark_written(id);
+            }
             return Ok(row.into_record(&module));
         }
         // The module changed or went away since it was read: read it again.

@@ -42,12 +42,14 @@ fn built_in(name: &str) -> Option<Role> {
 
 /// Every role: the built-in ones, then the custom ones by name.
 pub async fn list(pool: &PgPool) -> Result<Vec<Role>> {
-    let rows: Vec<RoleRow> = sqlx::query_as(
-        "SELECT name, rules, created_at, updated_at FROM roles ORDER BY name",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut roles: Vec<Role> = access::BUILT_IN.iter().filter_map(|name| built_in(name)).collect();
+    let rows: Vec<RoleRow> =
+        sqlx::query_as("SELECT name, rules, created_at, updated_at FROM roles ORDER BY name")
+            .fetch_all(pool)
+            .await?;
+    let mut roles: Vec<Role> = access::BUILT_IN
+        .iter()
+        .filter_map(|name| built_in(name))
+        .collect();
     roles.extend(rows.into_iter().map(Role::from));
     Ok(roles)
 }

@@ -91,9 +91,12 @@ pub async fn start(options: Options) -> System {
         scheduler_health: Vec::new(),
         worker_health: Vec::new(),
         client: reqwest::Client::new(),
-        token: TokenKey::new(SECRET)
-            .unwrap()
-            .sign(Id(7), chrono::Utc::now().timestamp(), 3600),
+        token: TokenKey::new(SECRET).unwrap().sign(
+            Id(7),
+            &["admin"],
+            chrono::Utc::now().timestamp(),
+            3600,
+        ),
         api: CancellationToken::new(),
         schedulers: Vec::new(),
         workers: Vec::new(),

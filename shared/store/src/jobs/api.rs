@@ -11,10 +11,10 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::{millis, missing, JobRow, COLUMNS, PUBLISH_GRACE, RELEASE_CHANNEL};
 use crate::{Error, Result};
+use crust_model::access::Actor;
 use crust_model::job::{
     check_parameters, parse_start_at, Job, JobStatus, JobUpdate, LogEntry, NewJob, NewLogEntry,
 };
-use crust_model::access::Actor;
 use crust_model::paging::Paging;
 use crust_model::Id;
 
@@ -241,10 +241,12 @@ pub async fn get(pool: &PgPool, id: Id) -> Result<Job> {
 
 /// The workflow a job belongs to (for permission checks), if it exists.
 pub async fn workflow_of(pool: &PgPool, id: Id) -> Result<Option<Id>> {
-    Ok(sqlx::query_scalar("SELECT workflow_id FROM jobs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT workflow_id FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// A page of jobs, newest first, optionally of one status and only of the
@@ -272,16 +274,15 @@ pub async fn list(
     .fetch_all(&mut *tx)
     .await
     .map_err(&failure)?;
-    let count: i64 =
-        sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE ($1::text IS NULL OR status = $1)
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE ($1::text IS NULL OR status = $1)
                AND ($2::bigint[] IS NULL OR workflow_id = ANY($2))",
-        )
-        .bind(status)
-        .bind(workflows)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(&failure)?;
+    )
+    .bind(status)
+    .bind(workflows)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(&failure)?;
     tx.commit().await?;
     Ok((rows.into_iter().map(Job::from).collect(), count))
 }
