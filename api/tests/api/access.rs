@@ -654,7 +654,11 @@ async fn every_mutating_request_has_one_audit_entry_and_reads_have_none() {
         ]
     );
     // The query language over the entries' fields.
-    let failed = audit(&app, "status >= 400 AND userID = 70 AND at > NOW() - INTERVAL 1 DAY").await;
+    let failed = audit(
+        &app,
+        "status >= 400 AND userID = 70 AND at > NOW() - INTERVAL 1 DAY",
+    )
+    .await;
     assert_eq!(failed.len(), 2);
     let creates = audit(&app, "method = 'POST' AND resource LIKE 'record:%'").await;
     assert_eq!(creates.len(), 2);
