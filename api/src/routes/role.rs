@@ -23,7 +23,7 @@ pub async fn list_roles(State(state): State<AppState>) -> ApiResult<impl IntoRes
 
 /// One role.
 #[utoipa::path(get, path = "/role/{name}", tag = "roles",
-    params(("name" = String, Path, description = "Role name", max_length = 64)),
+    params(("name" = String, Path, description = "Role name", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
     responses((status = 200, body = inline(crate::extract::Envelope<Role>)), (status = 404, body = super::ErrorBody)))]
 pub async fn read_role(
     State(state): State<AppState>,
@@ -35,7 +35,7 @@ pub async fn read_role(
 /// Creates (201) or replaces (200) a custom role. Every api replica uses
 /// the new rules within a second (at once on this one).
 #[utoipa::path(put, path = "/role/{name}", tag = "roles", request_body = RoleInput,
-    params(("name" = String, Path, description = "Role name: 1 to 64 of A-Z a-z 0-9 _ - .", max_length = 64)),
+    params(("name" = String, Path, description = "Role name: 1 to 64 of A-Z a-z 0-9 _ - .", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
     responses((status = 201, description = "Created", body = inline(crate::extract::Envelope<Role>)),
               (status = 200, description = "Replaced", body = inline(crate::extract::Envelope<Role>)),
               (status = 400, body = super::ErrorBody),
@@ -60,7 +60,7 @@ pub async fn put_role(
 
 /// Deletes a custom role; tokens naming it lose what it granted.
 #[utoipa::path(delete, path = "/role/{name}", tag = "roles",
-    params(("name" = String, Path, description = "Role name", max_length = 64)),
+    params(("name" = String, Path, description = "Role name", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
     responses((status = 200, body = super::Success), (status = 404, body = super::ErrorBody),
               (status = 409, description = "a built-in role", body = super::ErrorBody)))]
 pub async fn delete_role(

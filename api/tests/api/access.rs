@@ -276,6 +276,12 @@ async fn a_token_without_roles_may_do_nothing_and_lists_show_only_what_may_be_re
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         assert!(message(&body).contains("grants no roles"), "{body}");
     }
+    // HEAD is a read; a method no route has is a 405, not a 403.
+    let viewer = app.token_for(Id(44), &["viewer"]);
+    let (status, _) = app.call_as(&viewer, Method::HEAD, "/module/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.call_as(&viewer, Method::PATCH, "/module/", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     // The operator reads workflows and jobs but no module.
     let operator = app.token_for(Id(42), &["operator"]);
     let (status, body) = app.call_as(&operator, Method::GET, "/module/", None).await;
