@@ -82,7 +82,7 @@ pub async fn permit(
     let Some(roles) = roles else {
         return Ok(());
     };
-    let (permissions, _) = crust_store::roles::resolve(pool, roles)
+    let permissions = crust_store::roles::permissions(pool, roles)
         .await
         .map_err(|err| err.to_string())?;
     permissions
