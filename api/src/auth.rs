@@ -1,5 +1,6 @@
 //! Bearer-token authentication: a middleware that admits a request only
-//! with a valid token (header or `jwt` cookie) and records who sent it.
+//! with a valid token (header or `jwt` cookie) and records who sent it and
+//! what its roles allow ([`crate::access::Access`]).
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
@@ -29,7 +30,9 @@ pub async fn require_token(
         .verify(&token, now)
         .map_err(ApiError::Unauthorized)?;
     let user = claims.user_id().map_err(ApiError::Unauthorized)?;
+    let access = crate::access::resolve(&state, user, claims.roles).await?;
     request.extensions_mut().insert(AuthUser(user));
+    request.extensions_mut().insert(access);
     Ok(next.run(request).await)
 }
 

@@ -1,6 +1,7 @@
 //! The Crust REST API as a library: `run` serves it on a listener until a
 //! shutdown token fires, so the binary and the tests start it the same way.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod cors;

@@ -31,6 +31,11 @@ enum Command {
         /// How long it is valid: 90s, 15m, 24h, 7d.
         #[arg(long, default_value = "24h")]
         ttl: String,
+        /// A role the token grants (built-in: admin, designer, editor,
+        /// operator, viewer; or a custom role's name). Repeat for several;
+        /// without any, the token is an `admin` one.
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
     /// Manage the encryption of secrets.
     Secrets {
@@ -58,7 +63,7 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => crust_api::migrate(&cli.config.db).await,
-        Command::Token { sub, ttl } => token(&cli.config, &sub, &ttl),
+        Command::Token { sub, ttl, roles } => token(&cli.config, &sub, &ttl, &roles),
         Command::Secrets {
             action: SecretsAction::Reencrypt,
         } => crust_api::reencrypt_secrets(&cli.config)
@@ -76,10 +81,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     crust_api::run(config, listener, crust_runtime::shutdown::on_signal()).await
 }
 
-fn token(config: &Config, sub: &str, ttl: &str) -> anyhow::Result<()> {
+fn token(config: &Config, sub: &str, ttl: &str, roles: &[String]) -> anyhow::Result<()> {
     let key = config.token_key()?;
     let user = parse_user_id(sub).map_err(|reason| ConfigError::new(format!("--sub: {reason}")))?;
     let ttl = parse_ttl(ttl).map_err(|reason| ConfigError::new(format!("--ttl: {reason}")))?;
-    println!("{}", key.sign(user, chrono::Utc::now().timestamp(), ttl));
+    for role in roles {
+        if !crust_model::access::is_role_name(role) {
+            return Err(ConfigError::new(format!(
+                "--role: {role:?} is not a role name (1 to 64 of A-Z a-z 0-9 _ - .)"
+            ))
+            .into());
+        }
+    }
+    let mut roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+    if roles.is_empty() {
+        roles.push("admin");
+    }
+    println!(
+        "{}",
+        key.sign(user, &roles, chrono::Utc::now().timestamp(), ttl)
+    );
     Ok(())
 }

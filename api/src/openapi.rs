@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::routes::{
-    chart, csv, health, hook, job, module, page, record, report, secret, workflow,
+    audit, chart, csv, health, hook, job, module, page, record, report, role, secret, workflow,
 };
 use crate::AppState;
 use crust_model::task::TaskKind;
@@ -25,7 +25,8 @@ docs needs `Authorization: Bearer <JWT>`. Errors are `{\"error\": {\"message\": 
 ID in the path is a 404; an unknown ID referenced in a body (a job's `workflowID`, a page's `selfID`
 or `moduleID`, a Record field's `options.moduleID` or value) is a 400 that names the field. Edits
 (`POST` to a resource's own URL) are partial: keys left out keep their value (`\"schedule\": null`
-removes a workflow's schedule; in a record's `fields`, `null` clears a field)."),
+removes a workflow's schedule; in a record's `fields`, `null` clears a field). A token's `roles`
+decide what it may do: a 403 names the missing permission."),
     paths(
         health::healthz, health::readyz, health::metrics,
         module::list_modules, module::create_module, module::read_module, module::edit_module, module::delete_module,
@@ -40,6 +41,8 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
         job::job_steps, job::signal_job, job::rerun_job,
         secret::list_secrets, secret::put_secret, secret::delete_secret,
+        role::list_roles, role::read_role, role::put_role, role::delete_role,
+        audit::list_audit,
     ),
     components(schemas(
         crust_model::module::Module, crust_model::module::Field,
@@ -51,6 +54,8 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
         crust_model::step::StepStatus, job::StepList,
         crust_model::secret::Secret, crust_model::secret::SecretInput, csv::ImportStarted,
+        crust_model::access::Role, crust_model::access::Rule, crust_model::access::Operation,
+        crust_model::access::RoleInput, crust_model::access::AuditEntry,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),
     modifiers(&BearerAuth, &Conventions),
@@ -202,6 +207,10 @@ impl Modify for Conventions {
             ),
             ("Unauthorized", "no token, or a bad or expired one"),
             (
+                "Forbidden",
+                "the token's roles do not grant the permission the message names",
+            ),
+            (
                 "PayloadTooLarge",
                 "the body is larger than CRUST_BODY_LIMIT",
             ),
@@ -283,6 +292,7 @@ fn conventions(operation: &mut Operation) {
         add("400", "BadRequest");
     }
     add("401", "Unauthorized");
+    add("403", "Forbidden");
     if operation.request_body.is_some() {
         add("413", "PayloadTooLarge");
         add("415", "UnsupportedMediaType");
@@ -341,7 +351,7 @@ mod tests {
                 assert!(!has("401"), "{at}");
                 continue;
             }
-            for status in ["401", "500", "503"] {
+            for status in ["401", "403", "500", "503"] {
                 assert!(has(status), "{at} lacks {status}");
             }
             let has_body = operation.get("requestBody").is_some();
@@ -367,13 +377,7 @@ mod tests {
         let doc = document();
         assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
         for (path, method, operation) in operations(&doc) {
-            if PUBLIC_PATHS.contains(&path.as_str()) {
-                assert_eq!(
-                    operation["security"],
-                    serde_json::json!([]),
-                    "{method} {path}"
-                );
-            } else if SIGNED_PATHS.contains(&path.as_str()) {
+            if PUBLIC_PATHS.contains(&path.as_str()) || SIGNED_PATHS.contains(&path.as_str()) {
                 assert_eq!(
                     operation["security"],
                     serde_json::json!([]),

@@ -37,6 +37,8 @@ pub struct Inner {
     pub secrets: Option<crust_store::secrets::Keyring>,
     /// Module definitions for record creates (checked by version on write).
     pub modules: crust_store::modules::ModuleCache,
+    /// Resolved permission sets per role list and role version.
+    pub permissions: crate::access::PermissionCache,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             cors,
             modules: Default::default(),
             secrets: config.secrets.keyring()?,
+            permissions: Default::default(),
         })))
     }
 }

@@ -34,18 +34,31 @@ pub struct ApiArgs {
     pub jwt_secret: String,
 }
 
+/// The role of the bench token unless a bench asks for others.
+pub const BENCH_ROLE: &str = "admin";
+
 impl ApiArgs {
     /// A client of the api holding a fresh bench token. `connections` is
     /// how many it keeps open (the bench's concurrency); `timeout` bounds
     /// each request.
     pub fn connect(&self, connections: usize, timeout: Duration) -> anyhow::Result<Api> {
+        self.connect_as(connections, timeout, &[BENCH_ROLE])
+    }
+
+    /// [`ApiArgs::connect`] with a token granting `roles` instead of admin.
+    pub fn connect_as(
+        &self,
+        connections: usize,
+        timeout: Duration,
+        roles: &[&str],
+    ) -> anyhow::Result<Api> {
         let key = TokenKey::new(&self.jwt_secret)
             .map_err(anyhow::Error::msg)
             .context("--jwt-secret / CRUST_JWT_SECRET")?;
         let now =
             i64::try_from(unix_now()?.as_secs()).context("the system clock is out of range")?;
         let ttl = i64::try_from(TOKEN_TTL.as_secs()).unwrap_or(i64::MAX);
-        let token = key.sign(BENCH_USER, now, ttl);
+        let token = key.sign(BENCH_USER, roles, now, ttl);
         Ok(Api {
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(connections)

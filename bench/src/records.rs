@@ -43,7 +43,19 @@ pub struct Args {
     /// Unmeasured creates (API) and INSERTs (Postgres) before measuring.
     #[arg(long, default_value_t = 500)]
     warmup: u64,
+
+    /// Also measure access control's cost: `--requests` creates with the
+    /// admin token against as many with a token of a custom role that has
+    /// rules on the bench module (and a deny elsewhere), in alternating
+    /// halves, and print the ratio (target ≥ 95 %).
+    #[arg(long)]
+    access: bool,
 }
+
+/// The custom role `--access` creates (and removes).
+const ACCESS_ROLE: &str = "crust-bench-records";
+/// Target of `--access`: creates as a custom role ÷ creates as admin.
+const TARGET_ACCESS_SHARE: f64 = 0.95;
 
 /// Runs the bench; the bench module and its records are removed afterwards
 /// whether or not the measurement succeeded.
@@ -67,10 +79,108 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Ok(report) = &measured {
         report.print(clients, requests);
     }
+    let compared = if args.access && measured.is_ok() {
+        let compared = compare_access(&args.target, &api, module_id, clients, requests).await;
+        // The role goes whether or not the comparison worked.
+        let removed = api
+            .send(
+                Method::DELETE,
+                &format!("/role/{ACCESS_ROLE}"),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        compared.and(removed.map(drop))
+    } else {
+        Ok(())
+    };
     let cleaned = clean_up(&api, &pool, module_id).await;
     pool.close().await;
     measured?;
+    compared?;
     cleaned
+}
+
+/// `--access`: record creates as admin (whose `*` rule short-cuts nothing:
+/// the same lookup, cache and audit entry) against creates as a custom
+/// role whose rules name the module, alternating halves (admin, role, role,
+/// admin) so drift over the run weighs on both alike.
+async fn compare_access(
+    target: &ApiArgs,
+    admin: &Api,
+    module_id: Id,
+    clients: usize,
+    requests: usize,
+) -> anyhow::Result<()> {
+    let rules = json!({"rules": [
+        {"resource": format!("module:{module_id}"), "operations": ["read"], "allow": true},
+        {"resource": format!("record:{module_id}"), "operations": ["read", "write"], "allow": true},
+        {"resource": "record:*", "operations": ["delete"], "allow": false},
+    ]});
+    admin
+        .send(
+            Method::PUT,
+            &format!("/role/{ACCESS_ROLE}"),
+            Some(&rules),
+            StatusCode::CREATED,
+        )
+        .await
+        .context("cannot create the bench role")?;
+    let custom = target.connect_as(clients, REQUEST_TIMEOUT, &[ACCESS_ROLE])?;
+    let half = (requests / 2).max(1);
+    let mut as_admin = Vec::new();
+    let mut as_role = Vec::new();
+    for (round, api) in [admin, &custom, &custom, admin].into_iter().enumerate() {
+        let who = if round % 3 == 0 { "admin" } else { ACCESS_ROLE };
+        eprintln!("access: {half} creates as {who}");
+        let phase = run_load(clients, half, api_create(api, module_id)).await?;
+        show_errors(&format!("create as {who}"), &phase);
+        let ok = phase.latencies.len().saturating_sub(phase.errors);
+        let entry = (ok, phase.elapsed.as_secs_f64());
+        if round % 3 == 0 {
+            as_admin.push(entry);
+        } else {
+            as_role.push(entry);
+        }
+    }
+    let rate = |phases: &[(usize, f64)]| {
+        let (ok, seconds) = phases
+            .iter()
+            .fold((0, 0.0), |(n, s), (ok, secs)| (n + ok, s + secs));
+        if seconds > 0.0 {
+            ok as f64 / seconds
+        } else {
+            0.0
+        }
+    };
+    let (admin_rate, role_rate) = (rate(&as_admin), rate(&as_role));
+    let share = if admin_rate > 0.0 {
+        role_rate / admin_rate
+    } else {
+        0.0
+    };
+    println!();
+    let mut table = Table::new(["op", "token", "requests", "req/s"]);
+    table.row([
+        "create".to_owned(),
+        "admin".to_owned(),
+        (2 * half).to_string(),
+        format!("{admin_rate:.0}"),
+    ]);
+    table.row([
+        "create".to_owned(),
+        format!("role {ACCESS_ROLE}"),
+        (2 * half).to_string(),
+        format!("{role_rate:.0}"),
+    ]);
+    print!("{}", table.render());
+    println!(
+        "targets: create as a custom role ≥ {:.0}% of create as admin: {:.1}% {}",
+        100.0 * TARGET_ACCESS_SHARE,
+        100.0 * share,
+        verdict(share >= TARGET_ACCESS_SHARE),
+    );
+    Ok(())
 }
 
 /// The four measured phases.

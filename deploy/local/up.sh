@@ -103,7 +103,8 @@ Paste these in another shell:
 
   # More tokens: crust-api token needs the api's secret (up.sh keeps its own in $secret_file):
   $secret_hint
-  $bin/crust-api token --sub 1 --ttl 24h
+  $bin/crust-api token --sub 1 --ttl 24h                 # admin (no --role)
+  $bin/crust-api token --sub 7 --role editor --role operator   # roles: admin designer editor operator viewer, or custom ones
 
 Ctrl-C stops everything.
 MSG

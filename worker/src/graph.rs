@@ -526,6 +526,7 @@ impl Engine<'_> {
             env: self.env,
             job_id: self.job.id,
             user: self.job.created_by,
+            roles: self.job.creator_roles.as_deref(),
             task_name: &task.name,
             parameters: &self.job.parameters,
             outputs,

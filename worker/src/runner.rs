@@ -361,6 +361,7 @@ mod tests {
             attempt: 1,
             parameters: Default::default(),
             created_by: Id(1),
+            creator_roles: None,
             trace_parent: None,
             tasks: serde_json::from_value(tasks).unwrap(),
             on_error: Vec::new(),

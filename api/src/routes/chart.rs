@@ -9,9 +9,11 @@ use crust_query::Report;
 use crust_store::{charts, modules, reports};
 
 use super::{created, ok, success, ApiResult};
+use crate::access::Access;
 use crate::error::ApiError;
 use crate::extract::{Body, Ids};
 use crate::AppState;
+use crust_model::access::{Operation, Resource};
 
 /// List charts.
 #[utoipa::path(get, path = "/chart/", tag = "charts",
@@ -105,6 +107,7 @@ async fn compile_reports(state: &AppState, input: &ChartInput) -> ApiResult<Vec<
               (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn chart_data(
     State(state): State<AppState>,
+    access: Access,
     Ids([id]): Ids<1>,
 ) -> ApiResult<impl IntoResponse> {
     let chart = charts::get(&state.pool, id).await?;
@@ -112,6 +115,10 @@ pub async fn chart_data(
         name: chart.name,
         config: chart.config,
     };
+    // The data are reports over records: each module's must be readable.
+    for report in input.reports()? {
+        access.require(Resource::Records(report.module_id), Operation::Read)?;
+    }
     let mut results = Vec::new();
     for report in compile_reports(&state, &input).await? {
         results.push(reports::run(&state.pool, &report, &state.queries).await?);

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::ApiResult;
-use crate::auth::AuthUser;
+use crate::access::Access;
 use crate::error::ApiError;
 use crate::extract::{Envelope, Ids, Query};
 use crate::AppState;
@@ -178,7 +178,7 @@ fn write_row<'a>(out: &mut Vec<u8>, cells: impl Iterator<Item = &'a str>) {
               (status = 415, body = super::ErrorBody)))]
 pub async fn import_records(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    access: Access,
     Ids([module_id]): Ids<1>,
     Query(query): Query<ImportQuery>,
     headers: HeaderMap,
@@ -195,7 +195,7 @@ pub async fn import_records(
         ));
     }
     let module = modules::get(&state.pool, module_id).await?;
-    let mut upload = imports::begin(&state.pool, module_id, user, query.dry_run).await?;
+    let mut upload = imports::begin(&state.pool, module_id, access.actor(), query.dry_run).await?;
     let mut stream = body.into_data_stream();
     let mut pending: Vec<u8> = Vec::with_capacity(imports::CHUNK_BYTES);
     let mut header_checked = false;

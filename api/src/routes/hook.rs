@@ -46,7 +46,7 @@ pub async fn deliver(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let secret = workflows::webhook_secret(&state.pool, workflow_id).await?;
+    let (secret, editor) = workflows::webhook(&state.pool, workflow_id).await?;
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let signature = header("x-crust-signature");
     webhook::verify(
@@ -94,14 +94,7 @@ pub async fn deliver(
     let ttl = state
         .job_key_ttl
         .max(std::time::Duration::from_secs(2 * WINDOW_SECS as u64));
-    let created = jobs::api::create(
-        &state.pool,
-        job,
-        crust_model::Id::ZERO,
-        trace_parent.as_deref(),
-        ttl,
-    )
-    .await?;
+    let created = jobs::api::create(&state.pool, job, editor, trace_parent.as_deref(), ttl).await?;
     if !created.new {
         return Err(ApiError::Conflict(format!(
             "this delivery was accepted before (job {}); sign each delivery anew",

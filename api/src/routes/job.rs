@@ -13,10 +13,11 @@ use crust_store::jobs;
 use serde::{Deserialize, Serialize};
 
 use super::{created, ok, ApiResult};
-use crate::auth::AuthUser;
+use crate::access::Access;
 use crate::error::ApiError;
 use crate::extract::{Body, Ids, Query};
 use crate::AppState;
+use crust_model::access::{Operation, Resource};
 
 /// Most jobs per page and most log entries per page.
 pub const MAX_PER_PAGE: i64 = 100;
@@ -91,6 +92,7 @@ pub struct LogList {
     responses((status = 200, body = inline(crate::extract::Envelope<JobList>)), (status = 400, body = super::ErrorBody)))]
 pub async fn list_jobs(
     State(state): State<AppState>,
+    access: Access,
     Query(query): Query<JobQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let paging = Paging::new(query.page, query.per_page, MAX_PER_PAGE)?;
@@ -103,7 +105,25 @@ pub async fn list_jobs(
                 .map_err(|reason| ApiError::bad_request(format!("status: {reason}")))
         })
         .transpose()?;
-    let (jobs, count) = jobs::api::list(&state.pool, status, paging, &state.queries).await?;
+    // Only the jobs of workflows the caller may read.
+    let readable = if access
+        .permissions
+        .is_uniform(Resource::Workflow(None), Operation::Read)
+    {
+        None
+    } else {
+        let mut ids = crust_store::workflows::ids(&state.pool).await?;
+        ids.retain(|id| access.allows(Resource::Workflow(Some(*id)), Operation::Read));
+        Some(ids)
+    };
+    let (jobs, count) = jobs::api::list(
+        &state.pool,
+        status,
+        readable.as_deref(),
+        paging,
+        &state.queries,
+    )
+    .await?;
     let trace_url = state.trace_url.as_deref();
     let jobs: Vec<Job> = jobs
         .into_iter()
@@ -138,7 +158,7 @@ pub const MAX_BULK_JOBS: usize = 1000;
               (status = 400, body = super::ErrorBody)))]
 pub async fn create_job(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    access: Access,
     headers: HeaderMap,
     Body(mut input): Body<JobInput>,
 ) -> ApiResult<Response> {
@@ -155,12 +175,14 @@ pub async fn create_job(
             _ => input.key = Some(header.to_owned()),
         }
     }
+    let input = input.validate()?;
+    access.require(Resource::Workflow(Some(input.workflow_id)), Operation::Run)?;
     // The job's first run continues this request's trace.
     let trace_parent = crust_runtime::telemetry::current_traceparent();
     let created_job = jobs::api::create(
         &state.pool,
-        input.validate()?,
-        user,
+        input,
+        access.actor(),
         trace_parent.as_deref(),
         state.job_key_ttl,
     )
@@ -196,7 +218,7 @@ pub struct BulkInput {
     responses((status = 201, body = inline(crate::extract::Envelope<Vec<Job>>)), (status = 400, body = super::ErrorBody)))]
 pub async fn create_jobs(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    access: Access,
     Body(input): Body<BulkInput>,
 ) -> ApiResult<impl IntoResponse> {
     if input.jobs.is_empty() || input.jobs.len() > MAX_BULK_JOBS {
@@ -211,11 +233,14 @@ pub async fn create_jobs(
         .enumerate()
         .map(|(index, job)| job.validate_at(&format!("jobs[{index}].")))
         .collect::<Result<Vec<_>, _>>()?;
+    for job in &new_jobs {
+        access.require(Resource::Workflow(Some(job.workflow_id)), Operation::Run)?;
+    }
     let trace_parent = crust_runtime::telemetry::current_traceparent();
     let created_jobs = jobs::api::create_many(
         &state.pool,
         new_jobs,
-        user,
+        access.actor(),
         trace_parent.as_deref(),
         state.job_key_ttl,
     )
@@ -254,9 +279,14 @@ pub async fn read_job(
               (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn update_job(
     State(state): State<AppState>,
+    access: Access,
     Ids([id]): Ids<1>,
     Body(input): Body<JobUpdate>,
 ) -> ApiResult<impl IntoResponse> {
+    // Moving a job to another workflow needs the right to run that one too.
+    if let Some(workflow) = input.workflow_id {
+        access.require(Resource::Workflow(Some(workflow)), Operation::Run)?;
+    }
     let updated = jobs::api::update(&state.pool, id, input).await?;
     if updated.publish {
         state.queue.run(id, None);
@@ -352,7 +382,7 @@ pub async fn signal_job(
               (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)))]
 pub async fn rerun_job(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    access: Access,
     Ids([id]): Ids<1>,
     Body(input): Body<RerunInput>,
 ) -> ApiResult<impl IntoResponse> {
@@ -361,7 +391,7 @@ pub async fn rerun_job(
         &state.pool,
         id,
         input.from.as_deref(),
-        user,
+        access.actor(),
         trace_parent.as_deref(),
     )
     .await?;

@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per resource, assembled here with the
 //! cross-cutting layers (request ids, logging, auth, body limit).
 
+pub mod audit;
 pub mod chart;
 pub mod csv;
 pub mod health;
@@ -10,6 +11,7 @@ pub mod module;
 pub mod page;
 pub mod record;
 pub mod report;
+pub mod role;
 pub mod secret;
 pub mod workflow;
 
@@ -41,6 +43,13 @@ pub fn router(state: AppState) -> Router {
         .merge(workflow::router())
         .merge(job::router())
         .merge(secret::router())
+        .merge(role::router())
+        .merge(audit::router())
+        // Outermost last: the token is checked, then the permission.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::access::authorize,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_token,

@@ -8,8 +8,10 @@ use crust_store::modules;
 use serde::Deserialize;
 
 use super::{created, ok, success, ApiResult, Force};
+use crate::access::Access;
 use crate::extract::{Body, Ids, Query};
 use crate::AppState;
+use crust_model::access::{Operation, Resource};
 
 /// `GET /module/` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -24,9 +26,13 @@ pub struct ModuleQuery {
     responses((status = 200, body = inline(crate::extract::Envelope<Vec<Module>>))))]
 pub async fn list_modules(
     State(state): State<AppState>,
+    access: Access,
     Query(query): Query<ModuleQuery>,
 ) -> ApiResult<impl axum::response::IntoResponse> {
-    Ok(ok(modules::list(&state.pool, query.query.as_deref()).await?))
+    // Only the modules the caller may read.
+    let mut list = modules::list(&state.pool, query.query.as_deref()).await?;
+    list.retain(|module| access.allows(Resource::Module(Some(module.id)), Operation::Read));
+    Ok(ok(list))
 }
 
 /// Create a module.

@@ -11,14 +11,22 @@ use crust_store::workflows;
 use serde::{Deserialize, Serialize};
 
 use super::{created, ok, success, ApiResult};
+use crate::access::Access;
 use crate::extract::{Body, Ids, Query};
 use crate::AppState;
+use crust_model::access::{Operation, Resource};
 
 /// List workflows.
 #[utoipa::path(get, path = "/workflow/", tag = "workflows",
     responses((status = 200, body = inline(crate::extract::Envelope<Vec<Workflow>>))))]
-pub async fn list_workflows(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    Ok(ok(workflows::list(&state.pool).await?))
+pub async fn list_workflows(
+    State(state): State<AppState>,
+    access: Access,
+) -> ApiResult<impl IntoResponse> {
+    // Only the workflows the caller may read.
+    let mut list = workflows::list(&state.pool).await?;
+    list.retain(|workflow| access.allows(Resource::Workflow(Some(workflow.id)), Operation::Read));
+    Ok(ok(list))
 }
 
 /// Create a workflow.

@@ -29,10 +29,15 @@ async fn requests_without_a_token_are_refused_with_401() {
 async fn expired_and_forged_tokens_are_refused() {
     let app = spawn_app().await;
     let key = TokenKey::new(SECRET).unwrap();
-    let expired = key.sign(Id(1), chrono::Utc::now().timestamp() - 7200, 3600);
+    let expired = key.sign(
+        Id(1),
+        &["admin"],
+        chrono::Utc::now().timestamp() - 7200,
+        3600,
+    );
     let forged = TokenKey::new("some-other-secret-some-other-secret")
         .unwrap()
-        .sign(Id(1), chrono::Utc::now().timestamp(), 3600);
+        .sign(Id(1), &["admin"], chrono::Utc::now().timestamp(), 3600);
     for (token, expected) in [
         (expired, "token has expired"),
         (forged, "token signature is invalid"),

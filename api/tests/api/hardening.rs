@@ -258,9 +258,12 @@ async fn a_json_endpoint_refuses_a_body_not_sent_as_json_even_with_the_cookie() 
 #[tokio::test]
 async fn a_token_for_user_zero_is_a_401() {
     let app = spawn_app().await;
-    let token = TokenKey::new(SECRET)
-        .unwrap()
-        .sign(Id(0), chrono::Utc::now().timestamp(), 3600);
+    let token = TokenKey::new(SECRET).unwrap().sign(
+        Id(0),
+        &["admin"],
+        chrono::Utc::now().timestamp(),
+        3600,
+    );
     let response = app
         .client
         .get(format!("{}/chart/", app.base))

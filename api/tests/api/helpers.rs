@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret";
 
-/// A running API and a client with a valid token.
+/// A running API and a client with a valid `admin` token.
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -66,9 +66,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         }
     });
     let user = Id(7);
-    let token = TokenKey::new(SECRET)
-        .unwrap()
-        .sign(user, chrono::Utc::now().timestamp(), 3600);
+    let token =
+        TokenKey::new(SECRET)
+            .unwrap()
+            .sign(user, &["admin"], chrono::Utc::now().timestamp(), 3600);
     TestApp {
         base,
         client: reqwest::Client::new(),
@@ -86,9 +87,27 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
-    /// Sends a request with the token; returns status and JSON body.
+    /// A token for `user` granting `roles` (none: a token that may do nothing).
+    pub fn token_for(&self, user: Id, roles: &[&str]) -> String {
+        TokenKey::new(SECRET)
+            .unwrap()
+            .sign(user, roles, chrono::Utc::now().timestamp(), 3600)
+    }
+
+    /// Sends a request with the (admin) token; returns status and JSON body.
     pub async fn call(
         &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    /// Sends a request with `token`; returns status and JSON body.
+    pub async fn call_as(
+        &self,
+        token: &str,
         method: Method,
         path: &str,
         body: Option<Value>,
@@ -96,7 +115,7 @@ impl TestApp {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }

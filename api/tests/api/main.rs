@@ -1,6 +1,7 @@
 //! Integration tests of crust-api against real Postgres: one module per
 //! resource, each test on a database of its own.
 
+mod access;
 mod auth;
 mod charts;
 mod csv;

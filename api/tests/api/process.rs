@@ -51,6 +51,30 @@ fn a_token_without_a_secret_is_one_line_naming_the_variable_and_exit_code_2() {
     assert!(stderr.contains("deploy/local/.jwt-secret"), "{stderr}");
 }
 
+#[test]
+fn token_grants_admin_without_role_and_the_roles_given_otherwise() {
+    use crust_model::auth::TokenKey;
+    let key = TokenKey::new(SECRET).unwrap();
+    let roles_of = |extra: &[&str]| {
+        let mut command = crust_api();
+        command
+            .args(["token", "--sub", "7"])
+            .args(extra)
+            .env("CRUST_JWT_SECRET", SECRET);
+        let output = command.output().expect("crust-api runs");
+        assert!(output.status.success(), "{output:?}");
+        let token = String::from_utf8(output.stdout).unwrap();
+        key.verify(token.trim(), chrono::Utc::now().timestamp())
+            .unwrap()
+            .roles
+    };
+    assert_eq!(roles_of(&[]), ["admin"]);
+    assert_eq!(
+        roles_of(&["--role", "editor", "--role", "sales-team"]),
+        ["editor", "sales-team"]
+    );
+}
+
 /// Arguments, environment, and how stderr must start.
 type Case = (
     &'static [&'static str],
@@ -60,7 +84,7 @@ type Case = (
 
 #[test]
 fn every_configuration_error_is_one_line_and_exit_code_2() {
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         (&["serve"], &[], "crust-api: CRUST_JWT_SECRET is not set"),
         (
             &["serve"],
@@ -76,6 +100,11 @@ fn every_configuration_error_is_one_line_and_exit_code_2() {
             &["token", "--sub", "x"],
             &[("CRUST_JWT_SECRET", SECRET)],
             "crust-api: --sub:",
+        ),
+        (
+            &["token", "--sub", "1", "--role", "a b"],
+            &[("CRUST_JWT_SECRET", SECRET)],
+            "crust-api: --role: \"a b\" is not a role name",
         ),
         (
             &["serve"],

@@ -26,6 +26,10 @@ pub struct Claims {
     /// Issued at, seconds since the Unix epoch.
     #[serde(default)]
     pub iat: i64,
+    /// The roles the token grants (built-in or custom names). Absent or
+    /// empty: the token may do nothing (every protected route is a 403).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 impl Claims {
@@ -76,13 +80,15 @@ impl TokenKey {
         Hmac::<Sha256>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!())
     }
 
-    /// A signed token for `user` valid for `ttl_seconds` from `now`.
-    pub fn sign(&self, user: Id, now: i64, ttl_seconds: i64) -> String {
+    /// A signed token for `user` with `roles`, valid for `ttl_seconds`
+    /// from `now`.
+    pub fn sign(&self, user: Id, roles: &[&str], now: i64, ttl_seconds: i64) -> String {
         let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let claims = Claims {
             sub: user.to_string(),
             exp: now + ttl_seconds,
             iat: now,
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
         };
         let payload = B64.encode(serde_json::to_vec(&claims).unwrap_or_default());
         let signing_input = format!("{header}.{payload}");
@@ -164,15 +170,18 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_and_names_its_user() {
         let key = TokenKey::new(SECRET).unwrap();
-        let token = key.sign(Id(7), 1_000, 60);
+        let token = key.sign(Id(7), &["admin"], 1_000, 60);
         let claims = key.verify(&token, 1_010).unwrap();
         assert_eq!(claims.user_id().unwrap(), Id(7));
+        assert_eq!(claims.roles, ["admin"]);
+        let none = key.verify(&key.sign(Id(7), &[], 1_000, 60), 1_010).unwrap();
+        assert!(none.roles.is_empty());
     }
 
     #[test]
     fn a_token_for_user_zero_is_refused() {
         let key = TokenKey::new(SECRET).unwrap();
-        let token = key.sign(Id(0), 1_000, 60);
+        let token = key.sign(Id(0), &["admin"], 1_000, 60);
         assert_eq!(
             key.verify(&token, 1_010).unwrap_err(),
             r#"token subject "0" is not a user ID (must be positive)"#
@@ -184,7 +193,7 @@ mod tests {
     #[test]
     fn expired_tampered_and_foreign_tokens_are_refused() {
         let key = TokenKey::new(SECRET).unwrap();
-        let token = key.sign(Id(7), 1_000, 60);
+        let token = key.sign(Id(7), &["admin"], 1_000, 60);
         assert_eq!(key.verify(&token, 1_060).unwrap_err(), "token has expired");
         let other = TokenKey::new("another-secret-another-secret-xx").unwrap();
         assert_eq!(

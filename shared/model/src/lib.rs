@@ -11,6 +11,7 @@
 //! feature so [`Id`] and [`job::JobStatus`] can be bound and read by the
 //! store.
 
+pub mod access;
 pub mod auth;
 pub mod chart;
 pub mod config;

@@ -56,13 +56,15 @@ pub async fn get(pool: &PgPool, id: Id) -> Result<Chart> {
 
 /// Creates a chart.
 pub async fn create(pool: &PgPool, input: ChartInput) -> Result<Chart> {
+    let mut tx = crate::audit::begin(pool).await?;
     let row: ChartRow = sqlx::query_as(&format!(
         "INSERT INTO charts (name, config) VALUES ($1, $2) RETURNING {COLUMNS}"
     ))
     .bind(&input.name)
     .bind(Json(&input.config))
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into())
 }
 
@@ -75,27 +77,32 @@ pub async fn update(
     name: Option<&str>,
     config: Option<&Value>,
 ) -> Result<Chart> {
-    sqlx::query_as::<_, ChartRow>(&format!(
+    let mut tx = crate::audit::begin(pool).await?;
+    let chart = sqlx::query_as::<_, ChartRow>(&format!(
         "UPDATE charts SET name = coalesce($2, name), config = coalesce($3, config), updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(name)
     .bind(config.map(Json))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
     .map(Chart::from)
-    .ok_or_else(|| missing(id))
+    .ok_or_else(|| missing(id))?;
+    crate::audit::commit(tx).await?;
+    Ok(chart)
 }
 
 /// Deletes a chart.
 pub async fn delete(pool: &PgPool, id: Id) -> Result<()> {
+    let mut tx = crate::audit::begin(pool).await?;
     let deleted = sqlx::query("DELETE FROM charts WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     if deleted.rows_affected() == 0 {
         return Err(missing(id));
     }
+    crate::audit::commit(tx).await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::jobs::api::{insert, Created};
 use crate::{modules, Error, Result};
+use crust_model::access::Actor;
 use crust_model::job::NewJob;
 use crust_model::Id;
 
@@ -44,7 +45,7 @@ pub struct Upload {
     tx: Transaction<'static, Postgres>,
     id: Id,
     module_id: Id,
-    user: Id,
+    creator: Actor,
     dry_run: bool,
     seq: i32,
     bytes: i64,
@@ -52,14 +53,14 @@ pub struct Upload {
 
 /// Starts storing an upload for module `module_id` (404 if it does not
 /// exist; the module is share-locked until the job exists).
-pub async fn begin(pool: &PgPool, module_id: Id, user: Id, dry_run: bool) -> Result<Upload> {
+pub async fn begin(pool: &PgPool, module_id: Id, creator: Actor, dry_run: bool) -> Result<Upload> {
     let mut tx = pool.begin().await?;
     modules::get_for_share(&mut tx, module_id).await?;
     let (id,): (Id,) = sqlx::query_as(
         "INSERT INTO record_imports (module_id, user_id, dry_run) VALUES ($1, $2, $3) RETURNING id",
     )
     .bind(module_id)
-    .bind(user)
+    .bind(creator.user)
     .bind(dry_run)
     .fetch_one(&mut *tx)
     .await?;
@@ -67,7 +68,7 @@ pub async fn begin(pool: &PgPool, module_id: Id, user: Id, dry_run: bool) -> Res
         tx,
         id,
         module_id,
-        user,
+        creator,
         dry_run,
         seq: 0,
         bytes: 0,
@@ -114,14 +115,21 @@ impl Upload {
             parameters,
             key: None,
         };
-        let created = insert(&mut self.tx, job, self.user, trace_parent, Duration::ZERO).await?;
+        let created = insert(
+            &mut self.tx,
+            job,
+            &self.creator,
+            trace_parent,
+            Duration::ZERO,
+        )
+        .await?;
         sqlx::query("UPDATE record_imports SET job_id = $2, bytes = $3 WHERE id = $1")
             .bind(self.id)
             .bind(created.job.id)
             .bind(self.bytes)
             .execute(&mut *self.tx)
             .await?;
-        self.tx.commit().await?;
+        crate::audit::commit(self.tx).await?;
         Ok(created)
     }
 }

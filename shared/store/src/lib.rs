@@ -9,6 +9,7 @@
 //! client-driven queries are compiled by `crust-query`. Nothing here knows
 //! HTTP, RabbitMQ or tracing exporters.
 
+pub mod audit;
 pub mod charts;
 pub mod config;
 mod error;
@@ -19,6 +20,7 @@ pub mod pages;
 pub mod partitions;
 pub mod records;
 pub mod reports;
+pub mod roles;
 pub mod secrets;
 pub mod steps;
 pub mod workflows;

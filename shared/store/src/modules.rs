@@ -177,7 +177,7 @@ pub async fn create(pool: &PgPool, input: ModuleInput) -> Result<Module> {
     .await
     .map_err(|err| name_taken(err, &input.name))?;
     partitions::create(&mut tx, row.id, &input.fields).await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into())
 }
 
@@ -212,7 +212,7 @@ pub async fn update(pool: &PgPool, id: Id, patch: ModulePatch) -> Result<Module>
     .await
     .map_err(|err| name_taken(err, &input.name))?;
     partitions::sync_indexes(&mut tx, id, &input.fields).await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into())
 }
 
@@ -397,7 +397,7 @@ pub async fn delete(pool: &PgPool, id: Id, force: bool) -> Result<()> {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(())
 }
 

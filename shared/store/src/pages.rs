@@ -166,7 +166,7 @@ pub async fn create(pool: &PgPool, input: PageInput) -> Result<Page> {
     .fetch_one(&mut *tx)
     .await
     .map_err(|err| record_page_taken(err, input.module_id))?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into())
 }
 
@@ -200,7 +200,7 @@ pub async fn update(pool: &PgPool, id: Id, patch: PagePatch) -> Result<Page> {
     .fetch_one(&mut *tx)
     .await
     .map_err(|err| record_page_taken(err, input.module_id))?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into())
 }
 
@@ -248,7 +248,7 @@ pub async fn reorder(pool: &PgPool, parent: Id, order: &[Id]) -> Result<()> {
     .bind(&ordered)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(())
 }
 
@@ -278,6 +278,6 @@ pub async fn delete(pool: &PgPool, id: Id, force: bool) -> Result<()> {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(())
 }

@@ -17,6 +17,14 @@ use crust_model::record::{check_values, Record, Reference};
 use crust_model::Id;
 use crust_query::{compile_filter, compile_sort, Params};
 
+/// A record row and the ID of the audit entry its statement wrote.
+#[derive(sqlx::FromRow)]
+struct AuditedRow {
+    #[sqlx(flatten)]
+    row: RecordRow,
+    audit_id: Option<i64>,
+}
+
 #[derive(sqlx::FromRow)]
 struct RecordRow {
     id: Id,
@@ -299,22 +307,40 @@ pub async fn create_cached(
         if !checked.references.is_empty() {
             return create_with_references(pool, module_id, user, input).await;
         }
-        let row: Option<RecordRow> = sqlx::query_as(&format!(
+        // The request's audit entry (if any) is inserted by the same
+        // statement, so it commits with the record and costs no round trip.
+        let audit = crate::audit::pending();
+        let entry = audit.as_deref().map(crate::audit::RequestAudit::values);
+        let row: Option<AuditedRow> = sqlx::query_as(&format!(
             r#"WITH m AS (
                    SELECT id FROM modules
                    WHERE id = $1 AND deleted_at IS NULL AND coalesce(updated_at, created_at) = $4
-                   FOR KEY SHARE)
-               INSERT INTO records AS r (module_id, user_id, "values")
-               SELECT m.id, $2, $3 FROM m
-               RETURNING {COLUMNS}"#
+                   FOR KEY SHARE),
+               ins AS (
+                   INSERT INTO records AS r (module_id, user_id, "values")
+                   SELECT m.id, $2, $3 FROM m
+                   RETURNING {COLUMNS}),
+               a AS (
+                   INSERT INTO audit_log (user_id, method, path, resource, status)
+                   SELECT $5, $6, $7, $8, $9 FROM ins WHERE $5 IS NOT NULL
+                   RETURNING id)
+               SELECT ins.*, (SELECT id FROM a) AS audit_id FROM ins"#
         ))
         .bind(module_id)
         .bind(user)
         .bind(Json(&checked.values))
         .bind(module.version())
+        .bind(entry.as_ref().map(|entry| entry.user))
+        .bind(entry.as_ref().map(|entry| entry.method))
+        .bind(entry.as_ref().map(|entry| entry.path))
+        .bind(entry.as_ref().map(|entry| entry.resource.clone()))
+        .bind(entry.as_ref().map(|entry| entry.status))
         .fetch_optional(pool)
         .await?;
-        if let Some(row) = row {
+        if let Some(AuditedRow { row, audit_id }) = row {
+            if let (Some(audit), Some(id)) = (audit, audit_id) {
+                audit.mark_written(id);
+            }
             return Ok(row.into_record(&module));
         }
         // The module changed or went away since it was read: read it again.
@@ -343,7 +369,7 @@ async fn create_with_references(
     .bind(Json(&checked.values))
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into_record(&module))
 }
 
@@ -378,7 +404,7 @@ pub async fn update(
     .bind(module_id)
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into_record(&module))
 }
 
@@ -386,7 +412,8 @@ pub async fn update(
 /// lists, reports and references.
 pub async fn delete(pool: &PgPool, module_id: Id, id: Id) -> Result<Record> {
     let module = modules::get(pool, module_id).await?;
-    sqlx::query_as::<_, RecordRow>(&format!(
+    let mut tx = crate::audit::begin(pool).await?;
+    let record = sqlx::query_as::<_, RecordRow>(&format!(
         "UPDATE records r SET deleted_at = now()
          WHERE r.id = $1 AND r.module_id = $2 AND r.deleted_at IS NULL
            AND EXISTS (SELECT 1 FROM modules WHERE id = $2 AND deleted_at IS NULL)
@@ -394,8 +421,10 @@ pub async fn delete(pool: &PgPool, module_id: Id, id: Id) -> Result<Record> {
     ))
     .bind(id)
     .bind(module_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
     .map(|row| row.into_record(&module))
-    .ok_or_else(|| missing(module_id, id))
+    .ok_or_else(|| missing(module_id, id))?;
+    crate::audit::commit(tx).await?;
+    Ok(record)
 }

@@ -173,6 +173,7 @@ fn secret((name, created_at, updated_at): SecretRow) -> Secret {
 pub async fn put(pool: &PgPool, keys: &Keyring, name: &str, value: &str) -> Result<(Secret, bool)> {
     check_name(name)?;
     let (key_id, nonce, sealed) = keys.seal(name, value)?;
+    let mut tx = crate::audit::begin(pool).await?;
     let (name, created_at, updated_at, created): (String, _, _, bool) = sqlx::query_as(
         "INSERT INTO secrets (name, key_id, nonce, sealed) VALUES ($1, $2, $3, $4)
          ON CONFLICT (name) DO UPDATE
@@ -184,8 +185,9 @@ pub async fn put(pool: &PgPool, keys: &Keyring, name: &str, value: &str) -> Resu
     .bind(key_id)
     .bind(nonce)
     .bind(sealed)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    crate::audit::commit(tx).await?;
     Ok((secret((name, created_at, updated_at)), created))
 }
 
@@ -201,14 +203,16 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Secret>> {
 /// Deletes secret `name`; 404 when there is none.
 pub async fn delete(pool: &PgPool, name: &str) -> Result<()> {
     check_name(name)?;
+    let mut tx = crate::audit::begin(pool).await?;
     let deleted = sqlx::query("DELETE FROM secrets WHERE name = $1")
         .bind(name)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
     if deleted == 0 {
         return Err(Error::not_found(format!("secret {name:?} does not exist")));
     }
+    crate::audit::commit(tx).await?;
     Ok(())
 }
 

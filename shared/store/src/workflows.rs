@@ -71,18 +71,24 @@ async fn refuse_builtin(conn: &mut sqlx::PgConnection, id: Id) -> Result<()> {
     }
 }
 
-/// The webhook secret of live workflow `id`: 404 when there is no such
-/// workflow or it has no webhook (a caller without a token learns nothing
-/// more).
-pub async fn webhook_secret(pool: &PgPool, id: Id) -> Result<String> {
-    sqlx::query_scalar::<_, Option<String>>(
-        "SELECT webhook_secret FROM workflows WHERE id = $1 AND deleted_at IS NULL",
+/// The webhook secret of live workflow `id`, and whom its deliveries' jobs
+/// act for (the workflow's last editor, as its cron jobs do): 404 when
+/// there is no such workflow or it has no webhook (a caller without a token
+/// learns nothing more).
+pub async fn webhook(pool: &PgPool, id: Id) -> Result<(String, crust_model::access::Actor)> {
+    let row: Option<(Option<String>, Id, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT webhook_secret, edited_by, editor_roles FROM workflows
+         WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
     .fetch_optional(pool)
-    .await?
-    .flatten()
-    .ok_or_else(|| Error::not_found(format!("workflow {id} has no webhook")))
+    .await?;
+    match row {
+        Some((Some(secret), user, roles)) => {
+            Ok((secret, crust_model::access::Actor { user, roles }))
+        }
+        _ => Err(Error::not_found(format!("workflow {id} has no webhook"))),
+    }
 }
 
 fn missing(id: Id) -> Error {
@@ -140,6 +146,16 @@ async fn record_version(
     .bind(Json(definition))
     .execute(&mut *tx)
     .await?;
+    // The editor (when an api request makes the change) is whom the
+    // workflow's cron jobs act for.
+    if let Some(editor) = crate::audit::actor() {
+        sqlx::query("UPDATE workflows SET edited_by = $2, editor_roles = $3 WHERE id = $1")
+            .bind(id)
+            .bind(editor.user)
+            .bind(editor.roles)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -163,7 +179,7 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .fetch_one(&mut *tx)
     .await?;
     record_version(&mut tx, row.id, row.version, &input.definition()).await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into())
 }
 
@@ -203,7 +219,7 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     .fetch_one(&mut *tx)
     .await?;
     record_version(&mut tx, id, row.version, &input.definition()).await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into())
 }
 
@@ -249,19 +265,31 @@ pub async fn versions(
     Ok((versions, count))
 }
 
+/// The IDs of every live workflow (for permission-filtered job lists).
+pub async fn ids(pool: &PgPool) -> Result<Vec<Id>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM workflows WHERE deleted_at IS NULL ORDER BY id")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
 /// Pauses a workflow (idempotent; a paused one keeps its first `paused_at`):
 /// from now on a worker's claim hands its queued jobs back unpublished and
 /// the scheduler neither releases them nor fires its cron slots (they are
 /// skipped, not fired later). Jobs already running finish normally.
 pub async fn pause(pool: &PgPool, id: Id) -> Result<Workflow> {
+    let mut tx = crate::audit::begin(pool).await?;
     let row: Option<WorkflowRow> = sqlx::query_as(&format!(
         "UPDATE workflows SET paused_at = coalesce(paused_at, now())
          WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
     ))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    row.map(Into::into).ok_or_else(|| missing(id))
+    let workflow = row.map(Into::into).ok_or_else(|| missing(id))?;
+    crate::audit::commit(tx).await?;
+    Ok(workflow)
 }
 
 /// Resumes a workflow (idempotent): its queued jobs nobody published (those
@@ -293,7 +321,7 @@ pub async fn resume(pool: &PgPool, id: Id) -> Result<Workflow> {
         .bind(crate::jobs::RELEASE_CHANNEL)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(row.into())
 }
 
@@ -328,7 +356,7 @@ pub async fn delete(pool: &PgPool, id: Id) -> Result<Vec<Id>> {
     .into_iter()
     .flatten()
     .collect();
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(running)
 }
 

@@ -12,6 +12,7 @@ use csv::{ByteRecord, ReaderBuilder};
 use serde_json::{json, Map, Value};
 
 use super::{TaskContext, TaskError};
+use crust_model::access::Operation;
 use crust_model::module::{FieldKind, Module};
 use crust_model::record::check_values;
 use crust_model::task::RecordImportParams;
@@ -32,6 +33,15 @@ pub async fn run(params: RecordImportParams, ctx: &TaskContext<'_>) -> Result<Va
             import.id
         )));
     }
+    // The job acts for whoever uploaded: a dry run reads, an import writes.
+    let operation = if import.dry_run {
+        Operation::Read
+    } else {
+        Operation::Write
+    };
+    super::record::permit(pool, ctx.roles, import.module_id, operation)
+        .await
+        .map_err(TaskError::Failed)?;
     let module = modules::get(pool, import.module_id).await.map_err(failed)?;
     if import.done_line > 0 {
         ctx.log(

@@ -97,6 +97,9 @@ pub struct TaskContext<'a> {
     pub job_id: Id,
     /// The user the job acts for (its creator); record tasks write as them.
     pub user: Id,
+    /// The creator's roles, whose permissions record operations need;
+    /// `None` for a system job (not restricted).
+    pub roles: Option<&'a [String]>,
     pub task_name: &'a str,
     /// The job's parameters.
     pub parameters: &'a Parameters,

@@ -1,11 +1,18 @@
 //! `record.create`, `record.update`, `record.delete` and `record.query`:
 //! record operations through `crust_store`, with the same validation
 //! (and messages) as the API. Scripts call the same operations.
+//!
+//! Each operation acts with the permissions of the job's creator (its
+//! `creator_roles`, resolved the way the api resolves a token's roles): a
+//! viewer's job cannot write or delete records, and a denied operation fails
+//! the task naming the permission. A job without creator roles (a system
+//! job, created outside the api) is not restricted.
 
 use serde_json::{json, Map, Value};
 use sqlx::PgPool;
 
 use super::{TaskContext, TaskError};
+use crust_model::access::{Operation, Resource};
 use crust_model::paging::Paging;
 use crust_model::task::{
     RecordCreateParams, RecordDeleteParams, RecordQueryParams, RecordUpdateParams,
@@ -17,15 +24,22 @@ use crust_store::{modules, records};
 
 /// Creates a record as the job's user; the output is the record.
 pub async fn create(params: RecordCreateParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
-    create_record(&ctx.env.pool, params.module_id, ctx.user, params.fields)
-        .await
-        .map_err(TaskError::Failed)
+    create_record(
+        &ctx.env.pool,
+        params.module_id,
+        ctx.user,
+        ctx.roles,
+        params.fields,
+    )
+    .await
+    .map_err(TaskError::Failed)
 }
 
 /// Updates a record; the output is the record after the change.
 pub async fn update(params: RecordUpdateParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
     update_record(
         &ctx.env.pool,
+        ctx.roles,
         params.module_id,
         params.record_id,
         params.fields,
@@ -36,7 +50,7 @@ pub async fn update(params: RecordUpdateParams, ctx: &TaskContext<'_>) -> Result
 
 /// Deletes a record; the output is the record as it was.
 pub async fn delete(params: RecordDeleteParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
-    delete_record(&ctx.env.pool, params.module_id, params.record_id)
+    delete_record(&ctx.env.pool, ctx.roles, params.module_id, params.record_id)
         .await
         .map_err(TaskError::Failed)
 }
@@ -45,6 +59,7 @@ pub async fn delete(params: RecordDeleteParams, ctx: &TaskContext<'_>) -> Result
 pub async fn query(params: RecordQueryParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
     query_records(
         &ctx.env.pool,
+        ctx.roles,
         params.module_id,
         &params.filter,
         &params.sort,
@@ -55,13 +70,39 @@ pub async fn query(params: RecordQueryParams, ctx: &TaskContext<'_>) -> Result<V
     .map_err(TaskError::Failed)
 }
 
+/// Checks that a job whose creator holds `roles` may do `operation` to the
+/// records of `module_id` (`None`: a system job, always).
+pub async fn permit(
+    pool: &PgPool,
+    roles: Option<&[String]>,
+    module_id: Id,
+    operation: Operation,
+) -> Result<(), String> {
+    let Some(roles) = roles else {
+        return Ok(());
+    };
+    let permissions = crust_store::roles::permissions(pool, roles)
+        .await
+        .map_err(|err| err.to_string())?;
+    permissions
+        .check(Resource::Records(module_id), operation)
+        .map_err(|denied| {
+            format!(
+                "{denied} (the job acts for its creator, whose roles are [{}])",
+                roles.join(", ")
+            )
+        })
+}
+
 /// Creates a record in `module_id` for `user`, as JSON.
 pub async fn create_record(
     pool: &PgPool,
     module_id: Id,
     user: Id,
+    roles: Option<&[String]>,
     fields: Map<String, Value>,
 ) -> Result<Value, String> {
+    permit(pool, roles, module_id, Operation::Write).await?;
     let record = records::create(pool, module_id, user, fields)
         .await
         .map_err(|err| err.to_string())?;
@@ -71,10 +112,12 @@ pub async fn create_record(
 /// Updates record `record_id` of `module_id`, as JSON.
 pub async fn update_record(
     pool: &PgPool,
+    roles: Option<&[String]>,
     module_id: Id,
     record_id: Id,
     fields: Map<String, Value>,
 ) -> Result<Value, String> {
+    permit(pool, roles, module_id, Operation::Write).await?;
     let record = records::update(pool, module_id, record_id, fields)
         .await
         .map_err(|err| err.to_string())?;
@@ -82,7 +125,13 @@ pub async fn update_record(
 }
 
 /// Deletes record `record_id` of `module_id`; returns it as it was.
-pub async fn delete_record(pool: &PgPool, module_id: Id, record_id: Id) -> Result<Value, String> {
+pub async fn delete_record(
+    pool: &PgPool,
+    roles: Option<&[String]>,
+    module_id: Id,
+    record_id: Id,
+) -> Result<Value, String> {
+    permit(pool, roles, module_id, Operation::Delete).await?;
     let record = records::delete(pool, module_id, record_id)
         .await
         .map_err(|err| err.to_string())?;
@@ -92,12 +141,14 @@ pub async fn delete_record(pool: &PgPool, module_id: Id, record_id: Id) -> Resul
 /// A page of `module_id`'s records: `{"count": total, "records": [...]}`.
 pub async fn query_records(
     pool: &PgPool,
+    roles: Option<&[String]>,
     module_id: Id,
     filter: &str,
     sort: &str,
     page: Option<i64>,
     per_page: Option<i64>,
 ) -> Result<Value, String> {
+    permit(pool, roles, module_id, Operation::Read).await?;
     let paging = Paging::new(page, per_page, MAX_QUERY_PER_PAGE).map_err(|err| err.to_string())?;
     let module = modules::get(pool, module_id)
         .await

@@ -59,6 +59,7 @@ pub async fn run(params: ScriptParams, ctx: &TaskContext<'_>) -> Result<Value, T
         host: Host {
             pool: ctx.env.pool.clone(),
             user: ctx.user,
+            roles: ctx.roles.map(<[String]>::to_vec),
             log: ctx.log.clone(),
             task: ctx.task_name.to_owned(),
             handle: Handle::current(),
@@ -90,6 +91,8 @@ struct Script {
 struct Host {
     pool: PgPool,
     user: Id,
+    /// The job creator's roles (`None`: a system job).
+    roles: Option<Vec<String>>,
     log: JobLogger,
     task: String,
     handle: Handle,
@@ -191,7 +194,13 @@ impl Script {
             move |module: Dynamic, fields: Dynamic| -> RhaiResult<Dynamic> {
                 let module = id_of("record_create", "moduleID", module)?;
                 let fields = fields_of("record_create", fields)?;
-                let record = host.block_on(create_record(&host.pool, module, host.user, fields));
+                let record = host.block_on(create_record(
+                    &host.pool,
+                    module,
+                    host.user,
+                    host.roles.as_deref(),
+                    fields,
+                ));
                 host.reply("record_create", record)
             },
         );
@@ -202,7 +211,13 @@ impl Script {
                 let module = id_of("record_update", "moduleID", module)?;
                 let record = id_of("record_update", "recordID", record)?;
                 let fields = fields_of("record_update", fields)?;
-                let record = host.block_on(update_record(&host.pool, module, record, fields));
+                let record = host.block_on(update_record(
+                    &host.pool,
+                    host.roles.as_deref(),
+                    module,
+                    record,
+                    fields,
+                ));
                 host.reply("record_update", record)
             },
         );
@@ -212,7 +227,12 @@ impl Script {
             move |module: Dynamic, record: Dynamic| -> RhaiResult<Dynamic> {
                 let module = id_of("record_delete", "moduleID", module)?;
                 let record = id_of("record_delete", "recordID", record)?;
-                let deleted = host.block_on(delete_record(&host.pool, module, record));
+                let deleted = host.block_on(delete_record(
+                    &host.pool,
+                    host.roles.as_deref(),
+                    module,
+                    record,
+                ));
                 host.reply("record_delete", deleted)
             },
         );
@@ -223,6 +243,7 @@ impl Script {
                 let module = id_of("record_query", "moduleID", module)?;
                 let found = host.block_on(query_records(
                     &host.pool,
+                    host.roles.as_deref(),
                     module,
                     filter,
                     "",

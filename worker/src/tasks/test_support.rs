@@ -110,6 +110,7 @@ impl Harness {
             env: &self.env,
             job_id: Id(1),
             user: self.user,
+            roles: None,
             task_name: "t",
             parameters: &self.parameters,
             outputs: &self.outputs,

@@ -91,9 +91,12 @@ pub async fn start(options: Options) -> System {
         scheduler_health: Vec::new(),
         worker_health: Vec::new(),
         client: reqwest::Client::new(),
-        token: TokenKey::new(SECRET)
-            .unwrap()
-            .sign(Id(7), chrono::Utc::now().timestamp(), 3600),
+        token: TokenKey::new(SECRET).unwrap().sign(
+            Id(7),
+            &["admin"],
+            chrono::Utc::now().timestamp(),
+            3600,
+        ),
         api: CancellationToken::new(),
         schedulers: Vec::new(),
         workers: Vec::new(),
@@ -246,9 +249,27 @@ impl System {
         )
     }
 
-    /// Sends a request with the token; returns status and JSON body.
+    /// Sends a request with the (admin) token; returns status and JSON body.
     pub async fn call(
         &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    /// A token for `user` granting `roles`.
+    pub fn token_for(&self, user: Id, roles: &[&str]) -> String {
+        TokenKey::new(SECRET)
+            .unwrap()
+            .sign(user, roles, chrono::Utc::now().timestamp(), 3600)
+    }
+
+    /// Sends a request with `token`; returns status and JSON body.
+    pub async fn call_as(
+        &self,
+        token: &str,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
@@ -256,7 +277,7 @@ impl System {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -4,6 +4,7 @@
 //! and queue names of its own. Every guarantee of DESIGN.md's "Workflows
 //! and jobs" has a test here that fails if it breaks.
 
+mod access;
 mod crashes;
 mod csv;
 mod engine;

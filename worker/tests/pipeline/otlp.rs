@@ -186,9 +186,12 @@ impl Cluster {
         let db = TestDb::new().await;
         let api = format!("http://127.0.0.1:{}", free_port());
         let mut cluster = Cluster {
-            token: TokenKey::new(SECRET)
-                .unwrap()
-                .sign(Id(7), chrono::Utc::now().timestamp(), 3600),
+            token: TokenKey::new(SECRET).unwrap().sign(
+                Id(7),
+                &["admin"],
+                chrono::Utc::now().timestamp(),
+                3600,
+            ),
             client: reqwest::Client::new(),
             processes: Vec::new(),
             db,

@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::{millis, missing, JobRow, COLUMNS, PUBLISH_GRACE, RELEASE_CHANNEL};
 use crate::{Error, Result};
+use crust_model::access::Actor;
 use crust_model::job::{
     check_parameters, parse_start_at, Job, JobStatus, JobUpdate, LogEntry, NewJob, NewLogEntry,
 };
@@ -55,13 +56,14 @@ pub struct Created {
 pub async fn create(
     pool: &PgPool,
     job: NewJob,
-    user: Id,
+    creator: impl Into<Actor>,
     trace_parent: Option<&str>,
     key_ttl: Duration,
 ) -> Result<Created> {
+    let creator = creator.into();
     let mut tx = pool.begin().await?;
-    let created = insert(&mut tx, job, user, trace_parent, key_ttl).await?;
-    tx.commit().await?;
+    let created = insert(&mut tx, job, &creator, trace_parent, key_ttl).await?;
+    crate::audit::commit(tx).await?;
     Ok(created)
 }
 
@@ -71,14 +73,15 @@ pub async fn create(
 pub async fn create_many(
     pool: &PgPool,
     jobs: Vec<NewJob>,
-    user: Id,
+    creator: impl Into<Actor>,
     trace_parent: Option<&str>,
     key_ttl: Duration,
 ) -> Result<Vec<Created>> {
+    let creator = creator.into();
     let mut tx = pool.begin().await?;
     let mut created = Vec::with_capacity(jobs.len());
     for (index, job) in jobs.into_iter().enumerate() {
-        let one = insert(&mut tx, job, user, trace_parent, key_ttl)
+        let one = insert(&mut tx, job, &creator, trace_parent, key_ttl)
             .await
             .map_err(|err| match err {
                 Error::Domain(crust_model::Error::Invalid(message)) => {
@@ -88,7 +91,7 @@ pub async fn create_many(
             })?;
         created.push(one);
     }
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(created)
 }
 
@@ -107,7 +110,7 @@ pub async fn create_many(
 pub(crate) async fn insert(
     tx: &mut PgConnection,
     job: NewJob,
-    user: Id,
+    creator: &Actor,
     trace_parent: Option<&str>,
     key_ttl: Duration,
 ) -> Result<Created> {
@@ -130,8 +133,9 @@ pub(crate) async fn insert(
             "WITH w AS (SELECT id, version, parameters FROM workflows
                         WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
                   j AS (INSERT INTO jobs (workflow_id, workflow_version, parameters, start_at,
-                                          release_at, created_by, trace_parent, idempotency_key)
-                        SELECT w.id, w.version, w.parameters || $2, $3, $4, $5, $6, $8 FROM w
+                                          release_at, created_by, trace_parent, idempotency_key,
+                                          creator_roles)
+                        SELECT w.id, w.version, w.parameters || $2, $3, $4, $5, $6, $8, $9 FROM w
                         ON CONFLICT (workflow_id, idempotency_key)
                             WHERE idempotency_key IS NOT NULL DO NOTHING
                         RETURNING {COLUMNS})
@@ -142,10 +146,11 @@ pub(crate) async fn insert(
         .bind(Json(&parameters))
         .bind(start_at)
         .bind(release_at)
-        .bind(user)
+        .bind(creator.user)
         .bind(trace_parent)
         .bind(!due_now)
         .bind(key.as_deref())
+        .bind(creator.roles.as_deref())
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = row {
@@ -234,10 +239,22 @@ pub async fn get(pool: &PgPool, id: Id) -> Result<Job> {
         .ok_or_else(|| missing(id))
 }
 
-/// A page of jobs, newest first, optionally of one status, and the total.
+/// The workflow a job belongs to (for permission checks), if it exists.
+pub async fn workflow_of(pool: &PgPool, id: Id) -> Result<Option<Id>> {
+    Ok(
+        sqlx::query_scalar("SELECT workflow_id FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// A page of jobs, newest first, optionally of one status and only of the
+/// `workflows` given (`None` = of any workflow), and the total.
 pub async fn list(
     pool: &PgPool,
     status: Option<JobStatus>,
+    workflows: Option<&[Id]>,
     paging: Paging,
     limits: &crate::config::QueryLimits,
 ) -> Result<(Vec<Job>, i64)> {
@@ -247,20 +264,25 @@ pub async fn list(
     let mut tx = crate::bounded(pool, limits.query_timeout).await?;
     let rows: Vec<JobRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1)
+           AND ($4::bigint[] IS NULL OR workflow_id = ANY($4))
          ORDER BY id DESC LIMIT $2 OFFSET $3"
     ))
     .bind(status)
     .bind(paging.per_page)
     .bind(paging.offset())
+    .bind(workflows)
     .fetch_all(&mut *tx)
     .await
     .map_err(&failure)?;
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE ($1::text IS NULL OR status = $1)")
-            .bind(status)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(&failure)?;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE ($1::text IS NULL OR status = $1)
+               AND ($2::bigint[] IS NULL OR workflow_id = ANY($2))",
+    )
+    .bind(status)
+    .bind(workflows)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(&failure)?;
     tx.commit().await?;
     Ok((rows.into_iter().map(Job::from).collect(), count))
 }
@@ -388,7 +410,7 @@ pub async fn update(pool: &PgPool, id: Id, input: JobUpdate) -> Result<Updated> 
             .await?;
     }
     let job = lock(&mut tx, id).await?.into();
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(Updated {
         job,
         publish,
@@ -505,7 +527,7 @@ pub async fn cancel(pool: &PgPool, id: Id) -> Result<Cancelled> {
             )));
         }
     };
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(outcome)
 }
 
@@ -639,7 +661,7 @@ pub async fn signal(pool: &PgPool, id: Id, event: &str, data: Option<&Value>) ->
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(Signalled { woke })
 }
 
@@ -652,9 +674,10 @@ pub async fn rerun(
     pool: &PgPool,
     id: Id,
     from: Option<&str>,
-    user: Id,
+    creator: impl Into<Actor>,
     trace_parent: Option<&str>,
 ) -> Result<Created> {
+    let creator = creator.into();
     let mut tx = pool.begin().await?;
     let job = lock(&mut tx, id).await?;
     if !job.status.is_final() {
@@ -690,20 +713,21 @@ pub async fn rerun(
         .collect();
     let row: JobRow = sqlx::query_as(&format!(
         "INSERT INTO jobs (workflow_id, workflow_version, parameters, release_at, created_by,
-                           trace_parent, rerun_of)
+                           trace_parent, rerun_of, creator_roles)
          SELECT workflow_id, workflow_version, parameters, now() + $2 * interval '1 millisecond',
-                $3, $4, id
+                $3, $4, id, $5
          FROM jobs WHERE id = $1
          RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(millis(PUBLISH_GRACE))
-    .bind(user)
+    .bind(creator.user)
     .bind(trace_parent)
+    .bind(creator.roles.as_deref())
     .fetch_one(&mut *tx)
     .await?;
     crate::steps::copy_done(&mut *tx, id, row.id, &kept).await?;
-    tx.commit().await?;
+    crate::audit::commit(tx).await?;
     Ok(Created {
         job: row.into(),
         due_now: true,

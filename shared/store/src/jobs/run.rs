@@ -22,6 +22,9 @@ pub struct Claimed {
     pub attempt: i32,
     pub parameters: Parameters,
     pub created_by: Id,
+    /// The creator's roles, whose permissions the job's record tasks act
+    /// with; `None` for a system job (not restricted).
+    pub creator_roles: Option<Vec<String>>,
     pub trace_parent: Option<String>,
     pub tasks: Vec<Task>,
     pub on_error: Vec<Task>,
@@ -70,6 +73,7 @@ struct ClaimedRow {
     rerun_of: Option<Id>,
     parameters: String,
     created_by: Id,
+    creator_roles: Option<Vec<String>>,
     trace_parent: Option<String>,
     /// The version's definition; `None` when that version is not recorded.
     definition: Option<String>,
@@ -107,6 +111,7 @@ impl ClaimedRow {
             attempt: self.attempt,
             parameters,
             created_by: self.created_by,
+            creator_roles: self.creator_roles,
             trace_parent: self.trace_parent,
             tasks,
             on_error,
@@ -137,7 +142,8 @@ pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> 
                AND status = 'queued' AND NOT cancel_requested
                AND (start_at IS NULL OR start_at <= now())
                AND workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
-             RETURNING id, attempt, workflow_id, workflow_version, rerun_of, parameters, created_by, trace_parent,
+             RETURNING id, attempt, workflow_id, workflow_version, rerun_of, parameters, created_by,
+                       creator_roles, trace_parent,
                        extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
                        CASE WHEN start_at > created_at
                             THEN extract(epoch from clock_timestamp() - start_at)::float8 END AS late),
@@ -147,7 +153,7 @@ pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> 
                AND (start_at > now()
                     OR workflow_id IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)))
          SELECT c.id, c.attempt, c.workflow_id, c.workflow_version, c.rerun_of,
-                c.parameters::text AS parameters, c.created_by, c.trace_parent,
+                c.parameters::text AS parameters, c.created_by, c.creator_roles, c.trace_parent,
                 v.definition::text AS definition, c.waited, c.late
          FROM c LEFT JOIN workflow_versions v
                 ON v.workflow_id = c.workflow_id
@@ -417,14 +423,16 @@ pub async fn start_child(
     parameters: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Option<Child>> {
     let mut tx = pool.begin().await?;
-    let created_by: Option<Id> = sqlx::query_scalar(
-        "SELECT created_by FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' FOR SHARE",
+    // The child acts for the parent's creator, roles included.
+    let created_by: Option<(Id, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT created_by, creator_roles FROM jobs
+         WHERE id = $1 AND attempt = $2 AND status = 'running' FOR SHARE",
     )
     .bind(parent)
     .bind(attempt)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(created_by) = created_by else {
+    let Some((created_by, creator_roles)) = created_by else {
         return Ok(None);
     };
     if let Some(child) = child_of(&mut *tx, parent, step).await? {
@@ -435,9 +443,9 @@ pub async fn start_child(
         "WITH w AS (SELECT id, version, parameters FROM workflows
                     WHERE id = $1 AND deleted_at IS NULL FOR SHARE)
          INSERT INTO jobs (workflow_id, workflow_version, parameters, release_at, created_by,
-                           parent_job_id, parent_step, trace_parent)
+                           parent_job_id, parent_step, trace_parent, creator_roles)
          SELECT w.id, w.version, w.parameters || $2, now(), $3, $4, $5,
-                (SELECT trace_parent FROM jobs WHERE id = $4)
+                (SELECT trace_parent FROM jobs WHERE id = $4), $6
          FROM w
          RETURNING id",
     )
@@ -446,6 +454,7 @@ pub async fn start_child(
     .bind(created_by)
     .bind(parent)
     .bind(step)
+    .bind(creator_roles)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(created) = created else {

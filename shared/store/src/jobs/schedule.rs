@@ -167,8 +167,9 @@ pub async fn fire_schedules(
             let trace_parent = trace_parent(id, slot);
             let created = sqlx::query(
                 "INSERT INTO jobs (workflow_id, workflow_version, parameters, cron_slot, release_at,
-                                   trace_parent)
-                 SELECT id, version, parameters, $2, now(), $3 FROM workflows WHERE id = $1
+                                   trace_parent, created_by, creator_roles)
+                 SELECT id, version, parameters, $2, now(), $3, edited_by, editor_roles
+                 FROM workflows WHERE id = $1
                  ON CONFLICT (workflow_id, cron_slot) WHERE cron_slot IS NOT NULL DO NOTHING",
             )
             .bind(id)

@@ -480,7 +480,7 @@ async fn an_unreadable_stored_status_is_the_same_data_error_on_every_path() {
     let get = jobs::api::get(&s.pool, corrupt).await;
     assert!(is_data_error(&get), "get: {get:?}");
     let paging = Paging::new(None, None, 100).unwrap();
-    let list = jobs::api::list(&s.pool, None, paging, &QueryLimits::default()).await;
+    let list = jobs::api::list(&s.pool, None, None, paging, &QueryLimits::default()).await;
     assert!(is_data_error(&list), "list: {list:?}");
     let log = JobUpdate {
         log: Some(json!("a line")),

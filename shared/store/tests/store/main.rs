@@ -3,6 +3,7 @@
 //! rule the big statements of `crust_store::jobs` must keep, so they can be
 //! changed safely.
 
+mod access;
 mod engine;
 mod jobs;
 mod pause;
