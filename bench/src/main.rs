@@ -2,13 +2,14 @@
 //! physical limit (Postgres alone) in the same run on the same machine.
 //!
 //! One module per bench (`records`, `query`, `jobs/`, `engine/`, `memory`,
-//! `prune`);
+//! `prune`, `csv`);
 //! what they share: `client` (the api, its token and the database),
 //! `report` (the load driver, latency summaries, tables, failures and
 //! verdicts) and `procfs` (a process's memory). `engine/` also reuses the
 //! jobs bench's workers, warm-up, throughput phase and job-row waits.
 
 mod client;
+mod csv;
 mod engine;
 mod jobs;
 mod memory;
@@ -46,6 +47,9 @@ enum Command {
     /// A running worker's peak memory under jobs of many `http` tasks that
     /// each fetch a megabyte of JSON: one job, then many at once.
     Memory(memory::Args),
+    /// CSV export of a million records (rows/s, the api's memory) against
+    /// Postgres's COPY, and CSV import end to end against INSERT … SELECT.
+    Csv(csv::Args),
     /// Retention at a million finished jobs: the row-by-row prune against
     /// dropping whole ranges of job IDs (log and step partitions).
     Prune(prune::Args),
@@ -60,5 +64,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Engine(args) => engine::run(args).await,
         Command::Memory(args) => memory::run(args).await,
         Command::Prune(args) => prune::run(args).await,
+        Command::Csv(args) => csv::run(args).await,
     }
 }

@@ -107,27 +107,6 @@ fn serve(body: Vec<u8>) -> anyhow::Result<String> {
     Ok(url)
 }
 
-/// The pid of the only process named `crust-worker`.
-fn find_worker() -> anyhow::Result<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let entry = entry?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(name) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-            if name.trim() == "crust-worker" {
-                found.push(pid);
-            }
-        }
-    }
-    match found.as_slice() {
-        [pid] => Ok(*pid),
-        [] => bail!("no process named crust-worker runs; start one or pass --worker-pid"),
-        many => bail!("several crust-worker processes run ({many:?}); pass --worker-pid"),
-    }
-}
-
 /// A `/proc/<pid>/status` field in MB (10^6 bytes).
 fn status_mb(pid: u32, field: &str) -> anyhow::Result<f64> {
     Ok(kib_to_mb(status_kib(pid, field)?))
@@ -214,7 +193,7 @@ async fn phase(
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let pid = match args.worker_pid {
         Some(pid) => pid,
-        None => find_worker()?,
+        None => crate::procfs::find("crust-worker", "--worker-pid")?,
     };
     let api = args.target.connect(1, REQUEST_TIMEOUT)?;
     let body = document(args.objects);
