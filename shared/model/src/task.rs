@@ -719,6 +719,7 @@ mod tests {
                 "record.update",
                 "record.delete",
                 "record.query",
+                "record.import",
                 "script",
                 "workflow",
                 "wait"
@@ -745,7 +746,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown task kind \"teleport\" (one of log, sleep, fail, http, record.create, \
-             record.update, record.delete, record.query, script, workflow, wait)"
+             record.update, record.delete, record.query, record.import, script, workflow, wait)"
         );
         for kind in TaskKind::ALL {
             assert!(err.to_string().contains(kind.name()), "{err} lacks {kind}");
