@@ -8,6 +8,7 @@ mod csv;
 mod edits;
 mod hardening;
 mod helpers;
+mod hooks;
 mod job_keys;
 mod jobs;
 mod limits;

@@ -123,6 +123,31 @@ pub struct Workflow {
     /// When it was paused, while it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<DateTime<Utc>>,
+    /// Its webhook (`POST /hook/{workflowID}`), if any; the secret shows as
+    /// `***` (send `***` back to keep it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+/// A workflow's webhook: deliveries to `POST /hook/{workflowID}` signed
+/// with `secret` start its jobs (README → Automation → Webhooks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// The HMAC-SHA256 key, 16 to 256 characters; shown as `***`.
+    #[schema(min_length = 3, max_length = 256)]
+    pub secret: String,
+}
+
+/// What a save does to the webhook secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookChange {
+    /// No webhook (removed, or never had one).
+    None,
+    /// Keep the stored secret (`***` sent back).
+    Keep,
+    /// Set this secret.
+    Set(String),
 }
 
 /// The body of a workflow create or update.
@@ -152,6 +177,10 @@ pub struct WorkflowInput {
     pub parameters: Parameters,
     #[serde(default)]
     pub schedule: Option<String>,
+    /// A webhook: `{"secret"}` (16 to 256 characters; `***` keeps the
+    /// stored one).
+    #[serde(default)]
+    pub webhook: Option<Webhook>,
 }
 
 /// The body of a workflow edit: every key is optional and an absent one
@@ -175,6 +204,10 @@ pub struct WorkflowPatch {
     #[serde(default, deserialize_with = "crate::explicit_null")]
     #[schema(value_type = Option<String>)]
     pub schedule: Option<Option<String>>,
+    /// The webhook; `null` removes it, `{"secret": "***"}` keeps its secret.
+    #[serde(default, deserialize_with = "crate::explicit_null")]
+    #[schema(value_type = Option<Webhook>)]
+    pub webhook: Option<Option<Webhook>>,
 }
 
 impl WorkflowPatch {
@@ -188,6 +221,7 @@ impl WorkflowPatch {
             parallelism: Some(self.parallelism.unwrap_or(i64::from(current.parallelism))),
             parameters: self.parameters.unwrap_or(current.parameters),
             schedule: self.schedule.unwrap_or(current.schedule),
+            webhook: self.webhook.unwrap_or(current.webhook),
         }
     }
 }
@@ -202,6 +236,7 @@ pub struct ValidWorkflow {
     pub parallelism: u32,
     pub parameters: Parameters,
     pub schedule: Option<Schedule>,
+    pub webhook: WebhookChange,
 }
 
 impl ValidWorkflow {
@@ -324,7 +359,25 @@ impl WorkflowInput {
                 return Err(Error::invalid("schedule: the expression never fires again"));
             }
         }
+        let webhook = match self.webhook {
+            None => WebhookChange::None,
+            Some(Webhook { secret }) if secret == crate::secret::MASK => WebhookChange::Keep,
+            Some(Webhook { secret }) => {
+                let len = secret.chars().count();
+                if !(crate::webhook::MIN_SECRET_LEN..=crate::webhook::MAX_SECRET_LEN).contains(&len)
+                    || secret.contains('\0')
+                {
+                    return Err(Error::invalid(format!(
+                        "webhook.secret: must be {} to {} characters (got {len}), e.g. `openssl rand -hex 32`",
+                        crate::webhook::MIN_SECRET_LEN,
+                        crate::webhook::MAX_SECRET_LEN
+                    )));
+                }
+                WebhookChange::Set(secret)
+            }
+        };
         Ok(ValidWorkflow {
+            webhook,
             name,
             tasks: self.tasks,
             on_error: self.on_error,

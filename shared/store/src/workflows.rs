@@ -10,7 +10,8 @@ use crate::{Error, Result};
 use crust_model::job::Parameters;
 use crust_model::paging::Paging;
 use crust_model::workflow::{
-    Definition, Task, ValidWorkflow, Workflow, WorkflowPatch, WorkflowVersion,
+    Definition, Task, ValidWorkflow, Webhook, WebhookChange, Workflow, WorkflowPatch,
+    WorkflowVersion,
 };
 use crust_model::Id;
 
@@ -28,6 +29,7 @@ struct WorkflowRow {
     created_at: DateTime<Utc>,
     updated_at: Option<DateTime<Utc>>,
     paused_at: Option<DateTime<Utc>>,
+    has_webhook: bool,
 }
 
 impl From<WorkflowRow> for Workflow {
@@ -46,13 +48,16 @@ impl From<WorkflowRow> for Workflow {
             updated_at: row.updated_at,
             paused: row.paused_at.is_some(),
             paused_at: row.paused_at,
+            webhook: row.has_webhook.then(|| Webhook {
+                secret: crust_model::secret::MASK.to_owned(),
+            }),
         }
     }
 }
 
 const COLUMNS: &str =
     "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, \
-     version, created_at, updated_at, paused_at";
+     version, created_at, updated_at, paused_at, webhook_secret IS NOT NULL AS has_webhook";
 
 /// A 409 for a workflow Crust defines itself (the CSV import): it may be
 /// run and paused, not edited or deleted.
@@ -178,9 +183,41 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .bind(input.parallelism as i32)
     .fetch_one(&mut *tx)
     .await?;
+    let mut row = row;
+    if input.webhook == WebhookChange::Keep {
+        return Err(Error::invalid(
+            "webhook.secret: a new workflow has no secret to keep; give the secret itself",
+        ));
+    }
+    row.has_webhook = set_webhook(&mut tx, row.id, &input.webhook).await?;
     record_version(&mut tx, row.id, row.version, &input.definition()).await?;
     crate::audit::commit(tx).await?;
     Ok(row.into())
+}
+
+/// Stores (or removes) a workflow's webhook secret as `change` says; true
+/// when the workflow has a webhook afterwards. A statement of its own, so
+/// the secret never enters the versioned definition.
+async fn set_webhook(tx: &mut sqlx::PgConnection, id: Id, change: &WebhookChange) -> Result<bool> {
+    let secret = match change {
+        WebhookChange::Keep => {
+            let kept: Option<bool> = sqlx::query_scalar(
+                "SELECT webhook_secret IS NOT NULL FROM workflows WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            return Ok(kept.unwrap_or(false));
+        }
+        WebhookChange::None => None,
+        WebhookChange::Set(secret) => Some(secret.as_str()),
+    };
+    sqlx::query("UPDATE workflows SET webhook_secret = $2 WHERE id = $1")
+        .bind(id)
+        .bind(secret)
+        .execute(&mut *tx)
+        .await?;
+    Ok(secret.is_some())
 }
 
 /// Edits a workflow: the keys `patch` names change, the rest stay, and the
@@ -218,6 +255,8 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     .bind(input.parallelism as i32)
     .fetch_one(&mut *tx)
     .await?;
+    let mut row = row;
+    row.has_webhook = set_webhook(&mut tx, id, &input.webhook).await?;
     record_version(&mut tx, id, row.version, &input.definition()).await?;
     crate::audit::commit(tx).await?;
     Ok(row.into())
