@@ -15,6 +15,7 @@ pub mod auth;
 pub mod chart;
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod graph;
 pub mod id;
 pub mod job;

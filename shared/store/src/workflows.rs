@@ -7,6 +7,7 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 
 use crate::{Error, Result};
+use crust_model::flow::{Concurrency, RateLimit};
 use crust_model::job::Parameters;
 use crust_model::paging::Paging;
 use crust_model::workflow::{
@@ -28,6 +29,8 @@ struct WorkflowRow {
     created_at: DateTime<Utc>,
     updated_at: Option<DateTime<Utc>>,
     paused_at: Option<DateTime<Utc>>,
+    concurrency: Option<Json<Concurrency>>,
+    rate_limit: Option<Json<RateLimit>>,
 }
 
 impl From<WorkflowRow> for Workflow {
@@ -46,13 +49,15 @@ impl From<WorkflowRow> for Workflow {
             updated_at: row.updated_at,
             paused: row.paused_at.is_some(),
             paused_at: row.paused_at,
+            concurrency: row.concurrency.map(|json| json.0),
+            rate_limit: row.rate_limit.map(|json| json.0),
         }
     }
 }
 
 const COLUMNS: &str =
     "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, \
-     version, created_at, updated_at, paused_at";
+     version, created_at, updated_at, paused_at, concurrency, rate_limit";
 
 fn missing(id: Id) -> Error {
     Error::not_found(format!("workflow {id} does not exist"))
@@ -117,8 +122,11 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     let mut tx = pool.begin().await?;
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at,
-                                           parameters, version, parallelism)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8) RETURNING *)
+                                           parameters, version, parallelism, concurrency,
+                                           concurrency_limit, concurrency_key_spec, rate_limit,
+                                           rate_step_us, rate_key_spec)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13, $14)
+                    RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
     .bind(&input.name)
@@ -129,6 +137,12 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .bind(next_fire(&input))
     .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
+    .bind(input.concurrency.as_ref().map(|(shown, _)| Json(shown)))
+    .bind(input.concurrency.as_ref().map(|(_, valid)| valid.limit))
+    .bind(input.concurrency.as_ref().map(|(_, valid)| Json(&valid.key.0)))
+    .bind(input.rate_limit.as_ref().map(|(shown, _)| Json(shown)))
+    .bind(input.rate_limit.as_ref().map(|(_, valid)| valid.step_us))
+    .bind(input.rate_limit.as_ref().map(|(_, valid)| Json(&valid.key.0)))
     .fetch_one(&mut *tx)
     .await?;
     record_version(&mut tx, row.id, row.version, &input.definition()).await?;
@@ -155,7 +169,9 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
                            schedule = $6, next_fire_at = $7, parameters = $8,
-                           version = version + 1, parallelism = $9, updated_at = now()
+                           version = version + 1, parallelism = $9, updated_at = now(),
+                           concurrency = $10, concurrency_limit = $11, concurrency_key_spec = $12,
+                           rate_limit = $13, rate_step_us = $14, rate_key_spec = $15
                     WHERE id = $1 RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -168,9 +184,38 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     .bind(next_fire(&input))
     .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
+    .bind(input.concurrency.as_ref().map(|(shown, _)| Json(shown)))
+    .bind(input.concurrency.as_ref().map(|(_, valid)| valid.limit))
+    .bind(
+        input
+            .concurrency
+            .as_ref()
+            .map(|(_, valid)| Json(&valid.key.0)),
+    )
+    .bind(input.rate_limit.as_ref().map(|(shown, _)| Json(shown)))
+    .bind(input.rate_limit.as_ref().map(|(_, valid)| valid.step_us))
+    .bind(
+        input
+            .rate_limit
+            .as_ref()
+            .map(|(_, valid)| Json(&valid.key.0)),
+    )
     .fetch_one(&mut *tx)
     .await?;
     record_version(&mut tx, id, row.version, &input.definition()).await?;
+    // A raised or removed limit frees slots: hand them out now, key by key
+    // in lock order (jobs keep the key they were created with).
+    sqlx::query(
+        "SELECT crust_grant_slots(workflow_id, concurrency_key)
+         FROM (SELECT workflow_id, concurrency_key
+               FROM (SELECT DISTINCT workflow_id, concurrency_key FROM jobs
+                     WHERE workflow_id = $1 AND concurrency_key IS NOT NULL
+                       AND status = 'queued' AND NOT holds_slot) keys
+               ORDER BY crust_slot_lock_id(workflow_id, concurrency_key) OFFSET 0) waiting",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(row.into())
 }
