@@ -35,6 +35,9 @@ ALTER TABLE jobs
     -- When the job was last given a slot (the statement's now(): equal to
     -- the finished_at of the job whose end handed it over).
     ADD COLUMN slot_at         TIMESTAMPTZ,
+    -- The grant round that gave it (rounds of one key are numbered in the
+    -- order they ran, under the key's lock): slots go out in creation order.
+    ADD COLUMN slot_seq        BIGINT,
     ADD COLUMN rate_key        TEXT,
     -- The start instant the job's last rate token allows (a token is used
     -- by the first claim at or after it).
@@ -47,6 +50,8 @@ CREATE INDEX jobs_concurrency ON jobs (workflow_id, concurrency_key, holds_slot,
 -- fallback sweep.
 CREATE INDEX jobs_slot_due ON jobs (release_at)
     WHERE concurrency_key IS NOT NULL AND status = 'queued' AND NOT holds_slot;
+
+CREATE SEQUENCE jobs_slot_seq;
 
 -- The next free start instant of each rate key.
 CREATE TABLE rate_keys (
@@ -91,6 +96,7 @@ DECLARE
     held    INTEGER;
     granted INTEGER;
     total   INTEGER := 0;
+    round   BIGINT;
 BEGIN
     PERFORM pg_advisory_xact_lock(crust_slot_lock_id(wf, k));
     -- No limit any more (the workflow's concurrency was removed): all go.
@@ -101,12 +107,13 @@ BEGIN
         WHERE workflow_id = wf AND concurrency_key = k AND holds_slot
           AND status IN ('queued', 'running');
         EXIT WHEN held >= lim;
+        round := nextval('jobs_slot_seq');
         WITH next AS (
             SELECT id FROM jobs
             WHERE workflow_id = wf AND concurrency_key = k AND status = 'queued'
               AND NOT holds_slot AND (start_at IS NULL OR start_at <= now())
             ORDER BY id LIMIT lim - held FOR UPDATE)
-        UPDATE jobs j SET holds_slot = true, slot_at = now(), release_at = now(),
+        UPDATE jobs j SET holds_slot = true, slot_at = now(), slot_seq = round, release_at = now(),
                           published_at = NULL
         FROM next WHERE j.id = next.id;
         GET DIAGNOSTICS granted = ROW_COUNT;

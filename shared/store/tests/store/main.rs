@@ -4,6 +4,7 @@
 //! changed safely.
 
 mod engine;
+mod flow;
 mod jobs;
 mod pause;
 mod steps;
