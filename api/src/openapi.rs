@@ -42,6 +42,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::page::Page, crust_model::chart::Chart,
         crust_model::workflow::Workflow, crust_model::workflow::Task,
         crust_model::workflow::WorkflowVersion, crust_model::workflow::Definition,
+        crust_model::flow::Concurrency, crust_model::flow::RateLimit,
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
         crust_model::step::StepStatus, job::StepList,

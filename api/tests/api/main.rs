@@ -4,6 +4,7 @@
 mod auth;
 mod charts;
 mod edits;
+mod flow;
 mod hardening;
 mod helpers;
 mod job_keys;
