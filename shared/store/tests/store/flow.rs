@@ -446,3 +446,19 @@ async fn rate_limited_jobs_get_start_instants_one_step_apart_in_creation_order()
         .unwrap();
     assert_eq!(next - instants[4].0, chrono::Duration::milliseconds(50));
 }
+
+#[tokio::test]
+async fn a_paused_workflow_keeps_its_slots_and_resume_releases_only_slot_holders() {
+    let s = Store::new().await;
+    let w = workflow(&s, json!({"concurrency": {"limit": 1}})).await;
+    let a = job(&s, w, json!({})).await.job.id;
+    let b = job(&s, w, json!({})).await.job.id;
+    workflows::pause(&s.pool, w).await.unwrap();
+    // The holder's message arrives while paused: handed back, slot kept.
+    assert!(claim(&s, &[a, b]).await.is_empty());
+    assert!(state(&s, a).await.holds_slot);
+    workflows::resume(&s.pool, w).await.unwrap();
+    assert_eq!(releasable(&s).await, vec![a]);
+    let waiting = state(&s, b).await;
+    assert!(!waiting.holds_slot && waiting.waits_unseen, "{waiting:?}");
+}
