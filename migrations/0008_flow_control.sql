@@ -171,13 +171,16 @@ END $$;
 CREATE TRIGGER jobs_a_keys BEFORE INSERT ON jobs FOR EACH ROW
     EXECUTE FUNCTION crust_jobs_keys();
 
--- On every write of a keyed job: a job that ends or parks gives its slot
--- up; one moved to another workflow or key loses it; a queued job without
+-- On every write of a keyed job: a job that ends, parks or is delayed
+-- gives its slot up; one moved to another workflow or key loses it; a queued job without
 -- a slot is unpublished and out of the scheduler's sight (until its start
 -- time, if delayed) so that only a grant releases it.
 CREATE FUNCTION crust_jobs_slot_rules() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.status NOT IN ('queued', 'running') THEN
+    -- A delayed job holds no slot until its start time (moved later by
+    -- hand, it gives its slot back).
+    IF NEW.status NOT IN ('queued', 'running')
+       OR (NEW.status = 'queued' AND NEW.start_at > now()) THEN
         NEW.holds_slot := false;
     END IF;
     IF TG_OP = 'UPDATE' AND (NEW.workflow_id <> OLD.workflow_id

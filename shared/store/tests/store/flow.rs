@@ -462,3 +462,18 @@ async fn a_paused_workflow_keeps_its_slots_and_resume_releases_only_slot_holders
     let waiting = state(&s, b).await;
     assert!(!waiting.holds_slot && waiting.waits_unseen, "{waiting:?}");
 }
+
+#[tokio::test]
+async fn moving_a_slot_holder_later_gives_its_slot_to_the_next_job() {
+    let s = Store::new().await;
+    let w = workflow(&s, json!({"concurrency": {"limit": 1}})).await;
+    let a = job(&s, w, json!({})).await.job.id;
+    let b = job(&s, w, json!({})).await.job.id;
+    assert!(state(&s, a).await.holds_slot);
+    let later = (Utc::now() + chrono::Duration::seconds(60)).to_rfc3339();
+    let update: crust_model::job::JobUpdate =
+        serde_json::from_value(json!({"startAt": later})).unwrap();
+    api::update(&s.pool, a, update).await.unwrap();
+    assert!(!state(&s, a).await.holds_slot);
+    assert!(state(&s, b).await.holds_slot);
+}
