@@ -449,12 +449,15 @@ pub async fn update(pool: &PgPool, id: Id, input: JobUpdate) -> Result<Updated> 
                 "job {id} is {current} and cannot become {next}"
             )));
         }
-        if next == JobStatus::Running && row.concurrency_key.is_some() {
-            let holds: bool = sqlx::query_scalar("SELECT holds_slot FROM jobs WHERE id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if !holds {
+        if next == JobStatus::Running {
+            // Read again: this same update may have changed its key.
+            let may_start: bool = sqlx::query_scalar(
+                "SELECT concurrency_key IS NULL OR holds_slot FROM jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !may_start {
                 return Err(Error::conflict(format!(
                     "job {id} waits for a slot of its workflow's concurrency limit and cannot start yet"
                 )));
