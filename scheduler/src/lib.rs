@@ -220,6 +220,10 @@ async fn pass(
     if woken > 0 {
         tracing::debug!(jobs = woken, "waiting jobs woken");
     }
+    let granted = jobs::schedule::grant_due(pool).await?;
+    if granted > 0 {
+        tracing::debug!(slots = granted, "concurrency slots granted to delayed jobs");
+    }
     release(pool, publisher).await?;
     observe_queue(publisher).await;
     if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {

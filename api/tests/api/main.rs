@@ -6,6 +6,7 @@ mod auth;
 mod charts;
 mod csv;
 mod edits;
+mod flow;
 mod hardening;
 mod helpers;
 mod hooks;

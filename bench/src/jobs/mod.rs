@@ -4,7 +4,8 @@
 //! machine).
 //!
 //! Phases, in the order [`measure`] runs them, one module each: `warm_up`;
-//! 1 `throughput` (end to end); 2 `start_latency` (create→start at half
+//! 1 `throughput` (end to end); 1b `keyed` (the same with a concurrency
+//! key on every job); 2 `start_latency` (create→start at half
 //! that rate); 3 `delayed` (delayed-start lateness); 4 `cancel` (cancel
 //! latency) and 5 `memory` (worker memory idle and busy); 6 `recovery`
 //! (after a worker is killed); 7 `baseline` (Postgres alone). `workers`
@@ -19,6 +20,7 @@ mod baseline;
 pub(crate) mod calls;
 mod cancel;
 mod delayed;
+mod keyed;
 mod memory;
 mod recovery;
 pub(crate) mod rows;
@@ -224,6 +226,10 @@ async fn measure(
     let throughput_wf = new_workflow(api, plan, workflows, "throughput", &log_tasks).await?;
     let e2e = throughput::throughput(plan, api, db, throughput_wf).await?;
 
+    let distinct_wf = keyed_workflow(api, plan, workflows, "keyed-distinct", &log_tasks, 1).await?;
+    let shared_wf = keyed_workflow(api, plan, workflows, "keyed-shared", &log_tasks, 8).await?;
+    keyed::keyed(plan, api, db, (distinct_wf, shared_wf), &e2e, goals).await?;
+
     let latency_wf = new_workflow(api, plan, workflows, "latency", &log_tasks).await?;
     start_latency::start_latency(plan, api, db, latency_wf, e2e.rate, goals).await?;
 
@@ -283,6 +289,23 @@ async fn new_workflow(
     Ok(id)
 }
 
+/// Creates a workflow like [`new_workflow`] whose jobs have the
+/// concurrency key `{{ parameters.k }}` with `limit`.
+async fn keyed_workflow(
+    api: &Api,
+    plan: &Plan,
+    workflows: &mut Vec<Id>,
+    what: &str,
+    tasks: &Value,
+    limit: u32,
+) -> anyhow::Result<Id> {
+    let body = json!({"name": format!("bench-jobs-{}-{what}", plan.tag), "tasks": tasks,
+                      "concurrency": {"key": "{{ parameters.k }}", "limit": limit}});
+    let id = api.create("/workflow/", &body, "workflowID").await?;
+    workflows.push(id);
+    Ok(id)
+}
+
 /// Removes the bench's jobs (their logs and steps cascade) and workflows
 /// (with their versions) directly.
 pub(crate) async fn clean_up(db: &PgPool, workflows: &[Id]) -> anyhow::Result<()> {
@@ -296,6 +319,11 @@ pub(crate) async fn clean_up(db: &PgPool, workflows: &[Id]) -> anyhow::Result<()
         .await
         .context("cannot delete the bench's jobs")?;
     // Every saved version of a workflow is kept in its own table.
+    sqlx::query("DELETE FROM rate_keys WHERE workflow_id = ANY($1)")
+        .bind(&ids)
+        .execute(db)
+        .await
+        .context("cannot delete the bench's rate keys")?;
     sqlx::query("DELETE FROM workflow_versions WHERE workflow_id = ANY($1)")
         .bind(&ids)
         .execute(db)

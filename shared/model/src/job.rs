@@ -220,6 +220,13 @@ pub struct Job {
     /// took the key over after `CRUST_JOB_KEY_TTL`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Its workflow's `concurrency.key`, rendered when it was created
+    /// (`""` when the workflow has one key for all its jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    /// Its workflow's `rateLimit.key`, rendered when it was created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_key: Option<String>,
     /// `{task: output}` of the finished steps (`null` for skipped ones);
     /// shown when one job is read.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,7 @@ pub mod chart;
 pub mod config;
 pub mod csv;
 pub mod error;
+pub mod flow;
 pub mod graph;
 pub mod id;
 pub mod job;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::flow::{Concurrency, RateLimit, ValidConcurrency, ValidRateLimit};
 use crate::graph::Graph;
 use crate::job::{check_parameters_at, Parameters};
 use crate::required_name;
@@ -123,6 +124,12 @@ pub struct Workflow {
     /// When it was paused, while it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<DateTime<Utc>>,
+    /// At most `limit` of its jobs with the same key run at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+    /// Job starts per key per second or minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// Its webhook (`POST /hook/{workflowID}`), if any; the secret shows as
     /// `***` (send `***` back to keep it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,6 +188,13 @@ pub struct WorkflowInput {
     /// stored one).
     #[serde(default)]
     pub webhook: Option<Webhook>,
+    /// At most `limit` of its jobs with the same rendered `key` run at
+    /// once across all workers; the rest wait queued, in creation order.
+    #[serde(default)]
+    pub concurrency: Option<Concurrency>,
+    /// Job starts per rendered `key`, cluster-wide.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The body of a workflow edit: every key is optional and an absent one
@@ -208,6 +222,14 @@ pub struct WorkflowPatch {
     #[serde(default, deserialize_with = "crate::explicit_null")]
     #[schema(value_type = Option<Webhook>)]
     pub webhook: Option<Option<Webhook>>,
+    /// `null` removes it (the jobs waiting for a slot start).
+    #[serde(default, deserialize_with = "crate::explicit_null")]
+    #[schema(value_type = Option<Concurrency>)]
+    pub concurrency: Option<Option<Concurrency>>,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "crate::explicit_null")]
+    #[schema(value_type = Option<RateLimit>)]
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 impl WorkflowPatch {
@@ -222,6 +244,8 @@ impl WorkflowPatch {
             parameters: self.parameters.unwrap_or(current.parameters),
             schedule: self.schedule.unwrap_or(current.schedule),
             webhook: self.webhook.unwrap_or(current.webhook),
+            concurrency: self.concurrency.unwrap_or(current.concurrency),
+            rate_limit: self.rate_limit.unwrap_or(current.rate_limit),
         }
     }
 }
@@ -237,6 +261,9 @@ pub struct ValidWorkflow {
     pub parameters: Parameters,
     pub schedule: Option<Schedule>,
     pub webhook: WebhookChange,
+    /// As given, for showing, and checked.
+    pub concurrency: Option<(Concurrency, ValidConcurrency)>,
+    pub rate_limit: Option<(RateLimit, ValidRateLimit)>,
 }
 
 impl ValidWorkflow {
@@ -250,6 +277,8 @@ impl ValidWorkflow {
             parallelism: self.parallelism,
             parameters: self.parameters.clone(),
             schedule: self.schedule.as_ref().map(|s| s.text.clone()),
+            concurrency: self.concurrency.as_ref().map(|(shown, _)| shown.clone()),
+            rate_limit: self.rate_limit.as_ref().map(|(shown, _)| shown.clone()),
         }
     }
 }
@@ -276,6 +305,10 @@ pub struct Definition {
     pub parameters: Parameters,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn default_parallelism() -> u32 {
@@ -376,8 +409,24 @@ impl WorkflowInput {
                 WebhookChange::Set(secret)
             }
         };
+        let concurrency = match self.concurrency {
+            Some(concurrency) => {
+                let valid = concurrency.validate()?;
+                Some((concurrency, valid))
+            }
+            None => None,
+        };
+        let rate_limit = match self.rate_limit {
+            Some(rate_limit) => {
+                let valid = rate_limit.validate()?;
+                Some((rate_limit, valid))
+            }
+            None => None,
+        };
         Ok(ValidWorkflow {
             webhook,
+            concurrency,
+            rate_limit,
             name,
             tasks: self.tasks,
             on_error: self.on_error,

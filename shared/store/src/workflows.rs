@@ -7,6 +7,7 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 
 use crate::{Error, Result};
+use crust_model::flow::{Concurrency, RateLimit};
 use crust_model::job::Parameters;
 use crust_model::paging::Paging;
 use crust_model::workflow::{
@@ -30,6 +31,8 @@ struct WorkflowRow {
     updated_at: Option<DateTime<Utc>>,
     paused_at: Option<DateTime<Utc>>,
     has_webhook: bool,
+    concurrency: Option<Json<Concurrency>>,
+    rate_limit: Option<Json<RateLimit>>,
 }
 
 impl From<WorkflowRow> for Workflow {
@@ -51,13 +54,16 @@ impl From<WorkflowRow> for Workflow {
             webhook: row.has_webhook.then(|| Webhook {
                 secret: crust_model::secret::MASK.to_owned(),
             }),
+            concurrency: row.concurrency.map(|json| json.0),
+            rate_limit: row.rate_limit.map(|json| json.0),
         }
     }
 }
 
 const COLUMNS: &str =
     "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, \
-     version, created_at, updated_at, paused_at, webhook_secret IS NOT NULL AS has_webhook";
+     version, created_at, updated_at, paused_at, webhook_secret IS NOT NULL AS has_webhook, \
+     concurrency, rate_limit";
 
 /// A 409 for a workflow Crust defines itself (the CSV import): it may be
 /// run and paused, not edited or deleted.
@@ -169,8 +175,11 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     let mut tx = pool.begin().await?;
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at,
-                                           parameters, version, parallelism)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8) RETURNING *)
+                                           parameters, version, parallelism, concurrency,
+                                           concurrency_limit, concurrency_key_spec, rate_limit,
+                                           rate_step_us, rate_key_spec)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13, $14)
+                    RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
     .bind(&input.name)
@@ -181,6 +190,12 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .bind(next_fire(&input))
     .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
+    .bind(input.concurrency.as_ref().map(|(shown, _)| Json(shown)))
+    .bind(input.concurrency.as_ref().map(|(_, valid)| valid.limit))
+    .bind(input.concurrency.as_ref().map(|(_, valid)| Json(&valid.key.0)))
+    .bind(input.rate_limit.as_ref().map(|(shown, _)| Json(shown)))
+    .bind(input.rate_limit.as_ref().map(|(_, valid)| valid.step_us))
+    .bind(input.rate_limit.as_ref().map(|(_, valid)| Json(&valid.key.0)))
     .fetch_one(&mut *tx)
     .await?;
     let mut row = row;
@@ -240,7 +255,9 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
                            schedule = $6, next_fire_at = $7, parameters = $8,
-                           version = version + 1, parallelism = $9, updated_at = now()
+                           version = version + 1, parallelism = $9, updated_at = now(),
+                           concurrency = $10, concurrency_limit = $11, concurrency_key_spec = $12,
+                           rate_limit = $13, rate_step_us = $14, rate_key_spec = $15
                     WHERE id = $1 RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -253,11 +270,40 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     .bind(next_fire(&input))
     .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
+    .bind(input.concurrency.as_ref().map(|(shown, _)| Json(shown)))
+    .bind(input.concurrency.as_ref().map(|(_, valid)| valid.limit))
+    .bind(
+        input
+            .concurrency
+            .as_ref()
+            .map(|(_, valid)| Json(&valid.key.0)),
+    )
+    .bind(input.rate_limit.as_ref().map(|(shown, _)| Json(shown)))
+    .bind(input.rate_limit.as_ref().map(|(_, valid)| valid.step_us))
+    .bind(
+        input
+            .rate_limit
+            .as_ref()
+            .map(|(_, valid)| Json(&valid.key.0)),
+    )
     .fetch_one(&mut *tx)
     .await?;
     let mut row = row;
     row.has_webhook = set_webhook(&mut tx, id, &input.webhook).await?;
     record_version(&mut tx, id, row.version, &input.definition()).await?;
+    // A raised or removed limit frees slots: hand them out now, key by key
+    // in lock order (jobs keep the key they were created with).
+    sqlx::query(
+        "SELECT crust_grant_slots(workflow_id, concurrency_key)
+         FROM (SELECT workflow_id, concurrency_key
+               FROM (SELECT DISTINCT workflow_id, concurrency_key FROM jobs
+                     WHERE workflow_id = $1 AND concurrency_key IS NOT NULL
+                       AND status = 'queued' AND NOT holds_slot) keys
+               ORDER BY crust_slot_lock_id(workflow_id, concurrency_key) OFFSET 0) waiting",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     crate::audit::commit(tx).await?;
     Ok(row.into())
 }

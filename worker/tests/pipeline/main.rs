@@ -8,6 +8,7 @@ mod access;
 mod crashes;
 mod csv;
 mod engine;
+mod flow;
 mod helpers;
 mod isolation;
 mod otlp;

@@ -79,6 +79,13 @@ pub async fn create_many(
 ) -> Result<Vec<Created>> {
     let creator = creator.into();
     let mut tx = pool.begin().await?;
+    // Concurrency slots are handed out once at the end, key by key in lock
+    // order: granting as each insert runs would lock keys in item order,
+    // and two bulk creates naming the same keys in another order would
+    // deadlock.
+    sqlx::query("SELECT set_config('crust.defer_grants', 'on', true)")
+        .execute(&mut *tx)
+        .await?;
     let mut created = Vec::with_capacity(jobs.len());
     for (index, job) in jobs.into_iter().enumerate() {
         let one = insert(&mut tx, job, &creator, trace_parent, key_ttl)
@@ -90,6 +97,17 @@ pub async fn create_many(
                 other => other,
             })?;
         created.push(one);
+    }
+    sqlx::query("SELECT set_config('crust.defer_grants', 'off', true)")
+        .execute(&mut *tx)
+        .await?;
+    let keyed: Vec<Id> = created
+        .iter()
+        .filter(|one| one.new && one.job.concurrency_key.is_some())
+        .map(|one| one.job.id)
+        .collect();
+    if !keyed.is_empty() {
+        grant_keys_of(&mut tx, &keyed).await?;
     }
     crate::audit::commit(tx).await?;
     Ok(created)
@@ -154,6 +172,25 @@ pub(crate) async fn insert(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = row {
+            // A job with a concurrency key runs only with a slot, which the
+            // insert's trigger gave it if one was free: publish it only
+            // then, and give the scheduler the same grace as for any job
+            // the api publishes (the grant made it due at once).
+            let due_now = match row.concurrency_key {
+                None => due_now,
+                Some(_) => {
+                    sqlx::query_scalar(
+                        "UPDATE jobs SET release_at = CASE WHEN $2 THEN now() + $3 * interval '1 millisecond'
+                                                           ELSE release_at END
+                         WHERE id = $1 RETURNING holds_slot AND $2",
+                    )
+                    .bind(row.id)
+                    .bind(due_now)
+                    .bind(millis(PUBLISH_GRACE))
+                    .fetch_one(&mut *tx)
+                    .await?
+                }
+            };
             return Ok(Created {
                 job: row.into(),
                 due_now,
@@ -205,6 +242,22 @@ pub(crate) async fn insert(
     Err(Error::conflict(format!(
         "key: job creates with key {key:?} keep colliding; try again"
     )))
+}
+
+/// Hands the free concurrency slots of the keys of `jobs` out (see
+/// `crust_grant_slots`, migration 0008), key by key in lock order.
+async fn grant_keys_of(tx: &mut PgConnection, jobs: &[Id]) -> Result<()> {
+    sqlx::query(
+        "SELECT crust_grant_slots(workflow_id, concurrency_key)
+         FROM (SELECT workflow_id, concurrency_key
+               FROM (SELECT DISTINCT workflow_id, concurrency_key FROM jobs
+                     WHERE id = ANY($1) AND concurrency_key IS NOT NULL) keys
+               ORDER BY crust_slot_lock_id(workflow_id, concurrency_key) OFFSET 0) keyed",
+    )
+    .bind(jobs)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// A [`JobRow`] and whether its key is still within its TTL.
@@ -364,6 +417,28 @@ pub async fn update(pool: &PgPool, id: Id, input: JobUpdate) -> Result<Updated> 
             .execute(&mut *tx)
             .await?;
     }
+    if input.workflow_id.is_some() || input.parameters.is_some() {
+        // The keys follow the job's (new) workflow and parameters. A key
+        // that changed gives up the old key's slot (migration 0008's
+        // triggers); a job that waited for a slot and has no key any more
+        // is due now, and the scheduler publishes it.
+        sqlx::query(
+            "UPDATE jobs j SET
+                 concurrency_key = CASE WHEN w.concurrency_key_spec IS NOT NULL
+                                        THEN crust_render_key(w.concurrency_key_spec, j.parameters) END,
+                 rate_key = CASE WHEN w.rate_key_spec IS NOT NULL
+                                 THEN crust_render_key(w.rate_key_spec, j.parameters) END,
+                 holds_slot = j.holds_slot AND w.concurrency_key_spec IS NOT NULL,
+                 release_at = CASE WHEN j.release_at = 'infinity' THEN now() ELSE j.release_at END
+             FROM workflows w WHERE j.id = $1 AND w.id = j.workflow_id",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!("SELECT pg_notify('{RELEASE_CHANNEL}', '')"))
+            .execute(&mut *tx)
+            .await?;
+    }
     if let Some(start_at) = start_at {
         // A new start time withdraws any message already sent: a worker
         // that receives it finds the job not yet due and drops it.
@@ -395,6 +470,20 @@ pub async fn update(pool: &PgPool, id: Id, input: JobUpdate) -> Result<Updated> 
             return Err(Error::conflict(format!(
                 "job {id} is {current} and cannot become {next}"
             )));
+        }
+        if next == JobStatus::Running {
+            // Read again: this same update may have changed its key.
+            let may_start: bool = sqlx::query_scalar(
+                "SELECT concurrency_key IS NULL OR holds_slot FROM jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !may_start {
+                return Err(Error::conflict(format!(
+                    "job {id} waits for a slot of its workflow's concurrency limit and cannot start yet"
+                )));
+            }
         }
         move_status(&mut tx, id, current, next).await?;
         publish = next == JobStatus::Queued;

@@ -68,6 +68,8 @@ struct JobRow {
     parent_job_id: Option<Id>,
     rerun_of: Option<Id>,
     idempotency_key: Option<String>,
+    concurrency_key: Option<String>,
+    rate_key: Option<String>,
 }
 
 impl From<JobRow> for Job {
@@ -95,6 +97,8 @@ impl From<JobRow> for Job {
             parent_job_id: row.parent_job_id,
             rerun_of: row.rerun_of,
             key: row.idempotency_key,
+            concurrency_key: row.concurrency_key,
+            rate_key: row.rate_key,
             outputs: None,
         }
     }
@@ -104,7 +108,7 @@ impl From<JobRow> for Job {
 const COLUMNS: &str =
     "id, workflow_id, workflow_version, status, parameters, start_at, attempt, created_at, \
      started_at, finished_at, error, cron_slot, trace_parent, parent_job_id, rerun_of, \
-     idempotency_key";
+     idempotency_key, concurrency_key, rate_key";
 
 /// The 404 for a job that does not exist.
 fn missing(id: Id) -> Error {

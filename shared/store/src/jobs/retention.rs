@@ -223,8 +223,18 @@ async fn lock_briefly(tx: &mut PgConnection) -> Result<()> {
 /// Deletes up to `batch` jobs (and their logs and steps) that finished
 /// before `older_than` ago, one row at a time; returns how many. What
 /// [`drop_expired`] leaves: jobs in the default partition and in ranges
-/// held back by a job that lives long.
+/// held back by a job that lives long. Rate keys whose next start instant
+/// has passed go too: such a row says nothing an absent one does not (the
+/// next job of the key may start at once either way).
 pub async fn prune(pool: &PgPool, older_than: Duration, batch: i64) -> Result<u64> {
+    sqlx::query(
+        "DELETE FROM rate_keys WHERE (workflow_id, key) IN (
+             SELECT workflow_id, key FROM rate_keys WHERE next_at < now()
+             LIMIT $1 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(batch)
+    .execute(pool)
+    .await?;
     let done = sqlx::query(
         "DELETE FROM jobs WHERE id IN (
              SELECT id FROM jobs WHERE finished_at < now() - $1 * interval '1 millisecond'

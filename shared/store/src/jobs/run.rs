@@ -125,7 +125,13 @@ impl ClaimedRow {
 }
 
 /// Claims the given jobs that are queued and due, for `worker`, with a
-/// lease of `lease`: each claim bumps `attempt`. Each runs the definition
+/// lease of `lease`: each claim bumps `attempt`. A job with a concurrency
+/// key is claimed only while it holds a slot (migration 0008); a job with a
+/// rate key takes the next start instant of its key first (in id order, so
+/// jobs of one key start in creation order) and, when that instant is
+/// still to come, is handed back unpublished with that instant as its
+/// `release_at` (the scheduler publishes it then, and its claim uses the
+/// instant it holds). Each runs the definition
 /// of its workflow version (`workflow_versions`), not the workflow's
 /// current one. Jobs not returned are
 /// running elsewhere, finished, cancelled, not yet due, or of a paused
@@ -135,18 +141,42 @@ impl ClaimedRow {
 /// worker to end.
 pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> Result<Claims> {
     let rows: Vec<ClaimedRow> = sqlx::query_as(
-        "WITH c AS (
+        "WITH locked AS MATERIALIZED (
+             SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+         ready AS MATERIALIZED (
+             SELECT j.id, j.workflow_id, j.rate_key, j.rate_at, j.started_at FROM jobs j
+             WHERE j.id IN (SELECT id FROM locked)
+               AND j.status = 'queued' AND NOT j.cancel_requested
+               AND (j.start_at IS NULL OR j.start_at <= now())
+               AND j.workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
+               AND (j.concurrency_key IS NULL OR j.holds_slot)),
+         tokens AS MATERIALIZED (
+             SELECT id, crust_rate_take(workflow_id, rate_key) AS at
+             FROM (SELECT id, workflow_id, rate_key FROM ready
+                   WHERE rate_key IS NOT NULL
+                     AND (rate_at IS NULL OR rate_at <= coalesce(started_at, '-infinity'))
+                   ORDER BY id OFFSET 0) needing),
+         go AS (
+             SELECT r.id, coalesce(t.at, r.rate_at) AS rate_at FROM ready r
+             LEFT JOIN tokens t ON t.id = r.id
+             WHERE r.rate_key IS NULL OR coalesce(t.at, r.rate_at) <= now()),
+         c AS (
              UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
-                    lease_until = now() + $3 * interval '1 millisecond', worker = $2, updated_at = now()
-             WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
-               AND status = 'queued' AND NOT cancel_requested
-               AND (start_at IS NULL OR start_at <= now())
-               AND workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
-             RETURNING id, attempt, workflow_id, workflow_version, rerun_of, parameters, created_by,
+                    lease_until = now() + $3 * interval '1 millisecond', worker = $2, updated_at = now(),
+                    rate_at = go.rate_at
+             FROM go WHERE jobs.id = go.id
+               -- Checked again on the row as locked: `ready` read the
+               -- statement's snapshot, taken before a lock wait.
+               AND jobs.status = 'queued' AND NOT jobs.cancel_requested
+               AND (jobs.concurrency_key IS NULL OR jobs.holds_slot)
+             RETURNING jobs.id, attempt, workflow_id, workflow_version, rerun_of, parameters, created_by,
                        creator_roles, trace_parent,
                        extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
                        CASE WHEN start_at > created_at
                             THEN extract(epoch from clock_timestamp() - start_at)::float8 END AS late),
+         deferred AS (
+             UPDATE jobs SET published_at = NULL, release_at = t.at, rate_at = t.at
+             FROM tokens t WHERE jobs.id = t.id AND t.at > now() AND jobs.status = 'queued'),
          early AS (
              UPDATE jobs SET published_at = NULL
              WHERE id = ANY($1) AND status = 'queued'

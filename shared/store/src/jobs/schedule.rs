@@ -28,6 +28,7 @@ pub async fn lock_releasable(tx: &mut PgConnection, limit: i64) -> Result<Vec<To
         "SELECT id, trace_parent FROM jobs
          WHERE status = 'queued' AND published_at IS NULL AND release_at <= now()
            AND workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
+           AND (concurrency_key IS NULL OR holds_slot)
          ORDER BY release_at LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
@@ -37,6 +38,27 @@ pub async fn lock_releasable(tx: &mut PgConnection, limit: i64) -> Result<Vec<To
         .into_iter()
         .map(|(id, trace_parent)| ToPublish { id, trace_parent })
         .collect())
+}
+
+/// The fallback of concurrency slots (migration 0008): a slot is handed
+/// on by the transaction that frees it, so this finds only jobs of a key
+/// that became due with no such event — a delayed job whose `startAt` came
+/// — and grants their keys (each job gets a slot if one is free, else
+/// waits for a release out of the scheduler's sight). Returns how many
+/// slots were granted.
+pub async fn grant_due(pool: &PgPool) -> Result<i64> {
+    let granted: Option<i64> = sqlx::query_scalar(
+        "SELECT sum(crust_grant_slots(workflow_id, concurrency_key))::bigint
+         FROM (SELECT workflow_id, concurrency_key
+               FROM (SELECT DISTINCT workflow_id, concurrency_key FROM jobs
+                     WHERE concurrency_key IS NOT NULL AND status = 'queued' AND NOT holds_slot
+                       AND release_at <= now()
+                     LIMIT 1000) keys
+               ORDER BY crust_slot_lock_id(workflow_id, concurrency_key) OFFSET 0) due",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(granted.unwrap_or(0))
 }
 
 /// Marks locked jobs as published.
@@ -72,6 +94,7 @@ pub async fn next_wake(pool: &PgPool) -> Result<(Option<DateTime<Utc>>, DateTime
     Ok(sqlx::query_as(
         "SELECT least(
              (SELECT min(release_at) FROM jobs WHERE status = 'queued' AND published_at IS NULL
+                AND release_at < 'infinity'
                 AND workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)),
              (SELECT min(lease_until) FROM jobs WHERE status = 'running'),
              (SELECT min(wake_at) FROM jobs WHERE status = 'waiting'),

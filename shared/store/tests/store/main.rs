@@ -5,6 +5,7 @@
 
 mod access;
 mod engine;
+mod flow;
 mod jobs;
 mod pause;
 mod retention;
