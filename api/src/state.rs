@@ -34,6 +34,8 @@ pub struct Inner {
     pub cors: Option<crate::cors::Cors>,
     /// Module definitions for record creates (checked by version on write).
     pub modules: crust_store::modules::ModuleCache,
+    /// Compiled record-event triggers by module (checked by stamp on write).
+    pub triggers: crust_store::triggers::TriggerCache,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             queue,
             cors,
             modules: Default::default(),
+            triggers: Default::default(),
         })))
     }
 }

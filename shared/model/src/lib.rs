@@ -25,6 +25,7 @@ pub mod record;
 pub mod step;
 pub mod task;
 pub mod template;
+pub mod trigger;
 pub mod workflow;
 
 pub use error::{Error, Result};

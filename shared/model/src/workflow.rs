@@ -15,6 +15,7 @@ use crate::job::{check_parameters_at, Parameters};
 use crate::required_name;
 use crate::task::{validate_params, TaskKind};
 use crate::template::{check_template, has_template};
+use crate::trigger::{check_triggers, Trigger};
 use crate::{Error, Id, Result};
 
 /// Most tasks in one list, retries per task, and seconds in any timeout
@@ -111,6 +112,9 @@ pub struct Workflow {
     /// or the usual five fields); each slot starts one job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// Record events that start a job of this workflow.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
     /// The current version: 1 when created, one more at every edit. New
     /// jobs run this version (`GET /workflow/{id}/versions` lists them).
     pub version: i32,
@@ -152,6 +156,10 @@ pub struct WorkflowInput {
     pub parameters: Parameters,
     #[serde(default)]
     pub schedule: Option<String>,
+    /// Record events that start a job (checked against the modules at save).
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    pub triggers: Vec<Trigger>,
 }
 
 /// The body of a workflow edit: every key is optional and an absent one
@@ -175,6 +183,8 @@ pub struct WorkflowPatch {
     #[serde(default, deserialize_with = "crate::explicit_null")]
     #[schema(value_type = Option<String>)]
     pub schedule: Option<Option<String>>,
+    /// Record-event triggers, replaced whole when given (`[]` removes them).
+    pub triggers: Option<Vec<Trigger>>,
 }
 
 impl WorkflowPatch {
@@ -188,6 +198,7 @@ impl WorkflowPatch {
             parallelism: Some(self.parallelism.unwrap_or(i64::from(current.parallelism))),
             parameters: self.parameters.unwrap_or(current.parameters),
             schedule: self.schedule.unwrap_or(current.schedule),
+            triggers: self.triggers.unwrap_or(current.triggers),
         }
     }
 }
@@ -202,6 +213,9 @@ pub struct ValidWorkflow {
     pub parallelism: u32,
     pub parameters: Parameters,
     pub schedule: Option<Schedule>,
+    /// Checked here for shape only; the store checks modules, fields and
+    /// filters in the saving transaction.
+    pub triggers: Vec<Trigger>,
 }
 
 impl ValidWorkflow {
@@ -215,6 +229,7 @@ impl ValidWorkflow {
             parallelism: self.parallelism,
             parameters: self.parameters.clone(),
             schedule: self.schedule.as_ref().map(|s| s.text.clone()),
+            triggers: self.triggers.clone(),
         }
     }
 }
@@ -241,6 +256,8 @@ pub struct Definition {
     pub parameters: Parameters,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
 }
 
 fn default_parallelism() -> u32 {
@@ -312,6 +329,7 @@ impl WorkflowInput {
             )));
         }
         check_parameters_at("parameters", &self.parameters)?;
+        check_triggers(&self.triggers)?;
         let schedule = match self.schedule.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(
@@ -332,6 +350,7 @@ impl WorkflowInput {
             parallelism: parallelism as u32,
             parameters: self.parameters,
             schedule,
+            triggers: self.triggers,
         })
     }
 }

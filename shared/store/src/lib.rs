@@ -19,6 +19,7 @@ pub mod partitions;
 pub mod records;
 pub mod reports;
 pub mod steps;
+pub mod triggers;
 pub mod workflows;
 
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use crate::{Error, Result};
 use crust_model::job::Parameters;
 use crust_model::paging::Paging;
+use crust_model::trigger::Trigger;
 use crust_model::workflow::{
     Definition, Task, ValidWorkflow, Workflow, WorkflowPatch, WorkflowVersion,
 };
@@ -24,6 +25,7 @@ struct WorkflowRow {
     parallelism: i32,
     parameters: Json<Parameters>,
     schedule: Option<String>,
+    triggers: Json<Vec<Trigger>>,
     version: i32,
     created_at: DateTime<Utc>,
     updated_at: Option<DateTime<Utc>>,
@@ -41,6 +43,7 @@ impl From<WorkflowRow> for Workflow {
             parallelism: row.parallelism.max(1) as u32,
             parameters: row.parameters.0,
             schedule: row.schedule,
+            triggers: row.triggers.0,
             version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -51,7 +54,7 @@ impl From<WorkflowRow> for Workflow {
 }
 
 const COLUMNS: &str =
-    "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, \
+    "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, triggers, \
      version, created_at, updated_at, paused_at";
 
 fn missing(id: Id) -> Error {
@@ -117,8 +120,8 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     let mut tx = pool.begin().await?;
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at,
-                                           parameters, version, parallelism)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8) RETURNING *)
+                                           parameters, version, parallelism, triggers)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9) RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
     .bind(&input.name)
@@ -129,8 +132,10 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .bind(next_fire(&input))
     .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
+    .bind(Json(&input.triggers))
     .fetch_one(&mut *tx)
     .await?;
+    crate::triggers::save(&mut tx, row.id, &input.triggers).await?;
     record_version(&mut tx, row.id, row.version, &input.definition()).await?;
     tx.commit().await?;
     Ok(row.into())
@@ -155,7 +160,8 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
                            schedule = $6, next_fire_at = $7, parameters = $8,
-                           version = version + 1, parallelism = $9, updated_at = now()
+                           version = version + 1, parallelism = $9, updated_at = now(),
+                           triggers = $10
                     WHERE id = $1 RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -168,8 +174,10 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     .bind(next_fire(&input))
     .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
+    .bind(Json(&input.triggers))
     .fetch_one(&mut *tx)
     .await?;
+    crate::triggers::save(&mut tx, id, &input.triggers).await?;
     record_version(&mut tx, id, row.version, &input.definition()).await?;
     tx.commit().await?;
     Ok(row.into())
@@ -281,6 +289,7 @@ pub async fn delete(pool: &PgPool, id: Id) -> Result<Vec<Id>> {
     if found.is_none() {
         return Err(missing(id));
     }
+    crate::triggers::save(&mut tx, id, &[]).await?;
     let running: Vec<Id> = sqlx::query_scalar::<_, Option<Id>>(
         "UPDATE jobs SET cancel_requested = true, updated_at = now(), wake_at = NULL,
                 status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END,

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use super::record::{create_record, delete_record, query_records, update_record};
+use super::record::{create_record, delete_record, query_records, update_record, Writer};
 use super::{TaskContext, TaskError};
 use crate::logs::JobLogger;
 use crust_model::job::LOG_LEVELS;
@@ -58,7 +58,7 @@ pub async fn run(params: ScriptParams, ctx: &TaskContext<'_>) -> Result<Value, T
         item: ctx.item.map(|(item, index)| (item.clone(), index)),
         host: Host {
             pool: ctx.env.pool.clone(),
-            user: ctx.user,
+            writer: super::record::writer(ctx),
             log: ctx.log.clone(),
             task: ctx.task_name.to_owned(),
             handle: Handle::current(),
@@ -89,7 +89,8 @@ struct Script {
 #[derive(Clone)]
 struct Host {
     pool: PgPool,
-    user: Id,
+    /// Record writes, as this job's task.
+    writer: Writer,
     log: JobLogger,
     task: String,
     handle: Handle,
@@ -191,7 +192,7 @@ impl Script {
             move |module: Dynamic, fields: Dynamic| -> RhaiResult<Dynamic> {
                 let module = id_of("record_create", "moduleID", module)?;
                 let fields = fields_of("record_create", fields)?;
-                let record = host.block_on(create_record(&host.pool, module, host.user, fields));
+                let record = host.block_on(create_record(&host.writer, module, fields));
                 host.reply("record_create", record)
             },
         );
@@ -202,7 +203,7 @@ impl Script {
                 let module = id_of("record_update", "moduleID", module)?;
                 let record = id_of("record_update", "recordID", record)?;
                 let fields = fields_of("record_update", fields)?;
-                let record = host.block_on(update_record(&host.pool, module, record, fields));
+                let record = host.block_on(update_record(&host.writer, module, record, fields));
                 host.reply("record_update", record)
             },
         );
@@ -212,7 +213,7 @@ impl Script {
             move |module: Dynamic, record: Dynamic| -> RhaiResult<Dynamic> {
                 let module = id_of("record_delete", "moduleID", module)?;
                 let record = id_of("record_delete", "recordID", record)?;
-                let deleted = host.block_on(delete_record(&host.pool, module, record));
+                let deleted = host.block_on(delete_record(&host.writer, module, record));
                 host.reply("record_delete", deleted)
             },
         );
