@@ -8,4 +8,5 @@ mod jobs;
 mod pause;
 mod steps;
 mod support;
+mod triggers;
 mod workflows;
