@@ -15,4 +15,5 @@ mod pause;
 mod process;
 mod query;
 mod records;
+mod triggers;
 mod versions;
