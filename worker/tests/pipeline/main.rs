@@ -15,4 +15,5 @@ mod runs;
 mod scheduling;
 mod stops;
 mod traces;
+mod triggers;
 mod versions;
