@@ -45,7 +45,21 @@ pub(crate) async fn save(
     workflow_id: Id,
     triggers: &[Trigger],
 ) -> Result<()> {
-    let mut touched: BTreeSet<i64> = BTreeSet::new();
+    // Lock every module whose triggers change, in ID order, before reading
+    // any: two saves touching one module then queue instead of deadlocking
+    // on the stamp update below.
+    let old: Vec<i64> =
+        sqlx::query_scalar("SELECT module_id FROM workflow_triggers WHERE workflow_id = $1")
+            .bind(workflow_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut touched: BTreeSet<i64> = old.into_iter().collect();
+    touched.extend(triggers.iter().map(|t| t.module_id.get()));
+    let touched: Vec<i64> = touched.into_iter().collect();
+    sqlx::query("SELECT id FROM modules WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(&touched)
+        .execute(&mut *tx)
+        .await?;
     for (index, trigger) in triggers.iter().enumerate() {
         let at = format!("triggers[{index}]");
         let module = match modules::get_for_share(&mut *tx, trigger.module_id).await {
@@ -70,15 +84,11 @@ pub(crate) async fn save(
             compile_filter(filter, &module.query_schema(), &mut Params::new())
                 .map_err(|err| Error::invalid(format!("{at}.filter: {err}")))?;
         }
-        touched.insert(module.id.get());
     }
-    let old: Vec<i64> = sqlx::query_scalar(
-        "DELETE FROM workflow_triggers WHERE workflow_id = $1 RETURNING module_id",
-    )
-    .bind(workflow_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    touched.extend(old);
+    sqlx::query("DELETE FROM workflow_triggers WHERE workflow_id = $1")
+        .bind(workflow_id)
+        .execute(&mut *tx)
+        .await?;
     for (index, trigger) in triggers.iter().enumerate() {
         sqlx::query(
             "INSERT INTO workflow_triggers (workflow_id, position, module_id, event, filter, fields,
@@ -96,14 +106,10 @@ pub(crate) async fn save(
         .await?;
     }
     if !touched.is_empty() {
-        let ids: Vec<i64> = touched.into_iter().collect();
-        sqlx::query(
-            "UPDATE modules SET triggers_stamp = triggers_stamp + 1
-             WHERE id IN (SELECT id FROM modules WHERE id = ANY($1) ORDER BY id FOR UPDATE)",
-        )
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE modules SET triggers_stamp = triggers_stamp + 1 WHERE id = ANY($1)")
+            .bind(&touched)
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }

@@ -491,3 +491,20 @@ async fn a_cached_trigger_set_is_replaced_when_a_workflow_changes_its_triggers()
         "a deleted workflow's triggers are gone"
     );
 }
+
+#[tokio::test]
+async fn concurrent_saves_of_triggers_on_one_module_all_succeed() {
+    let store = Store::new().await;
+    let pool = &store.pool;
+    let module = module(pool).await;
+    let saves = (0..8).map(|_| {
+        workflow(
+            pool,
+            json!([{"on": "record.created", "moduleID": module},
+                   {"on": "record.updated", "moduleID": module}]),
+        )
+    });
+    let saved = futures_util::future::join_all(saves).await;
+    assert_eq!(saved.len(), 8);
+    assert_eq!(count(pool, "SELECT triggers_stamp FROM modules").await, 8);
+}
