@@ -39,6 +39,8 @@ pub struct Inner {
     pub modules: crust_store::modules::ModuleCache,
     /// Resolved permission sets per role list and role version.
     pub permissions: crate::access::PermissionCache,
+    /// Compiled record-event triggers by module (checked by stamp on write).
+    pub triggers: crust_store::triggers::TriggerCache,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             modules: Default::default(),
             secrets: config.secrets.keyring()?,
             permissions: Default::default(),
+            triggers: Default::default(),
         })))
     }
 }

@@ -1,6 +1,9 @@
 //! `crust-bench records`: record create and read throughput through the API,
 //! against single-row INSERTs and SELECTs sent straight to Postgres at the
-//! same concurrency in the same run (the physical limit on this machine).
+//! same concurrency in the same run (the physical limit on this machine),
+//! and creates whose one matching trigger starts a job each (the record,
+//! its revision and the job in one statement, the job then published),
+//! against the creates without triggers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,8 @@ use crate::report::{cores, ms, run_load, show_errors, Op, Summary, Table, Verdic
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Target: API create throughput as a share of direct INSERT throughput.
 const TARGET_CREATE_SHARE: f64 = 0.50;
+/// Target: creates with one matching trigger as a share of creates without.
+const TARGET_TRIGGER_SHARE: f64 = 0.80;
 /// Target: API p99 latency.
 const TARGET_P99: Duration = Duration::from_millis(20);
 
@@ -74,7 +79,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot create the bench module")?;
     println!("bench module {module_name} (id {module_id}) created");
 
-    let measured = measure(&api, &pool, module_id, clients, requests, warmup).await;
+    let mut workflow = None;
+    let measured = measure(
+        &api,
+        &pool,
+        module_id,
+        &mut workflow,
+        clients,
+        requests,
+        warmup,
+    )
+    .await;
     // Print first, so a failed clean-up does not lose the measurement.
     if let Ok(report) = &measured {
         report.print(clients, requests);
@@ -94,7 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Ok(())
     };
-    let cleaned = clean_up(&api, &pool, module_id).await;
+    let cleaned = clean_up(&api, &pool, module_id, workflow).await;
     pool.close().await;
     measured?;
     compared?;
@@ -184,8 +199,10 @@ async fn compare_access(
 }
 
 /// The four measured phases.
+/// The five measured phases.
 struct Report {
     api_create: Summary,
+    api_create_triggered: Summary,
     api_read: Summary,
     pg_insert: Summary,
     pg_select: Summary,
@@ -195,6 +212,7 @@ async fn measure(
     api: &Api,
     pool: &PgPool,
     module_id: Id,
+    workflow: &mut Option<Id>,
     clients: usize,
     requests: usize,
     warmup: usize,
@@ -223,6 +241,30 @@ async fn measure(
     show_errors("create (API)", &create);
     let api_ids = Arc::new(std::mem::take(&mut create.values));
 
+    // A workflow whose trigger matches every create (its filter is true for
+    // each record), so each create also writes and publishes one job.
+    let triggered = api
+        .create_trigger_workflow(module_id)
+        .await
+        .context("cannot create the bench workflow")?;
+    *workflow = Some(triggered);
+    eprintln!(
+        "phase C: {requests} creates through the API, each starting a job by one matching trigger"
+    );
+    let warm = run_load(clients, warmup, api_create(api, module_id)).await?;
+    show_errors("warm-up create with a trigger (API)", &warm);
+    let mut create_triggered = run_load(clients, requests, api_create(api, module_id)).await?;
+    show_errors("create with a trigger (API)", &create_triggered);
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE workflow_id = $1")
+        .bind(triggered.get())
+        .fetch_one(pool)
+        .await
+        .context("cannot count the triggered jobs")?;
+    let expected = warm.values.len() + create_triggered.values.len();
+    if jobs != expected as i64 {
+        bail!("{expected} creates with a matching trigger made {jobs} jobs");
+    }
+
     eprintln!("phase B: {requests} reads through the API");
     let mut read = run_load(clients, requests, api_read(api, module_id, &api_ids)).await?;
     show_errors("read (API)", &read);
@@ -238,6 +280,7 @@ async fn measure(
 
     Ok(Report {
         api_create: Summary::of(&mut create),
+        api_create_triggered: Summary::of(&mut create_triggered),
         api_read: Summary::of(&mut read),
         pg_insert: Summary::of(&mut insert),
         pg_select: Summary::of(&mut select),
@@ -268,6 +311,17 @@ impl Api {
             ],
         });
         self.create("/module/", &body, "moduleID").await
+    }
+
+    /// A workflow of one `log` task triggered by every record created in
+    /// the module.
+    async fn create_trigger_workflow(&self, module_id: Id) -> anyhow::Result<Id> {
+        let body = json!({
+            "name": format!("bench_trigger_{module_id}"),
+            "tasks": [{"name": "t", "kind": "log", "params": {"message": "created"}}],
+            "triggers": [{"on": "record.created", "moduleID": module_id, "filter": "amount > 0"}],
+        });
+        self.create("/workflow/", &body, "workflowID").await
     }
 
     async fn delete_module(&self, id: Id) -> anyhow::Result<()> {
@@ -375,7 +429,40 @@ fn pick(ids: &[Id], index: usize) -> Result<Id, String> {
 /// Removes the bench records directly, then the module through the API,
 /// then the module's soft-deleted row and its records partition, so the
 /// bench leaves nothing behind.
-async fn clean_up(api: &Api, pool: &PgPool, module_id: Id) -> anyhow::Result<()> {
+///
+/// The trigger phase's workflow is deleted through the API (which cancels
+/// its jobs), then its rows are removed; the jobs' messages left in the
+/// broker are acknowledged and dropped by the next worker that receives
+/// them, since their jobs no longer exist.
+async fn clean_up(
+    api: &Api,
+    pool: &PgPool,
+    module_id: Id,
+    workflow: Option<Id>,
+) -> anyhow::Result<()> {
+    if let Some(workflow) = workflow {
+        let path = format!("/workflow/{workflow}");
+        api.send(Method::DELETE, &path, None, StatusCode::OK)
+            .await
+            .with_context(|| format!("cannot delete bench workflow {workflow}"))?;
+        for sql in [
+            "DELETE FROM jobs WHERE workflow_id = $1",
+            "DELETE FROM workflow_triggers WHERE workflow_id = $1",
+            "DELETE FROM workflow_versions WHERE workflow_id = $1",
+            "DELETE FROM workflows WHERE id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(workflow.get())
+                .execute(pool)
+                .await
+                .with_context(|| format!("cannot remove bench workflow {workflow}: {sql}"))?;
+        }
+    }
+    sqlx::query("DELETE FROM record_revisions WHERE module_id = $1")
+        .bind(module_id.get())
+        .execute(pool)
+        .await
+        .with_context(|| format!("cannot delete the revisions of bench module {module_id}"))?;
     let deleted = sqlx::query("DELETE FROM records WHERE module_id = $1")
         .bind(module_id.get())
         .execute(pool)
@@ -445,6 +532,16 @@ impl Report {
             table.row(row(op, api_name, api, share));
             table.row(row(op, pg_name, pg, String::new()));
         }
+        let share = format!(
+            "{:.1}% of api POST",
+            100.0 * ratio(&self.api_create_triggered, &self.api_create)
+        );
+        table.row(row(
+            "create",
+            "api POST + trigger",
+            &self.api_create_triggered,
+            share,
+        ));
         print!("{}", table.render());
         println!("req/s counts successful requests over the phase's wall-clock time; latencies include failures.");
 
@@ -452,8 +549,10 @@ impl Report {
         let share_met = share >= TARGET_CREATE_SHARE;
         let p99_met =
             self.api_create.latency.p99 < TARGET_P99 && self.api_read.latency.p99 < TARGET_P99;
+        let trigger_share = ratio(&self.api_create_triggered, &self.api_create);
+        let trigger_met = trigger_share >= TARGET_TRIGGER_SHARE;
         println!(
-            "targets: create ≥ {:.0}% of direct INSERT: {:.1}% {}; API p99 < {} ms: create {} ms, read {} ms {}; overall {}",
+            "targets: create ≥ {:.0}% of direct INSERT: {:.1}% {}; API p99 < {} ms: create {} ms, read {} ms {}; create with a trigger ≥ {:.0}% of create: {:.1}% {}; overall {}",
             100.0 * TARGET_CREATE_SHARE,
             100.0 * share,
             verdict(share_met),
@@ -461,7 +560,10 @@ impl Report {
             ms(self.api_create.latency.p99),
             ms(self.api_read.latency.p99),
             verdict(p99_met),
-            verdict(share_met && p99_met),
+            100.0 * TARGET_TRIGGER_SHARE,
+            100.0 * trigger_share,
+            verdict(trigger_met),
+            verdict(share_met && p99_met && trigger_met),
         );
     }
 }

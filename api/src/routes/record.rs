@@ -7,6 +7,8 @@ use axum::routing::get;
 use axum::Router;
 use crust_model::paging::Paging;
 use crust_model::record::{Record, RecordInput};
+use crust_model::trigger::Revision;
+use crust_store::records::{Actor, Written};
 use crust_store::{modules, records};
 use serde::{Deserialize, Serialize};
 
@@ -106,9 +108,16 @@ pub async fn create_record(
     Body(input): Body<RecordInput>,
 ) -> ApiResult<impl IntoResponse> {
     let values = input.fields.into_map()?;
-    Ok(created(
-        records::create_cached(&state.pool, &state.modules, module_id, user, values).await?,
-    ))
+    let written = records::create_cached(
+        &state.pool,
+        &state.modules,
+        &state.triggers,
+        module_id,
+        &Actor::User(user),
+        values,
+    )
+    .await?;
+    Ok(created(publish(&state, written)))
 }
 
 /// Read a record.
@@ -131,17 +140,21 @@ pub async fn read_record(
               (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn update_record(
     State(state): State<AppState>,
+    AuthUser(user): AuthUser,
     Ids([module_id, record_id]): Ids<2>,
     Body(input): Body<RecordInput>,
 ) -> ApiResult<impl IntoResponse> {
     let values = input.fields.into_map()?;
-    Ok(ok(records::update(
+    let written = records::update_cached(
         &state.pool,
+        &state.triggers,
         module_id,
         record_id,
+        &Actor::User(user),
         values,
     )
-    .await?))
+    .await?;
+    Ok(ok(publish(&state, written)))
 }
 
 /// Delete a record (soft: it disappears from lists, reports and references).
@@ -150,11 +163,43 @@ pub async fn update_record(
     responses((status = 200, body = super::Success), (status = 404, body = super::ErrorBody)))]
 pub async fn delete_record(
     State(state): State<AppState>,
+    AuthUser(user): AuthUser,
     Ids([module_id, record_id]): Ids<2>,
 ) -> ApiResult<impl IntoResponse> {
-    modules::get(&state.pool, module_id).await?;
-    records::delete(&state.pool, module_id, record_id).await?;
+    let written = records::delete_cached(
+        &state.pool,
+        &state.triggers,
+        module_id,
+        record_id,
+        &Actor::User(user),
+    )
+    .await?;
+    publish(&state, written);
     Ok(success())
+}
+
+/// A record's revisions, oldest first: who changed what, and when. A
+/// deleted record keeps them (the last is the delete).
+#[utoipa::path(get, path = "/module/{moduleID}/record/{recordID}/revisions", tag = "records",
+    params(("moduleID" = String, Path, description = "Module ID"), ("recordID" = String, Path, description = "Record ID")),
+    responses((status = 200, body = inline(crate::extract::Envelope<Vec<Revision>>)), (status = 404, body = super::ErrorBody)))]
+pub async fn record_revisions(
+    State(state): State<AppState>,
+    Ids([module_id, record_id]): Ids<2>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(ok(
+        records::revisions(&state.pool, module_id, record_id).await?
+    ))
+}
+
+/// Hands the jobs a write triggered to the publisher (they are committed;
+/// the scheduler publishes them if this process cannot) and returns the
+/// record.
+fn publish(state: &AppState, written: Written) -> crust_model::record::Record {
+    for job in written.due {
+        state.queue.run(job, None);
+    }
+    written.record
 }
 
 /// Record routes.
@@ -167,5 +212,9 @@ pub fn router() -> Router<AppState> {
         .route(
             "/module/{moduleID}/record/{recordID}",
             get(read_record).post(update_record).delete(delete_record),
+        )
+        .route(
+            "/module/{moduleID}/record/{recordID}/revisions",
+            get(record_revisions),
         )
 }

@@ -20,4 +20,5 @@ mod process;
 mod query;
 mod records;
 mod secrets;
+mod triggers;
 mod versions;

@@ -29,6 +29,7 @@ pub mod secret;
 pub mod step;
 pub mod task;
 pub mod template;
+pub mod trigger;
 pub mod webhook;
 pub mod workflow;
 

@@ -16,6 +16,7 @@ use crate::job::{check_parameters_at, Parameters};
 use crate::required_name;
 use crate::task::{validate_params, TaskKind};
 use crate::template::{check_template, has_template};
+use crate::trigger::{check_triggers, Trigger};
 use crate::{Error, Id, Result};
 
 /// Most tasks in one list, retries per task, and seconds in any timeout
@@ -112,6 +113,9 @@ pub struct Workflow {
     /// or the usual five fields); each slot starts one job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// Record events that start a job of this workflow.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
     /// The current version: 1 when created, one more at every edit. New
     /// jobs run this version (`GET /workflow/{id}/versions` lists them).
     pub version: i32,
@@ -195,6 +199,10 @@ pub struct WorkflowInput {
     /// Job starts per rendered `key`, cluster-wide.
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Record events that start a job (checked against the modules at save).
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    pub triggers: Vec<Trigger>,
 }
 
 /// The body of a workflow edit: every key is optional and an absent one
@@ -230,6 +238,8 @@ pub struct WorkflowPatch {
     #[serde(default, deserialize_with = "crate::explicit_null")]
     #[schema(value_type = Option<RateLimit>)]
     pub rate_limit: Option<Option<RateLimit>>,
+    /// Record-event triggers, replaced whole when given (`[]` removes them).
+    pub triggers: Option<Vec<Trigger>>,
 }
 
 impl WorkflowPatch {
@@ -246,6 +256,7 @@ impl WorkflowPatch {
             webhook: self.webhook.unwrap_or(current.webhook),
             concurrency: self.concurrency.unwrap_or(current.concurrency),
             rate_limit: self.rate_limit.unwrap_or(current.rate_limit),
+            triggers: self.triggers.unwrap_or(current.triggers),
         }
     }
 }
@@ -264,6 +275,9 @@ pub struct ValidWorkflow {
     /// As given, for showing, and checked.
     pub concurrency: Option<(Concurrency, ValidConcurrency)>,
     pub rate_limit: Option<(RateLimit, ValidRateLimit)>,
+    /// Checked here for shape only; the store checks modules, fields and
+    /// filters in the saving transaction.
+    pub triggers: Vec<Trigger>,
 }
 
 impl ValidWorkflow {
@@ -279,6 +293,7 @@ impl ValidWorkflow {
             schedule: self.schedule.as_ref().map(|s| s.text.clone()),
             concurrency: self.concurrency.as_ref().map(|(shown, _)| shown.clone()),
             rate_limit: self.rate_limit.as_ref().map(|(shown, _)| shown.clone()),
+            triggers: self.triggers.clone(),
         }
     }
 }
@@ -309,6 +324,8 @@ pub struct Definition {
     pub concurrency: Option<Concurrency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
 }
 
 fn default_parallelism() -> u32 {
@@ -380,6 +397,7 @@ impl WorkflowInput {
             )));
         }
         check_parameters_at("parameters", &self.parameters)?;
+        check_triggers(&self.triggers)?;
         let schedule = match self.schedule.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(
@@ -434,6 +452,7 @@ impl WorkflowInput {
             parallelism: parallelism as u32,
             parameters: self.parameters,
             schedule,
+            triggers: self.triggers,
         })
     }
 }

@@ -23,6 +23,7 @@ pub mod reports;
 pub mod roles;
 pub mod secrets;
 pub mod steps;
+pub mod triggers;
 pub mod workflows;
 
 pub use error::{Error, Result};

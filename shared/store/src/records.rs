@@ -1,6 +1,8 @@
 //! Records: list, read, create, update and soft delete, each validated
 //! against its module inside the transaction that writes it.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::types::Json;
@@ -10,20 +12,14 @@ use crate::bounded;
 use crate::config::QueryLimits;
 use crate::error::query_failure;
 use crate::modules::{self, ModuleCache};
+use crate::triggers::{TriggerCache, TriggerSet};
 use crate::{Error, Result};
 use crust_model::module::Module;
 use crust_model::paging::Paging;
 use crust_model::record::{check_values, Record, Reference};
+use crust_model::trigger::{Change, ChangedBy, RecordEvent, Revision, MAX_TRIGGER_DEPTH};
 use crust_model::Id;
 use crust_query::{compile_filter, compile_sort, Params};
-
-/// A record row and the ID of the audit entry its statement wrote.
-#[derive(sqlx::FromRow)]
-struct AuditedRow {
-    #[sqlx(flatten)]
-    row: RecordRow,
-    audit_id: Option<i64>,
-}
 
 #[derive(sqlx::FromRow)]
 struct RecordRow {
@@ -275,112 +271,275 @@ async fn check_references(conn: &mut PgConnection, references: &[Reference]) -> 
     Ok(())
 }
 
-/// Creates a record in module `module_id` for `user`.
-///
-/// Values are checked against the module as read, then inserted by one
-/// autocommit statement that also checks the module is still live and
-/// unchanged (same version), holding a key-share lock on it, so a
-/// concurrent edit or delete either waits for the insert or makes it miss;
-/// a miss re-reads the module and tries again. Records that reference other
-/// records take a transaction, to check the references under the same lock.
-pub async fn create(
-    pool: &PgPool,
-    module_id: Id,
-    user: Id,
-    input: Map<String, Value>,
-) -> Result<Record> {
-    create_cached(pool, &ModuleCache::default(), module_id, user, input).await
+/// Who writes a record: a user through the api, or a task of a job (whose
+/// lineage cuts trigger loops, and whose user owns what it creates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    User(Id),
+    Job { job_id: Id, task: String, user: Id },
 }
 
-/// [`create`] reading the module through `cache`, which saves a round trip
-/// per record; a stale entry makes the guarded insert miss and is evicted.
-pub async fn create_cached(
-    pool: &PgPool,
-    cache: &ModuleCache,
-    module_id: Id,
-    user: Id,
-    input: Map<String, Value>,
-) -> Result<Record> {
-    for _ in 0..3 {
-        let module = cache.get(pool, module_id).await?;
-        let checked = check_values(&module, input.clone(), None)?;
-        if !checked.references.is_empty() {
-            return create_with_references(pool, module_id, user, input).await;
+impl Actor {
+    fn user(&self) -> Id {
+        match self {
+            Actor::User(user) | Actor::Job { user, .. } => *user,
         }
-        // The request's audit entry (if any) is inserted by the same
-        // statement, so it commits with the record and costs no round trip.
-        let audit = crate::audit::pending();
-        let entry = audit.as_deref().map(crate::audit::RequestAudit::values);
-        let row: Option<AuditedRow> = sqlx::query_as(&format!(
-            r#"WITH m AS (
-                   SELECT id FROM modules
-                   WHERE id = $1 AND deleted_at IS NULL AND coalesce(updated_at, created_at) = $4
-                   FOR KEY SHARE),
-               ins AS (
-                   INSERT INTO records AS r (module_id, user_id, "values")
-                   SELECT m.id, $2, $3 FROM m
-                   RETURNING {COLUMNS}),
-               a AS (
-                   INSERT INTO audit_log (user_id, method, path, resource, status)
-                   SELECT $5, $6, $7, $8, $9 FROM ins WHERE $5 IS NOT NULL
-                   RETURNING id)
-               SELECT ins.*, (SELECT id FROM a) AS audit_id FROM ins"#
-        ))
-        .bind(module_id)
-        .bind(user)
-        .bind(Json(&checked.values))
+    }
+}
+
+/// A committed record write and what its triggers did.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The record after the change (as it was, for a delete).
+    pub record: Record,
+    /// Triggered jobs due now. Written by a user: for the caller to publish
+    /// (the scheduler steps in after the publish grace). Written by a job:
+    /// already due for the scheduler, which was woken.
+    pub due: Vec<Id>,
+    /// Triggers whose condition held but started no job because the
+    /// writing job is at the end of a chain ([`MAX_TRIGGER_DEPTH`]); the
+    /// worker logs this on the writing job.
+    pub not_followed: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct WriteRow {
+    #[sqlx(flatten)]
+    record: RecordRow,
+    /// The audit entry the statement inserted (inside an api request).
+    audit_id: Option<i64>,
+    due: Vec<i64>,
+    matched: i64,
+    writer_depth: i32,
+}
+
+impl WriteRow {
+    fn into_written(self, module: &Module) -> Written {
+        let not_followed = if self.writer_depth >= MAX_TRIGGER_DEPTH {
+            self.matched
+        } else {
+            0
+        };
+        Written {
+            record: self.record.into_record(module),
+            due: self.due.into_iter().map(Id::from).collect(),
+            not_followed,
+        }
+    }
+}
+
+/// What one write statement binds besides the filters' values.
+#[derive(Clone, Copy)]
+struct WriteInput<'a> {
+    record: Option<Id>,
+    values: Option<&'a Map<String, Value>>,
+    previous: Option<&'a Map<String, Value>>,
+}
+
+/// Runs `event`'s statement of `set`: the record write, its revision and
+/// its triggered jobs, all or nothing. `None`: the module changed, went
+/// away or its triggers changed since `set` was compiled (or, for an
+/// update or delete, the record is gone).
+async fn write<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    set: &TriggerSet,
+    event: RecordEvent,
+    module: &Module,
+    actor: &Actor,
+    input: WriteInput<'_>,
+) -> Result<Option<WriteRow>> {
+    let statement = set.statement(event);
+    let (job, task) = match actor {
+        Actor::User(_) => (None, None),
+        Actor::Job { job_id, task, .. } => (Some(*job_id), Some(task.as_str())),
+    };
+    // A user's write leaves publishing to the api (the scheduler takes
+    // over after the grace); a job's write wakes the scheduler at once.
+    let by_job = job.is_some();
+    let release_at = if by_job {
+        Utc::now()
+    } else {
+        Utc::now() + crate::jobs::PUBLISH_GRACE
+    };
+    let mut query = sqlx::query_as::<_, WriteRow>(&statement.sql)
+        .bind(module.id)
+        .bind(actor.user())
+        .bind(input.values.map(Json))
         .bind(module.version())
+        .bind(set.stamp)
+        .bind(input.record)
+        .bind(input.previous.map(Json))
+        // $8 is unused (kept so the numbering stays fixed).
+        .bind(None::<i64>)
+        .bind(job)
+        .bind(task)
+        .bind(release_at)
+        .bind(by_job);
+    let audit = crate::audit::pending();
+    let entry = audit.as_deref().map(crate::audit::RequestAudit::values);
+    query = query
         .bind(entry.as_ref().map(|entry| entry.user))
         .bind(entry.as_ref().map(|entry| entry.method))
         .bind(entry.as_ref().map(|entry| entry.path))
         .bind(entry.as_ref().map(|entry| entry.resource.clone()))
-        .bind(entry.as_ref().map(|entry| entry.status))
-        .fetch_optional(pool)
-        .await?;
-        if let Some(AuditedRow { row, audit_id }) = row {
-            if let (Some(audit), Some(id)) = (audit, audit_id) {
-                audit.mark_written(id);
-            }
-            return Ok(row.into_record(&module));
-        }
-        // The module changed or went away since it was read: read it again.
-        cache.forget(module_id);
+        .bind(entry.as_ref().map(|entry| entry.status));
+    for value in &statement.filter_params {
+        query = query.bind(value);
     }
-    create_with_references(pool, module_id, user, input).await
+    let row = query.fetch_optional(executor).await?;
+    if let (Some(audit), Some(id)) = (audit, row.as_ref().and_then(|row| row.audit_id)) {
+        audit.mark_written(id);
+    }
+    Ok(row)
+}
+
+/// Creates a record in module `module_id` as `actor`, with its revision
+/// and its triggered jobs. See [`create_cached`].
+pub async fn create(
+    pool: &PgPool,
+    module_id: Id,
+    actor: &Actor,
+    input: Map<String, Value>,
+) -> Result<Written> {
+    create_cached(
+        pool,
+        &ModuleCache::default(),
+        &TriggerCache::default(),
+        module_id,
+        actor,
+        input,
+    )
+    .await
+}
+
+/// [`create`] reading the module and its triggers through the caches,
+/// which saves round trips per record.
+///
+/// Values are checked against the module as read, then one autocommit
+/// statement inserts the record, its revision and its triggered jobs,
+/// checking that the module is still live, unchanged (same version) and has
+/// the same triggers (same stamp), holding a key-share lock on it, so a
+/// concurrent edit or delete either waits for the insert or makes it miss;
+/// a miss evicts the cache entries and tries again. Records that reference
+/// other records take a transaction, to check the references under the
+/// same lock.
+pub async fn create_cached(
+    pool: &PgPool,
+    cache: &ModuleCache,
+    triggers: &TriggerCache,
+    module_id: Id,
+    actor: &Actor,
+    input: Map<String, Value>,
+) -> Result<Written> {
+    for _ in 0..3 {
+        let module = cache.get(pool, module_id).await?;
+        let checked = check_values(&module, input.clone(), None)?;
+        if !checked.references.is_empty() {
+            return create_with_references(pool, triggers, module_id, actor, input).await;
+        }
+        let set = triggers.get(pool, &module).await?;
+        let values = WriteInput {
+            record: None,
+            values: Some(&checked.values),
+            previous: None,
+        };
+        let row = write(pool, &set, RecordEvent::Created, &module, actor, values).await?;
+        if let Some(row) = row {
+            return Ok(row.into_written(&module));
+        }
+        // The module or its triggers changed since they were read.
+        cache.forget(module_id);
+        triggers.forget(module_id);
+    }
+    create_with_references(pool, triggers, module_id, actor, input).await
 }
 
 /// The transactional create: module share-locked, references checked.
 async fn create_with_references(
     pool: &PgPool,
+    triggers: &TriggerCache,
     module_id: Id,
-    user: Id,
+    actor: &Actor,
     input: Map<String, Value>,
-) -> Result<Record> {
+) -> Result<Written> {
     let mut tx = pool.begin().await?;
     let module = modules::get_for_share(&mut tx, module_id).await?;
     let checked = check_values(&module, input, None)?;
     check_references(&mut tx, &checked.references).await?;
-    let row: RecordRow = sqlx::query_as(&format!(
-        r#"INSERT INTO records AS r (module_id, user_id, "values") VALUES ($1, $2, $3)
-           RETURNING {COLUMNS}"#
-    ))
-    .bind(module_id)
-    .bind(user)
-    .bind(Json(&checked.values))
-    .fetch_one(&mut *tx)
-    .await?;
+    let values = WriteInput {
+        record: None,
+        values: Some(&checked.values),
+        previous: None,
+    };
+    let row = write_locked(
+        &mut tx,
+        triggers,
+        RecordEvent::Created,
+        &module,
+        actor,
+        values,
+    )
+    .await?
+    .ok_or_else(|| Error::conflict(format!("module {module_id} changed; try again")))?;
     crate::audit::commit(tx).await?;
-    Ok(row.into_record(&module))
+    Ok(row.into_written(&module))
 }
 
-/// Updates a record: given fields replace stored ones, `null` clears one,
-/// the rest are kept.
+/// [`write`] in a transaction that share-locks the module: only a trigger
+/// set compiled before a workflow save can miss, so it is reloaded (in the
+/// transaction) and the write tried again. `None`: the record is gone.
+async fn write_locked(
+    tx: &mut PgConnection,
+    triggers: &TriggerCache,
+    event: RecordEvent,
+    module: &Module,
+    actor: &Actor,
+    input: WriteInput<'_>,
+) -> Result<Option<WriteRow>> {
+    for _ in 0..3 {
+        let set = triggers.get(&mut *tx, module).await?;
+        if let Some(row) = write(&mut *tx, &set, event, module, actor, input).await? {
+            return Ok(Some(row));
+        }
+        let stamp: Option<i64> =
+            sqlx::query_scalar("SELECT triggers_stamp FROM modules WHERE id = $1")
+                .bind(module.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if stamp == Some(set.stamp) {
+            // The set was current: the record itself is missing.
+            return Ok(None);
+        }
+        triggers.forget(module.id);
+    }
+    Err(Error::conflict(format!(
+        "the triggers of module {} keep changing; try again",
+        module.id
+    )))
+}
+
+/// Updates a record as `actor`: given fields replace stored ones, `null`
+/// clears one, the rest are kept. Its revision and triggered jobs are
+/// written by the same statement.
 pub async fn update(
     pool: &PgPool,
     module_id: Id,
     id: Id,
+    actor: &Actor,
     input: Map<String, Value>,
-) -> Result<Record> {
+) -> Result<Written> {
+    update_cached(pool, &TriggerCache::default(), module_id, id, actor, input).await
+}
+
+/// [`update`] with compiled triggers from `triggers`.
+pub async fn update_cached(
+    pool: &PgPool,
+    triggers: &TriggerCache,
+    module_id: Id,
+    id: Id,
+    actor: &Actor,
+    input: Map<String, Value>,
+) -> Result<Written> {
     let mut tx = pool.begin().await?;
     let module = modules::get_for_share(&mut tx, module_id).await?;
     let stored: Json<Map<String, Value>> = sqlx::query_scalar(
@@ -394,37 +553,109 @@ pub async fn update(
     .ok_or_else(|| missing(module_id, id))?;
     let checked = check_values(&module, input, Some(&stored.0))?;
     check_references(&mut tx, &checked.references).await?;
-    let row: RecordRow = sqlx::query_as(&format!(
-        r#"UPDATE records AS r SET "values" = $2, updated_at = now()
-           WHERE r.module_id = $3 AND r.id = $1
-           RETURNING {COLUMNS}"#
-    ))
-    .bind(id)
-    .bind(Json(&checked.values))
-    .bind(module_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    crate::audit::commit(tx).await?;
-    Ok(row.into_record(&module))
-}
-
-/// Soft-deletes a record and returns it as it was; it then vanishes from
-/// lists, reports and references.
-pub async fn delete(pool: &PgPool, module_id: Id, id: Id) -> Result<Record> {
-    let module = modules::get(pool, module_id).await?;
-    let mut tx = crate::audit::begin(pool).await?;
-    let record = sqlx::query_as::<_, RecordRow>(&format!(
-        "UPDATE records r SET deleted_at = now()
-         WHERE r.id = $1 AND r.module_id = $2 AND r.deleted_at IS NULL
-           AND EXISTS (SELECT 1 FROM modules WHERE id = $2 AND deleted_at IS NULL)
-         RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(module_id)
-    .fetch_optional(&mut *tx)
+    let values = WriteInput {
+        record: Some(id),
+        values: Some(&checked.values),
+        previous: Some(&stored.0),
+    };
+    let row = write_locked(
+        &mut tx,
+        triggers,
+        RecordEvent::Updated,
+        &module,
+        actor,
+        values,
+    )
     .await?
-    .map(|row| row.into_record(&module))
     .ok_or_else(|| missing(module_id, id))?;
     crate::audit::commit(tx).await?;
-    Ok(record)
+    Ok(row.into_written(&module))
+}
+
+/// Soft-deletes a record as `actor` and returns it as it was; it then
+/// vanishes from lists, reports and references (its revisions stay).
+pub async fn delete(pool: &PgPool, module_id: Id, id: Id, actor: &Actor) -> Result<Written> {
+    delete_cached(pool, &TriggerCache::default(), module_id, id, actor).await
+}
+
+/// [`delete`] with compiled triggers from `triggers`.
+pub async fn delete_cached(
+    pool: &PgPool,
+    triggers: &TriggerCache,
+    module_id: Id,
+    id: Id,
+    actor: &Actor,
+) -> Result<Written> {
+    let mut tx = pool.begin().await?;
+    let module = modules::get_for_share(&mut tx, module_id).await?;
+    let values = WriteInput {
+        record: Some(id),
+        values: None,
+        previous: None,
+    };
+    let row = write_locked(
+        &mut tx,
+        triggers,
+        RecordEvent::Deleted,
+        &module,
+        actor,
+        values,
+    )
+    .await?
+    .ok_or_else(|| missing(module_id, id))?;
+    crate::audit::commit(tx).await?;
+    Ok(row.into_written(&module))
+}
+
+#[derive(sqlx::FromRow)]
+struct RevisionRow {
+    revision: i32,
+    at: DateTime<Utc>,
+    operation: String,
+    user_id: Option<Id>,
+    job_id: Option<Id>,
+    task: Option<String>,
+    changes: Json<BTreeMap<String, Change>>,
+}
+
+/// Every revision of a record of a live module, oldest first; a
+/// soft-deleted record keeps its revisions (its last one is the delete).
+pub async fn revisions(pool: &PgPool, module_id: Id, id: Id) -> Result<Vec<Revision>> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM records r JOIN modules m ON m.id = r.module_id
+                        WHERE r.module_id = $1 AND r.id = $2 AND m.deleted_at IS NULL)",
+    )
+    .bind(module_id)
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    if !exists {
+        return Err(missing(module_id, id));
+    }
+    let rows: Vec<RevisionRow> = sqlx::query_as(
+        "SELECT revision, at, operation, user_id, job_id, task, changes FROM record_revisions
+         WHERE module_id = $1 AND record_id = $2 ORDER BY revision",
+    )
+    .bind(module_id)
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Revision {
+            revision: row.revision,
+            at: row.at,
+            operation: row.operation,
+            by: match (row.job_id, row.user_id) {
+                (Some(job_id), _) => ChangedBy::Job {
+                    job_id,
+                    task: row.task.unwrap_or_default(),
+                },
+                (None, user) => ChangedBy::User {
+                    user_id: user.unwrap_or(Id::from(0)),
+                },
+            },
+            changes: row.changes.0,
+        })
+        .collect())
 }

@@ -10,6 +10,7 @@ use crate::{Error, Result};
 use crust_model::flow::{Concurrency, RateLimit};
 use crust_model::job::Parameters;
 use crust_model::paging::Paging;
+use crust_model::trigger::Trigger;
 use crust_model::workflow::{
     Definition, Task, ValidWorkflow, Webhook, WebhookChange, Workflow, WorkflowPatch,
     WorkflowVersion,
@@ -26,6 +27,7 @@ struct WorkflowRow {
     parallelism: i32,
     parameters: Json<Parameters>,
     schedule: Option<String>,
+    triggers: Json<Vec<Trigger>>,
     version: i32,
     created_at: DateTime<Utc>,
     updated_at: Option<DateTime<Utc>>,
@@ -46,6 +48,7 @@ impl From<WorkflowRow> for Workflow {
             parallelism: row.parallelism.max(1) as u32,
             parameters: row.parameters.0,
             schedule: row.schedule,
+            triggers: row.triggers.0,
             version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -61,7 +64,7 @@ impl From<WorkflowRow> for Workflow {
 }
 
 const COLUMNS: &str =
-    "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, \
+    "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, triggers, \
      version, created_at, updated_at, paused_at, webhook_secret IS NOT NULL AS has_webhook, \
      concurrency, rate_limit";
 
@@ -177,8 +180,8 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
         "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at,
                                            parameters, version, parallelism, concurrency,
                                            concurrency_limit, concurrency_key_spec, rate_limit,
-                                           rate_step_us, rate_key_spec)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13, $14)
+                                           rate_step_us, rate_key_spec, triggers)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13, $14, $15)
                     RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -196,8 +199,10 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .bind(input.rate_limit.as_ref().map(|(shown, _)| Json(shown)))
     .bind(input.rate_limit.as_ref().map(|(_, valid)| valid.step_us))
     .bind(input.rate_limit.as_ref().map(|(_, valid)| Json(&valid.key.0)))
+    .bind(Json(&input.triggers))
     .fetch_one(&mut *tx)
     .await?;
+    crate::triggers::save(&mut tx, row.id, &input.triggers).await?;
     let mut row = row;
     if input.webhook == WebhookChange::Keep {
         return Err(Error::invalid(
@@ -257,7 +262,7 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
                            schedule = $6, next_fire_at = $7, parameters = $8,
                            version = version + 1, parallelism = $9, updated_at = now(),
                            concurrency = $10, concurrency_limit = $11, concurrency_key_spec = $12,
-                           rate_limit = $13, rate_step_us = $14, rate_key_spec = $15
+                           rate_limit = $13, rate_step_us = $14, rate_key_spec = $15, triggers = $16
                     WHERE id = $1 RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -286,8 +291,10 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
             .as_ref()
             .map(|(_, valid)| Json(&valid.key.0)),
     )
+    .bind(Json(&input.triggers))
     .fetch_one(&mut *tx)
     .await?;
+    crate::triggers::save(&mut tx, id, &input.triggers).await?;
     let mut row = row;
     row.has_webhook = set_webhook(&mut tx, id, &input.webhook).await?;
     record_version(&mut tx, id, row.version, &input.definition()).await?;
@@ -427,6 +434,7 @@ pub async fn delete(pool: &PgPool, id: Id) -> Result<Vec<Id>> {
     if found.is_none() {
         return Err(missing(id));
     }
+    crate::triggers::save(&mut tx, id, &[]).await?;
     let running: Vec<Id> = sqlx::query_scalar::<_, Option<Id>>(
         "UPDATE jobs SET cancel_requested = true, updated_at = now(), wake_at = NULL,
                 status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END,

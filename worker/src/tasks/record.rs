@@ -18,28 +18,25 @@ use crust_model::task::{
     RecordCreateParams, RecordDeleteParams, RecordQueryParams, RecordUpdateParams,
     MAX_QUERY_PER_PAGE,
 };
+use crust_model::trigger::MAX_TRIGGER_DEPTH;
 use crust_model::Id;
 use crust_store::config::QueryLimits;
+use crust_store::records::{Actor, Written};
 use crust_store::{modules, records};
+
+use crate::logs::JobLogger;
 
 /// Creates a record as the job's user; the output is the record.
 pub async fn create(params: RecordCreateParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
-    create_record(
-        &ctx.env.pool,
-        params.module_id,
-        ctx.user,
-        ctx.roles,
-        params.fields,
-    )
-    .await
-    .map_err(TaskError::Failed)
+    create_record(&writer(ctx), params.module_id, params.fields)
+        .await
+        .map_err(TaskError::Failed)
 }
 
 /// Updates a record; the output is the record after the change.
 pub async fn update(params: RecordUpdateParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
     update_record(
-        &ctx.env.pool,
-        ctx.roles,
+        &writer(ctx),
         params.module_id,
         params.record_id,
         params.fields,
@@ -50,7 +47,7 @@ pub async fn update(params: RecordUpdateParams, ctx: &TaskContext<'_>) -> Result
 
 /// Deletes a record; the output is the record as it was.
 pub async fn delete(params: RecordDeleteParams, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
-    delete_record(&ctx.env.pool, ctx.roles, params.module_id, params.record_id)
+    delete_record(&writer(ctx), params.module_id, params.record_id)
         .await
         .map_err(TaskError::Failed)
 }
@@ -95,47 +92,109 @@ pub async fn permit(
 }
 
 /// Creates a record in `module_id` for `user`, as JSON.
+/// A job's task writing records: its writes carry the job's lineage (so
+/// triggers can cut loops) and show as `{jobID, task}` in revisions.
+#[derive(Clone)]
+pub struct Writer {
+    pub pool: PgPool,
+    pub actor: Actor,
+    pub log: JobLogger,
+    /// The job creator's roles, whose permissions each write needs
+    /// (`None`: a system job).
+    pub roles: Option<Vec<String>>,
+}
+
+pub(crate) fn writer(ctx: &TaskContext<'_>) -> Writer {
+    Writer {
+        pool: ctx.env.pool.clone(),
+        actor: Actor::Job {
+            job_id: ctx.job_id,
+            task: ctx.task_name.to_owned(),
+            user: ctx.user,
+        },
+        log: ctx.log.clone(),
+        roles: ctx.roles.map(<[String]>::to_vec),
+    }
+}
+
+impl Writer {
+    /// The record of a write, after logging the triggers it did not follow
+    /// because this job is at the end of a chain of triggered jobs.
+    async fn finish(&self, written: Written) -> Result<Value, String> {
+        if written.not_followed > 0 {
+            let task = match &self.actor {
+                Actor::Job { task, .. } => Some(task.as_str()),
+                Actor::User(_) => None,
+            };
+            self.log
+                .log(
+                    "warn",
+                    task,
+                    format!(
+                        "record {} of module {}: {} trigger(s) not followed: this job is at \
+                         depth {MAX_TRIGGER_DEPTH} of a chain of triggered jobs",
+                        written.record.id, written.record.module_id, written.not_followed
+                    ),
+                    None,
+                )
+                .await;
+        }
+        to_json(&written.record)
+    }
+}
+
+/// Creates a record in `module_id` for the job's user, as JSON.
 pub async fn create_record(
-    pool: &PgPool,
+    writer: &Writer,
     module_id: Id,
-    user: Id,
-    roles: Option<&[String]>,
     fields: Map<String, Value>,
 ) -> Result<Value, String> {
-    permit(pool, roles, module_id, Operation::Write).await?;
-    let record = records::create(pool, module_id, user, fields)
+    permit(
+        &writer.pool,
+        writer.roles.as_deref(),
+        module_id,
+        Operation::Write,
+    )
+    .await?;
+    let written = records::create(&writer.pool, module_id, &writer.actor, fields)
         .await
         .map_err(|err| err.to_string())?;
-    to_json(&record)
+    writer.finish(written).await
 }
 
 /// Updates record `record_id` of `module_id`, as JSON.
 pub async fn update_record(
-    pool: &PgPool,
-    roles: Option<&[String]>,
+    writer: &Writer,
     module_id: Id,
     record_id: Id,
     fields: Map<String, Value>,
 ) -> Result<Value, String> {
-    permit(pool, roles, module_id, Operation::Write).await?;
-    let record = records::update(pool, module_id, record_id, fields)
+    permit(
+        &writer.pool,
+        writer.roles.as_deref(),
+        module_id,
+        Operation::Write,
+    )
+    .await?;
+    let written = records::update(&writer.pool, module_id, record_id, &writer.actor, fields)
         .await
         .map_err(|err| err.to_string())?;
-    to_json(&record)
+    writer.finish(written).await
 }
 
 /// Deletes record `record_id` of `module_id`; returns it as it was.
-pub async fn delete_record(
-    pool: &PgPool,
-    roles: Option<&[String]>,
-    module_id: Id,
-    record_id: Id,
-) -> Result<Value, String> {
-    permit(pool, roles, module_id, Operation::Delete).await?;
-    let record = records::delete(pool, module_id, record_id)
+pub async fn delete_record(writer: &Writer, module_id: Id, record_id: Id) -> Result<Value, String> {
+    permit(
+        &writer.pool,
+        writer.roles.as_deref(),
+        module_id,
+        Operation::Delete,
+    )
+    .await?;
+    let written = records::delete(&writer.pool, module_id, record_id, &writer.actor)
         .await
         .map_err(|err| err.to_string())?;
-    to_json(&record)
+    writer.finish(written).await
 }
 
 /// A page of `module_id`'s records: `{"count": total, "records": [...]}`.

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use super::record::{create_record, delete_record, query_records, update_record};
+use super::record::{create_record, delete_record, query_records, update_record, Writer};
 use super::{TaskContext, TaskError};
 use crate::logs::JobLogger;
 use crust_model::job::LOG_LEVELS;
@@ -58,8 +58,8 @@ pub async fn run(params: ScriptParams, ctx: &TaskContext<'_>) -> Result<Value, T
         item: ctx.item.map(|(item, index)| (item.clone(), index)),
         host: Host {
             pool: ctx.env.pool.clone(),
-            user: ctx.user,
             roles: ctx.roles.map(<[String]>::to_vec),
+            writer: super::record::writer(ctx),
             log: ctx.log.clone(),
             task: ctx.task_name.to_owned(),
             handle: Handle::current(),
@@ -90,9 +90,10 @@ struct Script {
 #[derive(Clone)]
 struct Host {
     pool: PgPool,
-    user: Id,
     /// The job creator's roles (`None`: a system job).
     roles: Option<Vec<String>>,
+    /// Record writes, as this job's task.
+    writer: Writer,
     log: JobLogger,
     task: String,
     handle: Handle,
@@ -194,13 +195,7 @@ impl Script {
             move |module: Dynamic, fields: Dynamic| -> RhaiResult<Dynamic> {
                 let module = id_of("record_create", "moduleID", module)?;
                 let fields = fields_of("record_create", fields)?;
-                let record = host.block_on(create_record(
-                    &host.pool,
-                    module,
-                    host.user,
-                    host.roles.as_deref(),
-                    fields,
-                ));
+                let record = host.block_on(create_record(&host.writer, module, fields));
                 host.reply("record_create", record)
             },
         );
@@ -211,13 +206,7 @@ impl Script {
                 let module = id_of("record_update", "moduleID", module)?;
                 let record = id_of("record_update", "recordID", record)?;
                 let fields = fields_of("record_update", fields)?;
-                let record = host.block_on(update_record(
-                    &host.pool,
-                    host.roles.as_deref(),
-                    module,
-                    record,
-                    fields,
-                ));
+                let record = host.block_on(update_record(&host.writer, module, record, fields));
                 host.reply("record_update", record)
             },
         );
@@ -227,12 +216,7 @@ impl Script {
             move |module: Dynamic, record: Dynamic| -> RhaiResult<Dynamic> {
                 let module = id_of("record_delete", "moduleID", module)?;
                 let record = id_of("record_delete", "recordID", record)?;
-                let deleted = host.block_on(delete_record(
-                    &host.pool,
-                    host.roles.as_deref(),
-                    module,
-                    record,
-                ));
+                let deleted = host.block_on(delete_record(&host.writer, module, record));
                 host.reply("record_delete", deleted)
             },
         );

@@ -19,4 +19,5 @@ mod scheduling;
 mod secrets;
 mod stops;
 mod traces;
+mod triggers;
 mod versions;

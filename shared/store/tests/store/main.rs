@@ -12,4 +12,5 @@ mod retention;
 mod secrets;
 mod steps;
 mod support;
+mod triggers;
 mod workflows;
