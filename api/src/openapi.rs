@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{chart, health, job, module, page, record, report, secret, workflow};
+use crate::routes::{chart, health, job, module, page, record, report, secret, ui, workflow};
 use crate::AppState;
 use crust_model::task::TaskKind;
 
@@ -36,6 +36,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
         job::job_steps, job::signal_job, job::rerun_job,
         secret::list_secrets, secret::put_secret, secret::delete_secret,
+        ui::ui_index, ui::login_page, ui::login, ui::logout, ui::app_js, ui::app_css,
     ),
     components(schemas(
         crust_model::module::Module, crust_model::module::Field,
@@ -46,7 +47,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
         crust_model::step::StepStatus, job::StepList,
-        crust_model::secret::Secret, crust_model::secret::SecretInput,
+        crust_model::secret::Secret, crust_model::secret::SecretInput, ui::LoginForm,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),
     modifiers(&BearerAuth, &Conventions),

@@ -9,6 +9,7 @@ pub mod page;
 pub mod record;
 pub mod report;
 pub mod secret;
+pub mod ui;
 pub mod workflow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .merge(protected)
         .merge(health::router())
+        .merge(ui::router())
         .merge(crate::openapi::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {

@@ -16,4 +16,5 @@ mod process;
 mod query;
 mod records;
 mod secrets;
+mod ui;
 mod versions;

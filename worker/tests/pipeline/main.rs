@@ -16,4 +16,5 @@ mod scheduling;
 mod secrets;
 mod stops;
 mod traces;
+mod ui;
 mod versions;
