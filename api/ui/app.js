@@ -70,7 +70,12 @@ function json(value) {
   return h("pre", { class: "json" }, value === undefined || value === null ? "—" : JSON.stringify(value, null, 2));
 }
 
-function flash(message, bad = false) {
+// A message survives the one navigation it announces, then goes.
+let flashKeep = false;
+
+/** Shows a message; `navigating`: it announces the navigation that follows. */
+function flash(message, bad = false, navigating = false) {
+  flashKeep = navigating;
   flashBox.textContent = message;
   flashBox.classList.toggle("bad", bad);
   flashBox.hidden = false;
@@ -85,8 +90,13 @@ function failure(what, result) {
   return h("p", { class: "error-text", role: "alert" }, `${what}: ${result.message}`);
 }
 
+/** Replaces an element's children, skipping absent ones. */
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== undefined && c !== null && c !== false));
+}
+
 function setMain(...children) {
-  main.replaceChildren(...children);
+  fill(main, ...children);
 }
 
 // ---------- routing ----------
@@ -102,6 +112,8 @@ let lastSection = null;
 async function route() {
   view.stop();
   view = { stop() {} };
+  if (!flashKeep) clearFlash();
+  flashKeep = false;
   const { parts, params } = parseHash();
   const section = parts[0] || "jobs";
   for (const link of document.querySelectorAll("[data-nav]")) {
@@ -117,7 +129,7 @@ async function route() {
   lastSection = `${section}/${parts[1] ?? ""}`;
   await page(parts, params);
   // Keyboard and screen-reader users land on the new content.
-  if (moved) main.focus();
+  if (moved) { main.focus({ preventScroll: true }); window.scrollTo(0, 0); }
 }
 
 function go(hash) {
@@ -170,7 +182,8 @@ async function jobsPage(_parts, params) {
   const body = h("div", { id: "jobs-body" }, h("p", { class: "muted" }, "Loading…"));
   setMain(h("h1", {}, "Jobs"), h("div", { class: "card" }, form, error, help, counts), body);
 
-  const list = await api("GET", jobQuery(filter, status, page, PER_PAGE));
+  const [list, workflows] = await Promise.all([api("GET", jobQuery(filter, status, page, PER_PAGE)), api("GET", "/workflow/")]);
+  const names = new Map(workflows.ok ? workflows.data.map((w) => [w.workflowID, w.name]) : []);
   if (!list.ok) {
     error.textContent = list.message;
     input.setAttribute("aria-invalid", "true");
@@ -183,7 +196,7 @@ async function jobsPage(_parts, params) {
   // Counts by status, under the same filter: one cheap call per status.
   const totals = await Promise.all(STATUSES.map((s) => api("GET", jobQuery(filter, s, 0, 1))));
   const all = h("button", { type: "button", "aria-pressed": String(!status), onclick: () => go(jobsHash(filter, "", 0)) }, "all");
-  counts.replaceChildren(h("li", {}, all), ...STATUSES.map((s, i) => h("li", {},
+  fill(counts, h("li", {}, all), ...STATUSES.map((s, i) => h("li", {},
     h("button", { type: "button", "data-count": s, "aria-pressed": String(status === s),
       "aria-label": `${s}: ${totals[i].ok ? totals[i].data.meta.count : "?"} jobs`, onclick: () => go(jobsHash(filter, s, 0)) },
       badge(s), h("span", { class: "count" }, totals[i].ok ? totals[i].data.meta.count : "?")))));
@@ -205,7 +218,7 @@ async function jobsPage(_parts, params) {
     const result = await api("POST", `/job/${action}`, { filter: `jobID IN (${ids.join(", ")})` });
     if (!result.ok) { flash(`${action} failed: ${result.message}`, true); return; }
     const count = result.data?.count ?? 0;
-    flash(action === "cancel" ? `Cancelled ${count} of ${ids.length} selected jobs.` : `Started ${count} reruns of ${ids.length} selected jobs.`);
+    flash(action === "cancel" ? `Cancelled ${count} of ${ids.length} selected jobs.` : `Started ${count} reruns of ${ids.length} selected jobs.`, false, true);
     route();
   }
   const allBox = h("input", { type: "checkbox", id: "select-all", "aria-label": "Select all jobs on this page", onchange() {
@@ -223,7 +236,7 @@ async function jobsPage(_parts, params) {
     return h("tr", { "data-job": job.jobID },
       h("td", {}, box),
       h("td", {}, h("a", { href: `#/job/${job.jobID}` }, job.jobID)),
-      h("td", {}, job.workflowID),
+      h("td", {}, names.get(job.workflowID) ?? "", h("span", { class: "muted" }, ` #${job.workflowID}`)),
       h("td", { class: "job-status" }, badge(job.status)),
       h("td", { class: "num" }, job.attempt),
       h("td", {}, when(job.createdAt)),
@@ -240,7 +253,7 @@ async function jobsPage(_parts, params) {
     h("thead", {}, h("tr", {}, h("th", {}, allBox), h("th", {}, "Job"), h("th", {}, "Workflow"), h("th", {}, "Status"),
       h("th", { class: "num" }, "Attempt"), h("th", {}, "Created (UTC)"), h("th", {}, "Took"), h("th", {}, "Error"))),
     h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "8", class: "muted" }, "No jobs match."))));
-  body.replaceChildren(
+  fill(body,
     h("div", { class: "toolbar" }, cancelButton, rerunButton, selectedText, h("span", { class: "spacer" }),
       h("button", { type: "button", id: "refresh", onclick: () => route() }, "Refresh")),
     table, pager);
@@ -254,12 +267,15 @@ async function jobPage(parts) {
   const heading = h("h1", {}, `Job ${id}`);
   const actions = h("div", { class: "toolbar" });
   const details = h("div", { class: "card", id: "job-details" });
+  const data = h("div", { class: "grid2", id: "job-data" });
   const steps = h("div", { class: "card", id: "job-steps" });
   const logs = h("ol", { id: "logs", class: "logs", "aria-label": "Log lines", "aria-live": "polite" });
   const logState = h("p", { class: "help", id: "log-state" }, "Connecting…");
-  setMain(heading, actions, details,
-    h("h2", {}, "Steps"), steps,
-    h("h2", {}, "Logs"), logState, logs);
+  setMain(heading, actions,
+    h("div", { class: "grid2" },
+      h("section", { "aria-labelledby": "steps-h" }, h("h2", { id: "steps-h" }, "Steps"), steps, details),
+      h("section", { "aria-labelledby": "logs-h" }, h("h2", { id: "logs-h" }, "Logs"), logState, logs)),
+    data);
 
   let job = null;
   let stopped = false;
@@ -292,9 +308,9 @@ async function jobPage(parts) {
   }
 
   function renderJob(job) {
-    heading.replaceChildren(`Job ${job.jobID} `, h("span", { id: "job-status" }, badge(job.status)));
+    fill(heading, `Job ${job.jobID} `, h("span", { id: "job-status" }, badge(job.status)));
     const finished = FINISHED.has(job.status);
-    actions.replaceChildren(
+    fill(actions, 
       !finished ? h("button", { type: "button", id: "job-cancel", class: "danger", onclick: cancel }, "Cancel job") : null,
       finished ? h("button", { type: "button", id: "job-rerun", class: "primary", onclick: rerun }, "Rerun job") : null,
       h("a", { href: jobsHash(`workflowID = ${job.workflowID}`, "", 0) }, "Other jobs of this workflow"));
@@ -313,11 +329,12 @@ async function jobPage(parts) {
     if (job.rerunOf) dl.append(h("dt", {}, "Rerun of"), h("dd", {}, h("a", { href: `#/job/${job.rerunOf}` }, job.rerunOf)));
     if (job.key) dl.append(h("dt", {}, "Key"), h("dd", { class: "mono" }, job.key));
     if (job.traceID) dl.append(h("dt", {}, "Trace"), h("dd", { class: "mono" }, job.traceURL ? h("a", { href: job.traceURL }, job.traceID) : job.traceID));
-    details.replaceChildren(
-      h("div", { class: "grid2" },
-        h("section", { "aria-label": "Details" }, dl,
-          job.error ? h("div", {}, h("h2", {}, "Error"), h("p", { class: "error-text", id: "job-error" }, job.error)) : null),
-        h("section", {}, h("h2", {}, "Parameters"), json(job.parameters), h("h2", {}, "Outputs"), json(job.outputs))));
+    fill(details,
+      job.error ? h("p", { class: "error-text job-error", id: "job-error" }, h("strong", {}, "Error: "), job.error) : null,
+      dl);
+    fill(data,
+      h("section", {}, h("h2", {}, "Parameters"), json(job.parameters)),
+      h("section", {}, h("h2", {}, "Outputs"), json(job.outputs)));
   }
 
   function renderSteps(job, list) {
@@ -345,8 +362,8 @@ async function jobPage(parts) {
         badge(step.status),
         bar,
         h("span", { class: "muted" },
-          step.startedAt ? `${duration(step.startedAt, step.finishedAt)}${step.tries > 1 ? ` · ${step.tries} tries` : ""}` : "not started",
-          step.error ? h("span", { class: "error-text" }, ` · ${step.error}`) : ""));
+          step.startedAt ? `${duration(step.startedAt, step.finishedAt)}${step.tries > 1 ? ` · ${step.tries} tries` : ""}` : "not started"),
+        step.error ? h("span", { class: "error-text step-error" }, step.error) : null);
     })));
   }
 
@@ -361,7 +378,7 @@ async function jobPage(parts) {
   async function rerun() {
     const result = await api("POST", `/job/${id}/rerun`, {});
     if (!result.ok) { flash(`Rerun failed: ${result.message}`, true); return; }
-    flash(`Job ${id} rerun as job ${result.data.jobID}.`);
+    flash(`Job ${id} rerun as job ${result.data.jobID}.`, false, true);
     go(`#/job/${result.data.jobID}`);
   }
 
@@ -413,8 +430,8 @@ async function workflowsPage() {
       : await api("POST", `/workflow/${workflow.workflowID}/${action}`, {});
     if (!result.ok) { flash(`${action} ${workflow.name}: ${result.message}`, true); return; }
     flash(action === "run" ? `Started job ${result.data.jobID} of ${workflow.name}.`
-      : `${workflow.name} ${action === "pause" ? "paused" : "resumed"}.`);
-    workflowsPage();
+      : `${workflow.name} ${action === "pause" ? "paused" : "resumed"}.`, false, true);
+    route();
   }
   const rows = workflows.map((w, i) => h("tr", { "data-workflow": w.workflowID },
     h("td", {}, h("strong", {}, w.name), h("div", { class: "muted" }, `ID ${w.workflowID} · version ${w.version}`)),
