@@ -34,7 +34,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         workflow::list_workflows, workflow::create_workflow, workflow::read_workflow, workflow::update_workflow, workflow::delete_workflow,
         workflow::workflow_versions, workflow::pause_workflow, workflow::resume_workflow,
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
-        job::job_steps, job::signal_job, job::rerun_job,
+        job::job_steps, job::signal_job, job::rerun_job, job::cancel_jobs, job::rerun_jobs,
         secret::list_secrets, secret::put_secret, secret::delete_secret,
     ),
     components(schemas(
@@ -45,7 +45,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::workflow::WorkflowVersion, crust_model::workflow::Definition,
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
-        crust_model::step::StepStatus, job::StepList,
+        crust_model::step::StepStatus, job::StepList, job::BulkFilter, job::BulkCount,
         crust_model::secret::Secret, crust_model::secret::SecretInput,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),

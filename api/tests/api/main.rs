@@ -15,5 +15,6 @@ mod pause;
 mod process;
 mod query;
 mod records;
+mod search;
 mod secrets;
 mod versions;
