@@ -6,6 +6,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod extract;
+pub mod follow;
 pub mod listener;
 pub mod openapi;
 pub mod publisher;

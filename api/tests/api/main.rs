@@ -15,6 +15,7 @@ mod pause;
 mod process;
 mod query;
 mod records;
+mod search;
 mod secrets;
 mod ui;
 mod versions;

@@ -31,9 +31,11 @@ use crust_model::job::{Job, JobStatus, Parameters};
 use crust_model::Id;
 
 pub mod api;
+pub mod follow;
 pub mod retention;
 pub mod run;
 pub mod schedule;
+pub mod search;
 
 /// The channel the api notifies when a job's release time may have moved
 /// earlier, so the scheduler re-arms its timer at once.
