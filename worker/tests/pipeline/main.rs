@@ -6,6 +6,7 @@
 
 mod crashes;
 mod engine;
+mod follow;
 mod helpers;
 mod isolation;
 mod otlp;
