@@ -9,6 +9,7 @@ pub mod page;
 pub mod record;
 pub mod report;
 pub mod secret;
+pub mod worker;
 pub mod workflow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(chart::router())
         .merge(workflow::router())
         .merge(job::router())
+        .merge(worker::router())
         .merge(secret::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
                 Json(json!({"error": {"message": "method not allowed on this endpoint"}})),
             )
         })
+        .layer(middleware::from_fn(crate::query_params::refuse_unknown))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(middleware::from_fn(crate::extract::refuse_nul_in_url));
     let router = match cors {
@@ -106,6 +109,7 @@ pub struct ErrorMessage {
 
 /// `?force=true` on deletes.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct Force {
     /// Also delete what depends on the resource.

@@ -18,3 +18,4 @@ mod records;
 mod search;
 mod secrets;
 mod versions;
+mod workers;

@@ -18,3 +18,4 @@ mod secrets;
 mod stops;
 mod traces;
 mod versions;
+mod workers;
