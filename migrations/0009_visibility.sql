@@ -31,13 +31,15 @@ CREATE TRIGGER jobs_notify_finished AFTER UPDATE OF status ON jobs FOR EACH ROW
     WHEN (NEW.status IN ('ok', 'error', 'cancelled') AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION crust_notify_job_status();
 
--- Live workers: each worker upserts its row at every heartbeat; a row not
--- seen for a while is not live (GET /worker/ hides it) and is pruned.
+-- Live workers: each worker upserts its row at every heartbeat, saying how
+-- long it counts as live (a few heartbeats); a row past expires_at is not
+-- live (GET /worker/ hides and prunes it). A stopping worker deletes its row.
 CREATE TABLE workers (
     name         TEXT        PRIMARY KEY,
     queues       TEXT[]      NOT NULL DEFAULT '{default}',
     concurrency  INTEGER     NOT NULL,
     running      INTEGER     NOT NULL DEFAULT 0,
     started_at   TIMESTAMPTZ NOT NULL,
-    last_seen_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    last_seen_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at   TIMESTAMPTZ NOT NULL
 );

@@ -2,6 +2,7 @@
 //! shutdown token fires, so the binary and the tests start it the same way.
 
 pub mod auth;
+pub mod chart_svg;
 pub mod config;
 pub mod cors;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod follow;
 pub mod listener;
 pub mod openapi;
 pub mod publisher;
+pub mod query_params;
 pub mod routes;
 pub mod server;
 pub mod state;

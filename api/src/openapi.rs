@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{chart, health, job, module, page, record, report, secret, ui, workflow};
+use crate::routes::{chart, health, job, module, page, record, report, secret, ui, worker, workflow};
 use crate::AppState;
 use crust_model::task::TaskKind;
 
@@ -28,13 +28,13 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         health::healthz, health::readyz, health::metrics,
         module::list_modules, module::create_module, module::read_module, module::edit_module, module::delete_module,
         record::list_records, record::create_record, record::read_record, record::update_record, record::delete_record,
-        report::module_report, chart::chart_data,
+        report::module_report, chart::chart_data, chart::render_chart,
         page::list_pages, page::page_tree, page::create_page, page::read_page, page::edit_page, page::reorder_pages, page::delete_page,
         chart::list_charts, chart::create_chart, chart::read_chart, chart::edit_chart, chart::delete_chart,
         workflow::list_workflows, workflow::create_workflow, workflow::read_workflow, workflow::update_workflow, workflow::delete_workflow,
         workflow::workflow_versions, workflow::pause_workflow, workflow::resume_workflow,
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
-        job::job_steps, job::signal_job, job::rerun_job, job::cancel_jobs, job::rerun_jobs,
+        job::job_steps, job::signal_job, job::rerun_job, job::cancel_jobs, job::rerun_jobs, worker::list_workers,
         secret::list_secrets, secret::put_secret, secret::delete_secret,
         ui::ui_index, ui::login_page, ui::login, ui::logout, ui::app_js, ui::app_css,
     ),
@@ -46,7 +46,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::workflow::WorkflowVersion, crust_model::workflow::Definition,
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
-        crust_model::step::StepStatus, job::StepList, job::BulkFilter, job::BulkCount,
+        crust_model::step::StepStatus, job::StepList, job::BulkFilter, job::BulkCount, crust_model::worker::WorkerInfo,
         crust_model::secret::Secret, crust_model::secret::SecretInput, ui::LoginForm,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),

@@ -10,6 +10,7 @@ pub mod record;
 pub mod report;
 pub mod secret;
 pub mod ui;
+pub mod worker;
 pub mod workflow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(chart::router())
         .merge(workflow::router())
         .merge(job::router())
+        .merge(worker::router())
         .merge(secret::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
                 Json(json!({"error": {"message": "method not allowed on this endpoint"}})),
             )
         })
+        .layer(middleware::from_fn(crate::query_params::refuse_unknown))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(middleware::from_fn(crate::extract::refuse_nul_in_url));
     let router = match cors {
@@ -108,6 +111,7 @@ pub struct ErrorMessage {
 
 /// `?force=true` on deletes.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct Force {
     /// Also delete what depends on the resource.

@@ -13,6 +13,7 @@ use crate::AppState;
 
 /// `GET /module/` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ModuleQuery {
     /// Keep modules whose name contains this (case-insensitive).

@@ -20,7 +20,7 @@ pub const MAX_PER_PAGE: i64 = 100;
 
 /// `GET /module/{moduleID}/record` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RecordQuery {
     /// Filter expression, e.g. `amount > 100 AND status = 'won'`.

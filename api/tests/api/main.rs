@@ -19,3 +19,4 @@ mod search;
 mod secrets;
 mod ui;
 mod versions;
+mod workers;

@@ -26,6 +26,7 @@ pub mod secret;
 pub mod step;
 pub mod task;
 pub mod template;
+pub mod worker;
 pub mod workflow;
 
 pub use error::{Error, Result};

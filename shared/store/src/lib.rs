@@ -20,6 +20,7 @@ pub mod records;
 pub mod reports;
 pub mod secrets;
 pub mod steps;
+pub mod workers;
 pub mod workflows;
 
 pub use error::{Error, Result};

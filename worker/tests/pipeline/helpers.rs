@@ -269,6 +269,18 @@ impl System {
         )
     }
 
+    /// Starts a GET whose body the test reads as it arrives (a stream).
+    pub async fn open(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request sent")
+    }
+
     /// Creates a workflow and returns its ID.
     pub async fn workflow(&self, definition: Value) -> String {
         let (status, body) = self

@@ -6,6 +6,7 @@
 
 mod crashes;
 mod engine;
+mod follow;
 mod helpers;
 mod isolation;
 mod otlp;
@@ -18,3 +19,4 @@ mod stops;
 mod traces;
 mod ui;
 mod versions;
+mod workers;
