@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
 use crate::helpers::{start, Options, System, SECRET};
@@ -74,7 +75,7 @@ async fn browser(driver: &Driver) -> Client {
             ],
         }),
     );
-    let mut builder = ClientBuilder::rustls().expect("rustls connector");
+    let mut builder = ClientBuilder::new(HttpConnector::new());
     builder.capabilities(caps);
     until("chromedriver starts a session", || async {
         builder.connect(&driver.url).await.ok()
@@ -169,10 +170,13 @@ async fn an_operator_signs_in_filters_follows_cancels_and_reruns_in_a_browser() 
             {"name": "load", "kind": "fail", "params": {"message": "the upstream file is missing"}},
         ]}))
         .await;
-    // Shorter than CRUST_DURABLE_SLEEP_SECS, so the job stays running.
+    // Waits for a signal, logs, then sleeps for less than
+    // CRUST_DURABLE_SLEEP_SECS, so the job stays running until cancelled.
     let slow = system
         .workflow(json!({"name": "invoice-sync", "tasks": [
             {"name": "start", "kind": "log", "params": {"message": "syncing invoices"}},
+            {"name": "gate", "kind": "wait", "params": {"event": "go"}},
+            {"name": "resume", "kind": "log", "params": {"message": "resumed by {{ outputs.gate.by }}"}},
             {"name": "nap", "kind": "sleep", "params": {"seconds": 28}},
         ]}))
         .await;
@@ -251,31 +255,36 @@ async fn an_operator_signs_in_filters_follows_cancels_and_reruns_in_a_browser() 
     })
     .await;
     assert_eq!(text(&browser, "#filter-error").await.as_deref(), Some(""));
-
-    // A running job: its live log shows a line written after the page loaded.
+    // A running job: its live log shows a line written after the page
+    // loaded. The job parks on a `wait` task until the test signals it, so
+    // the line is written (by the worker) only once the page follows the log.
     let running = system.job(&slow, json!({})).await;
-    system.wait_status(&running, "running").await;
+    system.wait_status(&running, "waiting").await;
     browser
         .goto(&format!("{}/ui/#/job/{running}", system.base))
         .await
         .unwrap();
-    wait_text(&browser, "#job-status", "running", |t| t == "running").await;
     wait_text(&browser, "#logs", "the first log line", |t| {
         t.contains("syncing invoices")
+    })
+    .await;
+    wait_text(&browser, "#log-state", "that it follows the log", |t| {
+        t.starts_with("Following")
     })
     .await;
     let (status, body) = system
         .call(
             reqwest::Method::POST,
-            &format!("/job/{running}"),
-            Some(json!({"log": {"message": "operator note: written after the page loaded", "level": "warn"}})),
+            &format!("/job/{running}/signal"),
+            Some(json!({"event": "go", "data": {"by": "ann"}})),
         )
         .await;
     assert!(status.is_success(), "{body}");
     wait_text(&browser, "#logs", "the line written later", |t| {
-        t.contains("operator note: written after the page loaded")
+        t.contains("resumed by ann")
     })
     .await;
+    wait_text(&browser, "#job-status", "running", |t| t == "running").await;
     screenshot(&browser, "job-running").await;
 
     // Cancel it: the page shows the new status, and so does the API.
@@ -314,7 +323,35 @@ async fn an_operator_signs_in_filters_follows_cancels_and_reruns_in_a_browser() 
     })
     .await;
 
-    // Workflows, workers and queues show what runs.
+    // Bulk: select every failed job and rerun them all at once.
+    browser
+        .goto(&format!(
+            "{}/ui/#/jobs?filter=status%20%3D%20'error'",
+            system.base
+        ))
+        .await
+        .unwrap();
+    let failures = until("the two failed jobs are listed", || async {
+        let listed = listed_jobs(&browser).await;
+        (listed.len() == 2).then_some(listed)
+    })
+    .await;
+    assert!(
+        failures.contains(&failed) && failures.contains(&rerun),
+        "{failures:?}"
+    );
+    click(&browser, "#select-all").await;
+    wait_text(&browser, ".toolbar [aria-live]", "2 selected", |t| {
+        t == "2 selected"
+    })
+    .await;
+    click(&browser, "#bulk-rerun").await;
+    wait_text(&browser, "#flash", "two reruns started", |t| {
+        t.contains("Started 2 reruns of 2 selected jobs")
+    })
+    .await;
+
+    // Workflows and workers show what runs; charts show their SVG.
     browser
         .goto(&format!("{}/ui/#/workflows", system.base))
         .await
@@ -324,6 +361,33 @@ async fn an_operator_signs_in_filters_follows_cancels_and_reruns_in_a_browser() 
     })
     .await;
     screenshot(&browser, "workflows").await;
+    browser
+        .goto(&format!("{}/ui/#/workers", system.base))
+        .await
+        .unwrap();
+    wait_text(&browser, "#workers-table tbody", "the live worker", |t| {
+        t.contains("default")
+    })
+    .await;
+    screenshot(&browser, "workers").await;
+    let chart = deals_chart(&system).await;
+    browser
+        .goto(&format!("{}/ui/#/charts", system.base))
+        .await
+        .unwrap();
+    until("the chart's SVG is drawn", || async {
+        let drawn = browser
+            .execute(
+                "const i = document.querySelector(`[data-chart='${arguments[0]}'] img`); \
+                 return !!i && i.complete && i.naturalWidth > 0;",
+                vec![json!(chart)],
+            )
+            .await
+            .ok()?;
+        (drawn == json!(true)).then_some(())
+    })
+    .await;
+    screenshot(&browser, "charts").await;
 
     // Sign out: the cookie is gone, so the UI asks to sign in again.
     click(&browser, "#sign-out").await;
@@ -339,4 +403,38 @@ async fn an_operator_signs_in_filters_follows_cancels_and_reruns_in_a_browser() 
     .await;
 
     browser.close().await.unwrap();
+}
+
+/// A module of deals and a bar chart of them by stage; returns the chart ID.
+async fn deals_chart(system: &System) -> String {
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/module/",
+            Some(json!({"name": "Deals", "fields": [
+                {"name": "stage", "kind": "String"}, {"name": "amount", "kind": "Number"}]})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let module = body["response"]["moduleID"].as_str().unwrap().to_owned();
+    for (stage, amount) in [("won", 1200), ("lost", 300), ("won", 800), ("open", 450)] {
+        let (status, body) = system
+            .call(
+                reqwest::Method::POST,
+                &format!("/module/{module}/record/"),
+                Some(json!({"fields": {"stage": stage, "amount": amount}})),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/chart/",
+            Some(json!({"name": "Deal value by stage", "config": {"type": "bar", "reports": [
+                {"moduleID": module, "metrics": "SUM(amount) AS total", "dimensions": "stage", "filter": ""}]}})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    body["response"]["chartID"].as_str().unwrap().to_owned()
 }
