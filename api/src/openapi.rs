@@ -10,7 +10,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{chart, health, job, module, page, record, report, secret, ui, worker, workflow};
+use crate::routes::{
+    chart, health, job, module, page, record, report, secret, ui, worker, workflow,
+};
 use crate::AppState;
 use crust_model::task::TaskKind;
 
