@@ -80,8 +80,14 @@ pub async fn login_page() -> Response {
     responses((status = 303, description = "Signed in: to /ui/"),
               (status = 400, description = "No token in the form", content_type = "text/html", body = String),
               (status = 401, description = "The token is not valid", content_type = "text/html", body = String)))]
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: String) -> Response {
-    let token = match serde_urlencoded::from_str::<LoginForm>(&body) {
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    // Parsed here (not by the Form extractor) so every bad form gets the
+    // page with its error, whatever its content type or bytes.
+    let token = match serde_urlencoded::from_bytes::<LoginForm>(&body) {
         Ok(form) if !form.token.trim().is_empty() => form.token.trim().to_owned(),
         _ => return login_html(StatusCode::BAD_REQUEST, "field \"token\": enter a token"),
     };
