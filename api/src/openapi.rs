@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{chart, health, job, module, page, record, report, workflow};
+use crate::routes::{chart, health, job, module, page, queue, record, report, workflow};
 use crate::AppState;
 use crust_model::task::TaskKind;
 
@@ -35,6 +35,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         workflow::workflow_versions, workflow::pause_workflow, workflow::resume_workflow,
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
         job::job_steps, job::signal_job, job::rerun_job,
+        queue::list_queues,
     ),
     components(schemas(
         crust_model::module::Module, crust_model::module::Field,
@@ -44,7 +45,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::workflow::WorkflowVersion, crust_model::workflow::Definition,
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
-        crust_model::step::StepStatus, job::StepList,
+        crust_model::step::StepStatus, job::StepList, queue::QueueInfo,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),
     modifiers(&BearerAuth, &Conventions),
