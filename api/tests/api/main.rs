@@ -14,5 +14,6 @@ mod pages;
 mod pause;
 mod process;
 mod query;
+mod queues;
 mod records;
 mod versions;
