@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::routes::{
-    chart, health, job, module, page, record, report, secret, ui, worker, workflow,
+    chart, health, job, module, page, queue, record, report, secret, ui, worker, workflow,
 };
 use crate::AppState;
 use crust_model::task::TaskKind;
@@ -37,6 +37,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         workflow::workflow_versions, workflow::pause_workflow, workflow::resume_workflow,
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
         job::job_steps, job::signal_job, job::rerun_job, job::cancel_jobs, job::rerun_jobs, worker::list_workers,
+        queue::list_queues,
         secret::list_secrets, secret::put_secret, secret::delete_secret,
         ui::ui_index, ui::login_page, ui::login, ui::logout, ui::app_js, ui::app_css,
     ),
@@ -49,6 +50,7 @@ removes a workflow's schedule; in a record's `fields`, `null` clears a field).")
         crust_model::job::Job, crust_model::job::JobStatus, crust_model::job::LogEntry,
         crust_model::job::SignalInput, crust_model::job::RerunInput, crust_model::step::Step,
         crust_model::step::StepStatus, job::StepList, job::BulkFilter, job::BulkCount, crust_model::worker::WorkerInfo,
+        queue::QueueInfo,
         crust_model::secret::Secret, crust_model::secret::SecretInput, ui::LoginForm,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),

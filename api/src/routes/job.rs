@@ -225,7 +225,11 @@ pub async fn rerun_jobs(
     .await?;
     for created_job in &created_jobs {
         crust_runtime::metrics::metrics().jobs_created.inc();
-        state.queue.run(created_job.job.id, trace_parent.clone());
+        state.queue.run(
+            created_job.job.id,
+            &created_job.job.queue,
+            trace_parent.clone(),
+        );
     }
     Ok(ok(BulkCount {
         count: created_jobs.len() as i64,
@@ -286,7 +290,9 @@ pub async fn create_job(
     }
     crust_runtime::metrics::metrics().jobs_created.inc();
     if created_job.due_now {
-        state.queue.run(created_job.job.id, trace_parent);
+        state
+            .queue
+            .run(created_job.job.id, &created_job.job.queue, trace_parent);
     }
     Ok(created(job).into_response())
 }
@@ -337,7 +343,11 @@ pub async fn create_jobs(
         if created_job.new {
             crust_runtime::metrics::metrics().jobs_created.inc();
             if created_job.due_now {
-                state.queue.run(created_job.job.id, trace_parent.clone());
+                state.queue.run(
+                    created_job.job.id,
+                    &created_job.job.queue,
+                    trace_parent.clone(),
+                );
             }
         }
         answer.push(created_job.job.link_trace(state.trace_url.as_deref()));
@@ -371,7 +381,7 @@ pub async fn update_job(
 ) -> ApiResult<impl IntoResponse> {
     let updated = jobs::api::update(&state.pool, id, input).await?;
     if updated.publish {
-        state.queue.run(id, None);
+        state.queue.run(id, &updated.job.queue, None);
     }
     if updated.cancel {
         state.queue.cancel(id);
@@ -474,7 +484,7 @@ pub async fn signal_job(
     let input = input.validate()?;
     let signalled = jobs::api::signal(&state.pool, id, &input.event, input.data.as_ref()).await?;
     if signalled.woke {
-        state.queue.run(id, None);
+        state.queue.run(id, &signalled.queue, None);
     }
     Ok(super::success())
 }
@@ -502,7 +512,9 @@ pub async fn rerun_job(
     )
     .await?;
     crust_runtime::metrics::metrics().jobs_created.inc();
-    state.queue.run(created_job.job.id, trace_parent);
+    state
+        .queue
+        .run(created_job.job.id, &created_job.job.queue, trace_parent);
     Ok(created(
         created_job.job.link_trace(state.trace_url.as_deref()),
     ))

@@ -6,6 +6,7 @@ pub mod health;
 pub mod job;
 pub mod module;
 pub mod page;
+pub mod queue;
 pub mod record;
 pub mod report;
 pub mod secret;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(job::router())
         .merge(worker::router())
         .merge(secret::router())
+        .merge(queue::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_token,

@@ -78,8 +78,8 @@ pub async fn login_page() -> Response {
 #[utoipa::path(post, path = "/ui/login", tag = "ui", security(()),
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "Signed in: to /ui/"),
-              (status = 400, description = "No token in the form", content_type = "text/html", body = String),
-              (status = 401, description = "The token is not valid", content_type = "text/html", body = String)))]
+              (status = 400, description = "Not a form with a token field", content_type = "text/html", body = String),
+              (status = 401, description = "The token is empty or not valid", content_type = "text/html", body = String)))]
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -88,9 +88,13 @@ pub async fn login(
     // Parsed here (not by the Form extractor) so every bad form gets the
     // page with its error, whatever its content type or bytes.
     let token = match serde_urlencoded::from_bytes::<LoginForm>(&body) {
-        Ok(form) if !form.token.trim().is_empty() => form.token.trim().to_owned(),
-        _ => return login_html(StatusCode::BAD_REQUEST, "field \"token\": enter a token"),
+        Ok(form) => form.token.trim().to_owned(),
+        Err(err) => return login_html(StatusCode::BAD_REQUEST, &format!("form: {err}")),
     };
+    // No credential at all is as unauthorised as a wrong one.
+    if token.is_empty() {
+        return login_html(StatusCode::UNAUTHORIZED, "field \"token\": enter a token");
+    }
     let now = now();
     let claims = match state.tokens.verify(&token, now) {
         Ok(claims) => claims,

@@ -14,6 +14,7 @@ mod pages;
 mod pause;
 mod process;
 mod query;
+mod queues;
 mod records;
 mod search;
 mod secrets;

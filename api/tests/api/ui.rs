@@ -114,7 +114,17 @@ async fn a_bad_token_is_refused_on_the_sign_in_page_naming_the_field() {
         .send()
         .await
         .unwrap();
-    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(empty.status(), StatusCode::UNAUTHORIZED);
+    let html = empty.text().await.unwrap();
+    assert!(html.contains("enter a token"), "{html}");
+
+    let not_a_form = no_redirects()
+        .post(format!("{}/ui/login", app.base))
+        .body("tok=1&x=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_form.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

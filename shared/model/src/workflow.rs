@@ -117,6 +117,10 @@ pub struct Workflow {
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// The queue its jobs go to (broker queue `<prefix>.jobs.<queue>`);
+    /// workers consume the queues they are told to.
+    #[schema(example = "default")]
+    pub queue: String,
     /// Paused (`POST /workflow/{id}/pause`): its jobs stay queued and are
     /// not started, and its cron slots are skipped, until it is resumed.
     pub paused: bool,
@@ -152,6 +156,15 @@ pub struct WorkflowInput {
     pub parameters: Parameters,
     #[serde(default)]
     pub schedule: Option<String>,
+    /// The queue its jobs go to (default `default`): letters, digits, `_`
+    /// and `-`, starting with a letter or digit, at most 64 characters.
+    #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+    )]
+    pub queue: Option<String>,
 }
 
 /// The body of a workflow edit: every key is optional and an absent one
@@ -175,6 +188,13 @@ pub struct WorkflowPatch {
     #[serde(default, deserialize_with = "crate::explicit_null")]
     #[schema(value_type = Option<String>)]
     pub schedule: Option<Option<String>>,
+    /// The queue its new jobs go to (jobs created earlier keep theirs).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+    )]
+    pub queue: Option<String>,
 }
 
 impl WorkflowPatch {
@@ -188,6 +208,7 @@ impl WorkflowPatch {
             parallelism: Some(self.parallelism.unwrap_or(i64::from(current.parallelism))),
             parameters: self.parameters.unwrap_or(current.parameters),
             schedule: self.schedule.unwrap_or(current.schedule),
+            queue: Some(self.queue.unwrap_or(current.queue)),
         }
     }
 }
@@ -202,6 +223,8 @@ pub struct ValidWorkflow {
     pub parallelism: u32,
     pub parameters: Parameters,
     pub schedule: Option<Schedule>,
+    /// A valid queue name ([`check_queue`]).
+    pub queue: String,
 }
 
 impl ValidWorkflow {
@@ -324,7 +347,15 @@ impl WorkflowInput {
                 return Err(Error::invalid("schedule: the expression never fires again"));
             }
         }
+        let queue = match self.queue {
+            None => DEFAULT_QUEUE.to_owned(),
+            Some(queue) => {
+                check_queue(&queue).map_err(|reason| Error::invalid(format!("queue: {reason}")))?;
+                queue
+            }
+        };
         Ok(ValidWorkflow {
+            queue,
             name,
             tasks: self.tasks,
             on_error: self.on_error,
@@ -333,6 +364,32 @@ impl WorkflowInput {
             parameters: self.parameters,
             schedule,
         })
+    }
+}
+
+/// The queue of a workflow that names none.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Longest queue name.
+pub const MAX_QUEUE_LEN: usize = 64;
+
+/// Checks a queue name: 1 to 64 ASCII letters, digits, `_` or `-`, the
+/// first a letter or digit. It becomes part of a broker queue name and a
+/// metric label, so nothing else is allowed (no `.`, which would let one
+/// name look like another's dead-letter queue).
+pub fn check_queue(name: &str) -> std::result::Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_QUEUE_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a queue name (1 to {MAX_QUEUE_LEN} letters, digits, '_' or '-', \
+             starting with a letter or digit)"
+        ))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod modules;
 pub mod pages;
 pub mod partitions;
+pub mod queues;
 pub mod records;
 pub mod reports;
 pub mod secrets;

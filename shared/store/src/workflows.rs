@@ -28,6 +28,7 @@ struct WorkflowRow {
     created_at: DateTime<Utc>,
     updated_at: Option<DateTime<Utc>>,
     paused_at: Option<DateTime<Utc>>,
+    queue: String,
 }
 
 impl From<WorkflowRow> for Workflow {
@@ -46,13 +47,14 @@ impl From<WorkflowRow> for Workflow {
             updated_at: row.updated_at,
             paused: row.paused_at.is_some(),
             paused_at: row.paused_at,
+            queue: row.queue,
         }
     }
 }
 
 const COLUMNS: &str =
     "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, \
-     version, created_at, updated_at, paused_at";
+     version, created_at, updated_at, paused_at, queue";
 
 fn missing(id: Id) -> Error {
     Error::not_found(format!("workflow {id} does not exist"))
@@ -117,8 +119,8 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     let mut tx = pool.begin().await?;
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at,
-                                           parameters, version, parallelism)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8) RETURNING *)
+                                           parameters, version, parallelism, queue)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9) RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
     .bind(&input.name)
@@ -129,6 +131,7 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .bind(next_fire(&input))
     .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
+    .bind(&input.queue)
     .fetch_one(&mut *tx)
     .await?;
     record_version(&mut tx, row.id, row.version, &input.definition()).await?;
@@ -155,7 +158,8 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     let row: WorkflowRow = sqlx::query_as(&format!(
         "WITH w AS (UPDATE workflows SET name = $2, tasks = $3, on_error = $4, timeout_secs = $5,
                            schedule = $6, next_fire_at = $7, parameters = $8,
-                           version = version + 1, parallelism = $9, updated_at = now()
+                           version = version + 1, parallelism = $9, queue = $10,
+                           updated_at = now()
                     WHERE id = $1 RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -168,6 +172,7 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
     .bind(next_fire(&input))
     .bind(Json(&input.parameters))
     .bind(input.parallelism as i32)
+    .bind(&input.queue)
     .fetch_one(&mut *tx)
     .await?;
     record_version(&mut tx, id, row.version, &input.definition()).await?;

@@ -622,10 +622,12 @@ pub async fn steps(pool: &PgPool, id: Id) -> Result<Vec<crust_model::step::Step>
 }
 
 /// What a signal did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signalled {
     /// The job was waiting and is queued again: publish it.
     pub woke: bool,
+    /// The job's queue.
+    pub queue: String,
 }
 
 /// Sends a signal to a job: kept until a `wait` step for `event` takes it
@@ -633,7 +635,8 @@ pub struct Signalled {
 /// the queue to look. A finished job takes no signals (409).
 pub async fn signal(pool: &PgPool, id: Id, event: &str, data: Option<&Value>) -> Result<Signalled> {
     let mut tx = pool.begin().await?;
-    let status = lock(&mut tx, id).await?.status;
+    let row = lock(&mut tx, id).await?;
+    let status = row.status;
     if status.is_final() {
         return Err(Error::conflict(format!(
             "job {id} is {status}; a finished job takes no signals"
@@ -658,7 +661,10 @@ pub async fn signal(pool: &PgPool, id: Id, event: &str, data: Option<&Value>) ->
         .await?;
     }
     tx.commit().await?;
-    Ok(Signalled { woke })
+    Ok(Signalled {
+        woke,
+        queue: row.queue,
+    })
 }
 
 /// Reruns a finished job as a new job (`rerunOf` = `id`) of the same

@@ -70,6 +70,7 @@ struct JobRow {
     parent_job_id: Option<Id>,
     rerun_of: Option<Id>,
     idempotency_key: Option<String>,
+    queue: String,
 }
 
 impl From<JobRow> for Job {
@@ -80,6 +81,7 @@ impl From<JobRow> for Job {
             // Every job has one since migration 0003 (earlier ones got 1).
             workflow_version: row.workflow_version.unwrap_or(1),
             status: row.status,
+            queue: row.queue,
             parameters: row.parameters.0,
             start_at: row.start_at,
             attempt: row.attempt,
@@ -106,7 +108,7 @@ impl From<JobRow> for Job {
 const COLUMNS: &str =
     "id, workflow_id, workflow_version, status, parameters, start_at, attempt, created_at, \
      started_at, finished_at, error, cron_slot, trace_parent, parent_job_id, rerun_of, \
-     idempotency_key";
+     idempotency_key, queue";
 
 /// The 404 for a job that does not exist.
 fn missing(id: Id) -> Error {
