@@ -351,7 +351,7 @@ async fn an_operator_signs_in_filters_follows_cancels_and_reruns_in_a_browser() 
     })
     .await;
 
-    // Workflows and workers show what runs; charts show their SVG.
+    // Workflows, workers and queues show what runs; charts show their SVG.
     browser
         .goto(&format!("{}/ui/#/workflows", system.base))
         .await
@@ -370,6 +370,15 @@ async fn an_operator_signs_in_filters_follows_cancels_and_reruns_in_a_browser() 
     })
     .await;
     screenshot(&browser, "workers").await;
+    browser
+        .goto(&format!("{}/ui/#/queues", system.base))
+        .await
+        .unwrap();
+    wait_text(&browser, "#queues-table tbody", "the default queue", |t| {
+        t.contains("default")
+    })
+    .await;
+    screenshot(&browser, "queues").await;
     let chart = deals_chart(&system).await;
     browser
         .goto(&format!("{}/ui/#/charts", system.base))
