@@ -89,7 +89,17 @@ pub const ID_PATTERN: &str = "^0*([0-9]{1,18}|[1-8][0-9]{18}|9[0-1][0-9]{17}|92[
 const NO_NUL: &str = "^[^\\u0000]*$";
 
 /// The routes that need no token.
-const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+const PUBLIC_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    // The web UI: its pages and sign-in work without a token.
+    "/ui/",
+    "/ui/login",
+    "/ui/logout",
+    "/ui/app.js",
+    "/ui/app.css",
+];
 
 /// What the whole API has in common, added to every operation rather than
 /// written on each: the `ID` schema on every path ID; the statuses the
