@@ -27,10 +27,8 @@ pub async fn require_token(
     // write must also carry a JSON content type, which a cross-site form
     // cannot send (and a cross-site script only after a CORS preflight).
     if from_cookie && !crate::routes::ui::is_read(request.method()) && !is_json(request.headers()) {
-        return Err(ApiError::Forbidden(
-            "a request signed in by the jwt cookie that changes something must send \
-             Content-Type: application/json"
-                .into(),
+        return Err(ApiError::UnsupportedMediaType(
+            "request body must be sent with Content-Type: application/json".into(),
         ));
     }
     let now = chrono::Utc::now().timestamp();

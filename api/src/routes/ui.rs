@@ -6,7 +6,7 @@
 //! from the ordinary API with the cookie. Cookie-authenticated mutations are
 //! protected against CSRF twice: the cookie is `SameSite=Strict`, and the
 //! token middleware requires `Content-Type: application/json` on any
-//! cookie-authenticated request that is not a read (a cross-site form cannot
+//! cookie-authenticated request that is not a read, else 415 (a cross-site form cannot
 //! send that type without a CORS preflight).
 
 use axum::extract::{Request, State};

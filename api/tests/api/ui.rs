@@ -199,7 +199,7 @@ async fn a_cookie_authenticated_write_must_send_json() {
         .await
         .unwrap();
     let (status, body) = read(form).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
     assert!(
         message(&body).contains("Content-Type: application/json"),
         "{body}"
