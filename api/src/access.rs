@@ -208,13 +208,14 @@ fn requirement(method: &Method, route: &str, ids: &[Option<Id>]) -> Option<Need>
         "/module/{moduleID}" => Need::Fixed(Resource::Module(Some(id?)), op),
         "/module/{moduleID}/record"
         | "/module/{moduleID}/record/{recordID}"
+        | "/module/{moduleID}/record/{recordID}/revisions"
         | "/module/{moduleID}/record/export"
         | "/module/{moduleID}/record/import"
         | "/module/{moduleID}/report" => Need::Fixed(Resource::Records(id?), op),
         "/page" | "/page/tree" | "/page/{pageID}" | "/page/{selfID}/reorder" => {
             Need::Fixed(Resource::Pages, op)
         }
-        "/chart" | "/chart/{chartID}" | "/chart/{chartID}/data" => {
+        "/chart" | "/chart/{chartID}" | "/chart/{chartID}/data" | "/chart/{chartID}/render.svg" => {
             Need::Fixed(Resource::Charts, op)
         }
         "/workflow" if method == Method::GET => Need::Handler,
@@ -223,7 +224,11 @@ fn requirement(method: &Method, route: &str, ids: &[Option<Id>]) -> Option<Need>
         | "/workflow/{workflowID}/versions"
         | "/workflow/{workflowID}/pause"
         | "/workflow/{workflowID}/resume" => Need::Fixed(Resource::Workflow(Some(id?)), op),
-        "/job" | "/job/bulk" => Need::Handler,
+        // Bulk actions act on the jobs of the workflows the caller may run
+        // (the handler narrows the filter to them).
+        "/job" | "/job/bulk" | "/job/cancel" | "/job/rerun" => Need::Handler,
+        // Workers and queues: what operators watch, readable with workflows.
+        "/worker" | "/queue" => Need::Fixed(Resource::Workflow(None), op),
         "/job/{jobID}" | "/job/{jobID}/signal" | "/job/{jobID}/rerun" => {
             Need::JobWorkflow(by_method(Read, Run, Run)?)
         }

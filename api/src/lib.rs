@@ -3,13 +3,16 @@
 
 pub mod access;
 pub mod auth;
+pub mod chart_svg;
 pub mod config;
 pub mod cors;
 pub mod error;
 pub mod extract;
+pub mod follow;
 pub mod listener;
 pub mod openapi;
 pub mod publisher;
+pub mod query_params;
 pub mod routes;
 pub mod server;
 pub mod state;

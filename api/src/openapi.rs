@@ -11,7 +11,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::routes::{
-    audit, chart, csv, health, hook, job, module, page, record, report, role, secret, workflow,
+    audit, chart, csv, health, hook, job, module, page, queue, record, report, role, secret, ui,
+    worker, workflow,
 };
 use crate::AppState;
 use crust_model::task::TaskKind;
@@ -33,17 +34,19 @@ decide what it may do: a 403 names the missing permission."),
         record::list_records, record::create_record, record::read_record, record::update_record, record::delete_record,
         csv::export_records, csv::import_records,
         record::record_revisions,
-        report::module_report, chart::chart_data,
+        report::module_report, chart::chart_data, chart::render_chart,
         page::list_pages, page::page_tree, page::create_page, page::read_page, page::edit_page, page::reorder_pages, page::delete_page,
         chart::list_charts, chart::create_chart, chart::read_chart, chart::edit_chart, chart::delete_chart,
         workflow::list_workflows, workflow::create_workflow, workflow::read_workflow, workflow::update_workflow, workflow::delete_workflow,
         workflow::workflow_versions, workflow::pause_workflow, workflow::resume_workflow,
         hook::deliver,
         job::list_jobs, job::create_job, job::create_jobs, job::read_job, job::update_job, job::cancel_job, job::job_logs,
-        job::job_steps, job::signal_job, job::rerun_job,
+        job::job_steps, job::signal_job, job::rerun_job, job::cancel_jobs, job::rerun_jobs, worker::list_workers,
+        queue::list_queues,
         secret::list_secrets, secret::put_secret, secret::delete_secret,
         role::list_roles, role::read_role, role::put_role, role::delete_role,
         audit::list_audit,
+        ui::ui_index, ui::login_page, ui::login, ui::logout, ui::app_js, ui::app_css,
     ),
     components(schemas(
         crust_model::module::Module, crust_model::module::Field,
@@ -60,6 +63,8 @@ decide what it may do: a 403 names the missing permission."),
         crust_model::secret::Secret, crust_model::secret::SecretInput, csv::ImportStarted,
         crust_model::access::Role, crust_model::access::Rule, crust_model::access::Operation,
         crust_model::access::RoleInput, crust_model::access::AuditEntry,
+        job::BulkFilter, job::BulkCount, crust_model::worker::WorkerInfo,
+        queue::QueueInfo, ui::LoginForm,
         crate::routes::Success, crate::routes::SuccessMessage, crate::routes::ErrorBody, crate::routes::ErrorMessage,
     )),
     modifiers(&BearerAuth, &Conventions),
@@ -97,7 +102,17 @@ pub const ID_PATTERN: &str = "^0*([0-9]{1,18}|[1-8][0-9]{18}|9[0-1][0-9]{17}|92[
 const NO_NUL: &str = "^[^\\u0000]*$";
 
 /// The routes that need no token.
-const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+const PUBLIC_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    // The web UI: its pages and sign-in work without a token.
+    "/ui/",
+    "/ui/login",
+    "/ui/logout",
+    "/ui/app.js",
+    "/ui/app.css",
+];
 /// Routes that take no token but a signature of their own (they answer 401
 /// for a bad one, like the rest for a bad token).
 const SIGNED_PATHS: &[&str] = &["/hook/{workflowID}"];

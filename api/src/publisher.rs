@@ -50,27 +50,30 @@ impl JobQueue {
         self.publisher.close().await;
     }
 
-    /// Queues a run message for a committed job.
-    pub fn run(&self, job_id: Id, trace_parent: Option<String>) {
-        self.send(Outgoing {
-            message: Message::RunJob { job_id },
-            trace_parent,
-        });
+    /// Queues a run message for a committed job of the named queue `queue`.
+    pub fn run(&self, job_id: Id, queue: &str, trace_parent: Option<String>) {
+        self.send(Outgoing::run(job_id, queue, trace_parent));
     }
 
     /// Tells every worker to stop `job_id` (best effort: workers also see
     /// the request on their next heartbeat).
     pub fn cancel(&self, job_id: Id) {
-        self.send(Outgoing {
-            message: Message::CancelJob { job_id },
-            trace_parent: None,
-        });
+        self.send(Outgoing::cancel(job_id));
     }
 
     fn send(&self, outgoing: Outgoing) {
         if self.sender.try_send(outgoing).is_err() {
             tracing::warn!("publish backlog full; the scheduler will publish this job");
         }
+    }
+
+    /// What the broker says of each named queue (see
+    /// [`Publisher::queue_stats`]).
+    pub async fn queue_stats(
+        &self,
+        queues: &[String],
+    ) -> Result<Vec<Option<crust_queue::QueueStats>>, crust_queue::QueueError> {
+        self.publisher.queue_stats(queues).await
     }
 
     /// Connects to the broker if needed; says why it cannot.

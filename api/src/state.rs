@@ -35,6 +35,8 @@ pub struct Inner {
     /// `CRUST_SECRETS_KEY` (and the previous key during a rotation); `None`
     /// disables the secret endpoints.
     pub secrets: Option<crust_store::secrets::Keyring>,
+    /// Live log followers: the LISTEN connection and per-job feeds.
+    pub followers: Arc<crate::follow::Hub>,
     /// Module definitions for record creates (checked by version on write).
     pub modules: crust_store::modules::ModuleCache,
     /// Resolved permission sets per role list and role version.
@@ -54,8 +56,9 @@ impl AppState {
         let queue = JobQueue::start(
             Arc::new(Publisher::new(&config.amqp)),
             pool.clone(),
-            shutdown,
+            shutdown.clone(),
         );
+        let followers = crate::follow::Hub::start(pool.clone(), shutdown);
         Ok(Self(Arc::new(Inner {
             pool,
             tokens,
@@ -65,6 +68,7 @@ impl AppState {
             read_timeout: config.http_read_timeout,
             trace_url: config.trace_url.clone(),
             queue,
+            followers,
             cors,
             modules: Default::default(),
             secrets: config.secrets.keyring()?,

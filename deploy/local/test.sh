@@ -23,6 +23,13 @@ drop_templates() {
 }
 trap drop_templates EXIT
 
+# The web UI test drives headless Chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "installing chromium and chromium-driver for the web UI test"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 log "running the test suite"
 cargo test --workspace --all-targets "$@"
 # The API fuzz run: a real api, requests generated from its OpenAPI document;

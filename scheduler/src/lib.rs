@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crust_model::config::ConfigError;
 use crust_model::job::JobStatus;
-use crust_queue::{AmqpConfig, Message, Outgoing, Publisher};
+use crust_queue::{AmqpConfig, Outgoing, Publisher};
 use crust_store::config::DbConfig;
 use crust_store::jobs::{self, retention, RELEASE_CHANNEL};
 use sqlx::postgres::PgListener;
@@ -72,9 +72,13 @@ impl Config {
     }
 }
 
-/// Longest sleep between passes, so housekeeping runs and a missed
-/// notification costs at most this much.
-const MAX_SLEEP: Duration = Duration::from_secs(5);
+/// Longest sleep between passes, so housekeeping runs, a missed
+/// notification costs at most this much and lost hints are looked for
+/// often enough ([`check_queues`]).
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// How often the queues are counted (metrics) and checked for lost hints:
+/// a lost hint is published again within about `HINT_GRACE` plus this.
+const QUEUE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Jobs released per transaction.
 const RELEASE_BATCH: i64 = 500;
 /// How often partitions are made ahead and old jobs pruned.
@@ -103,8 +107,17 @@ pub async fn run(
 
     let mut backoff = Duration::from_millis(100);
     let mut last_prune: Option<Instant> = None;
+    let mut last_queue_check: Option<Instant> = None;
     while !shutdown.is_cancelled() {
-        let pause = match pass(&config, &pool, &publisher, &mut last_prune).await {
+        let pause = match pass(
+            &config,
+            &pool,
+            &publisher,
+            &mut last_prune,
+            &mut last_queue_check,
+        )
+        .await
+        {
             Ok(()) => {
                 backoff = Duration::from_millis(100);
                 match jobs::schedule::next_wake(&pool).await {
@@ -192,6 +205,7 @@ async fn pass(
     pool: &PgPool,
     publisher: &Publisher,
     last_prune: &mut Option<Instant>,
+    last_queue_check: &mut Option<Instant>,
 ) -> anyhow::Result<()> {
     let fired = jobs::schedule::fire_schedules(pool, |workflow, slot| {
         // The slot's trace starts here, in the scheduler, as a request's
@@ -225,7 +239,10 @@ async fn pass(
         tracing::debug!(slots = granted, "concurrency slots granted to delayed jobs");
     }
     release(pool, publisher).await?;
-    observe_queue(publisher).await;
+    if last_queue_check.is_none_or(|at| at.elapsed() >= QUEUE_CHECK_EVERY) {
+        *last_queue_check = Some(Instant::now());
+        check_queues(pool, publisher).await?;
+    }
     if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
         *last_prune = Some(Instant::now());
         let span = config.partition_span;
@@ -249,28 +266,123 @@ async fn pass(
     Ok(())
 }
 
-/// Reads the jobs queue's depth and consumers from the broker for the
-/// dashboards (the scheduler is the one process that always runs).
-async fn observe_queue(publisher: &Publisher) {
+/// Per named queue: reads the broker's ready hints and consumers, then
+/// Postgres's counts (in that order, see [`missing_hints`]), exports them
+/// as the `crust_queue_*` metrics (the scheduler is the one process that
+/// always runs) and publishes again the hints the broker lacks.
+async fn check_queues(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<()> {
     let metrics = crust_runtime::metrics::metrics();
-    let queue = publisher.names().jobs_queue.clone();
-    match publisher.queue_stats(&queue).await {
-        Ok((messages, consumers)) => {
-            metrics
-                .queue_messages
-                .with_label_values(&[queue.as_str()])
-                .set(i64::from(messages));
-            metrics
-                .queue_consumers
-                .with_label_values(&[queue.as_str()])
-                .set(i64::from(consumers));
+    // Which queues to ask the broker about: those Postgres knew last time
+    // plus `default`; a queue new since is asked about next round.
+    let known = crust_store::queues::counts(pool).await?;
+    let names: Vec<String> = known.iter().map(|queue| queue.name.clone()).collect();
+    let broker = match publisher.queue_stats(&names).await {
+        Ok(stats) => {
             metrics.amqp_connected.set(1);
+            Some(stats)
         }
         Err(err) => {
             metrics.amqp_connected.set(0);
-            tracing::debug!(error = %err, "cannot read queue depth");
+            tracing::debug!(error = %err, "cannot read the queues from the broker");
+            None
+        }
+    };
+    // Counted after the broker answered: a hint consumed in between makes
+    // the broker's number look high (a lost hint is found next round),
+    // never Postgres's (which would republish a hint that was not lost).
+    let counts = crust_store::queues::counts(pool).await?;
+    for queue in &counts {
+        let label = [queue.name.as_str()];
+        metrics
+            .queue_ready
+            .with_label_values(&label)
+            .set(queue.ready);
+        metrics
+            .queue_running
+            .with_label_values(&label)
+            .set(queue.running);
+        metrics
+            .queue_waiting
+            .with_label_values(&label)
+            .set(queue.waiting);
+        metrics
+            .queue_delayed
+            .with_label_values(&label)
+            .set(queue.delayed);
+        metrics
+            .queue_oldest_ready_age
+            .with_label_values(&label)
+            .set(queue.oldest_ready_age_seconds.unwrap_or(0.0));
+    }
+    let Some(broker) = broker else {
+        return Ok(());
+    };
+    for (name, stats) in names.iter().zip(broker) {
+        let label = [name.as_str()];
+        if let Some(stats) = stats {
+            metrics
+                .queue_messages
+                .with_label_values(&label)
+                .set(i64::from(stats.ready));
+            metrics
+                .queue_consumers
+                .with_label_values(&label)
+                .set(i64::from(stats.consumers));
+        }
+        let hinted = counts
+            .iter()
+            .find(|queue| &queue.name == name)
+            .map_or(0, |queue| queue.hinted);
+        let missing = missing_hints(hinted, stats.map_or(0, |stats| stats.ready));
+        if missing > 0 {
+            let sent = rehint(pool, publisher, name, missing).await?;
+            if sent > 0 {
+                metrics
+                    .queue_hints_republished
+                    .with_label_values(&label)
+                    .inc_by(sent as u64);
+                tracing::info!(queue = %name, jobs = sent, "lost hints published again");
+            }
         }
     }
+    Ok(())
+}
+
+/// How many hints of a queue are missing: every queued job published more
+/// than `HINT_GRACE` ago (`hinted`, from Postgres) should still have its
+/// hint waiting in the broker (`ready`), because a delivered hint is
+/// claimed within milliseconds, and a claimed job is no longer queued. So
+/// when the broker holds fewer, at least the difference were lost (a broker
+/// restart dropped the transient hints, a message was dropped). A long,
+/// healthy backlog has as many hints as jobs and gets no duplicates; a
+/// duplicate from a false alarm is dropped by the worker's claim.
+fn missing_hints(hinted: i64, ready: u32) -> i64 {
+    (hinted - i64::from(ready)).max(0)
+}
+
+/// Publishes `count` hints again, for the jobs of `queue` published
+/// longest ago, and restarts their grace (in the transaction that locked
+/// them, as [`release`] does). Returns how many were sent.
+async fn rehint(
+    pool: &PgPool,
+    publisher: &Publisher,
+    queue: &str,
+    count: i64,
+) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let due = jobs::schedule::lock_unhinted(&mut tx, queue, count.min(RELEASE_BATCH)).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let batch: Vec<Outgoing> = due
+        .iter()
+        .map(|job| Outgoing::run(job.id, job.queue.clone(), job.trace_parent.clone()))
+        .collect();
+    publisher.publish(&batch).await?;
+    let ids: Vec<_> = due.iter().map(|job| job.id).collect();
+    jobs::schedule::mark_released(&mut tx, &ids).await?;
+    tx.commit().await?;
+    Ok(ids.len())
 }
 
 /// Publishes every job whose release time has come, inside the transaction
@@ -286,10 +398,7 @@ async fn release(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<()> {
         }
         let batch: Vec<Outgoing> = due
             .iter()
-            .map(|job| Outgoing {
-                message: Message::RunJob { job_id: job.id },
-                trace_parent: job.trace_parent.clone(),
-            })
+            .map(|job| Outgoing::run(job.id, job.queue.clone(), job.trace_parent.clone()))
             .collect();
         publisher.publish(&batch).await?;
         let ids: Vec<_> = due.iter().map(|job| job.id).collect();

@@ -44,6 +44,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_secs: u64,
 
+    /// The named queues this worker takes jobs from, comma-separated
+    /// (each 1 to 64 letters, digits, `_` or `-`).
+    #[arg(long, env = "CRUST_WORKER_QUEUES", default_value = "default",
+          value_delimiter = ',', value_parser = parse_queue)]
+    pub queues: Vec<String>,
+
     /// This worker's name in job rows (default: host name and process id).
     #[arg(long, env = "CRUST_WORKER_NAME")]
     pub name: Option<String>,
@@ -106,14 +112,31 @@ impl Default for Limits {
     }
 }
 
+/// One name of `CRUST_WORKER_QUEUES`.
+fn parse_queue(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    crust_model::workflow::check_queue(name)?;
+    Ok(name.to_owned())
+}
+
 impl Config {
-    /// Checks what the ranges on each setting cannot: that the URLs parse.
-    /// The worker has no rule across settings (its heartbeat is a quarter
+    /// Checks what the ranges on each setting cannot: that the URLs parse
+    /// and that the queues are named once each (their heartbeat is a quarter
     /// of the lease, not a setting of its own).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.db.connect_options()?;
         self.amqp.validate()?;
         self.secrets.keyring()?;
+        if self.queues.is_empty() {
+            return Err(ConfigError::new("CRUST_WORKER_QUEUES: names no queue"));
+        }
+        for (at, queue) in self.queues.iter().enumerate() {
+            if self.queues[..at].contains(queue) {
+                return Err(ConfigError::new(format!(
+                    "CRUST_WORKER_QUEUES: {queue:?} is named twice"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -168,6 +191,33 @@ mod tests {
                 .unwrap_or_else(|| panic!("{flag} {value} was accepted"));
             assert!(err.to_string().contains(flag), "{err}");
         }
+    }
+
+    #[test]
+    fn the_queues_are_read_and_checked_at_start() {
+        let cli: Cli = crust_model::config::parse_from(["crust-worker"]).unwrap();
+        assert_eq!(cli.config.queues, ["default"]);
+        let cli: Cli =
+            crust_model::config::parse_from(["crust-worker", "--queues=default, mail,bulk_2"])
+                .unwrap();
+        assert_eq!(cli.config.queues, ["default", "mail", "bulk_2"]);
+        cli.config.validate().unwrap();
+        for flag in [
+            "--queues=a.b",
+            "--queues=",
+            "--queues=-x",
+            &format!("--queues={}", "q".repeat(65)),
+        ] {
+            let err = crust_model::config::parse_from::<Cli, _, _>(["crust-worker", flag])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} was accepted"));
+            let message = err.to_string();
+            assert!(message.starts_with("CRUST_WORKER_QUEUES: "), "{message}");
+        }
+        let twice: Cli =
+            crust_model::config::parse_from(["crust-worker", "--queues=mail,mail"]).unwrap();
+        let message = twice.config.validate().unwrap_err().to_string();
+        assert!(message.contains("\"mail\" is named twice"), "{message}");
     }
 
     #[test]

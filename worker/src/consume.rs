@@ -51,19 +51,30 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     let connection = queue::connect(&worker.config.amqp.amqp_url).await?;
     let channel = connection.create_channel().await?;
     queue::declare(&channel, &worker.names).await?;
+    // One prefetch for the whole channel, shared by the consumers of all
+    // the worker's queues, so it never holds more than `concurrency` jobs.
     queue::set_prefetch(&channel, worker.config.concurrency).await?;
     listen_for_cancels(worker, &connection).await?;
-    let tag = consumer_tag(&worker.name);
-    let mut consumer = channel
-        .basic_consume(
-            &worker.names.jobs_queue,
-            &tag,
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumers = Vec::with_capacity(worker.config.queues.len());
+    let mut tags = Vec::with_capacity(worker.config.queues.len());
+    for name in &worker.config.queues {
+        queue::declare_queue(&channel, &worker.names, name).await?;
+        let tag = consumer_tag(&worker.name);
+        consumers.push(
+            channel
+                .basic_consume(
+                    &worker.names.jobs_queue(name),
+                    &tag,
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?,
+        );
+        tags.push(tag);
+    }
+    let mut consumer = futures_util::stream::select_all(consumers);
     worker.consuming.store(true, Ordering::Relaxed);
-    tracing::info!(queue = %worker.names.jobs_queue, "consuming");
+    tracing::info!(queues = ?worker.config.queues, "consuming");
     loop {
         // Back-pressure: while the writer is behind (Postgres slow or
         // down), take no new jobs; they wait in the broker, not here.
@@ -90,9 +101,11 @@ async fn consume(worker: &Arc<Worker>, shutdown: &CancellationToken) -> anyhow::
     // Stop new deliveries; the channel stays open for the running jobs'
     // acknowledgements until they are done.
     worker.consuming.store(false, Ordering::Relaxed);
-    let _ = channel
-        .basic_cancel(&tag, BasicCancelOptions::default())
-        .await;
+    for tag in &tags {
+        let _ = channel
+            .basic_cancel(tag, BasicCancelOptions::default())
+            .await;
+    }
     drain::drain(worker).await;
     crust_queue::close_connection(connection, "worker shutting down", Duration::from_secs(5)).await;
     Ok(())

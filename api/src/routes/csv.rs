@@ -237,7 +237,9 @@ pub async fn import_records(
     let trace_parent = crust_runtime::telemetry::current_traceparent();
     let created = upload.finish(trace_parent.as_deref()).await?;
     crust_runtime::metrics::metrics().jobs_created.inc();
-    state.queue.run(created.job.id, trace_parent);
+    state
+        .queue
+        .run(created.job.id, &created.job.queue, trace_parent);
     Ok((
         StatusCode::ACCEPTED,
         Json(Envelope {

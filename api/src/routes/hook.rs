@@ -103,7 +103,9 @@ pub async fn deliver(
     }
     crust_runtime::metrics::metrics().jobs_created.inc();
     if created.due_now {
-        state.queue.run(created.job.id, trace_parent);
+        state
+            .queue
+            .run(created.job.id, &created.job.queue, trace_parent);
     }
     Ok((
         StatusCode::ACCEPTED,

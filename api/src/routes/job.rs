@@ -9,7 +9,9 @@ use axum::Router;
 use crust_model::job::{Job, JobInput, JobStatus, JobUpdate, LogEntry, RerunInput, SignalInput};
 use crust_model::paging::Paging;
 use crust_model::step::Step;
+use crust_model::Id;
 use crust_store::jobs;
+use crust_store::jobs::search::JobSearch;
 use serde::{Deserialize, Serialize};
 
 use super::{created, ok, ApiResult};
@@ -25,13 +27,24 @@ pub const MAX_LOGS_PER_PAGE: i64 = 1000;
 
 /// `GET /job/` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct JobQuery {
+    /// Filter in the query language over `jobID, workflowID, status, attempt,
+    /// key, worker, error, createdAt, startAt, startedAt, finishedAt,
+    /// parentJobID` and `parameters.<name>` (JSON values), e.g.
+    /// `status = 'error' AND parameters.customer = 'acme'`.
+    pub filter: Option<String>,
+    /// Sort list, e.g. `createdAt DESC`; default newest first.
+    pub sort: Option<String>,
     /// Only jobs in this status: queued, running, waiting, ok, error or cancelled
-    /// (empty = any).
+    /// (empty = any); ANDed with `filter`.
     #[param(pattern = "^(queued|running|waiting|ok|error|cancelled)?$")]
     pub status: Option<String>,
+    /// Only jobs of this workflow; ANDed with `filter`.
+    #[serde(rename = "workflowID")]
+    #[param(rename = "workflowID", pattern = "^[1-9][0-9]{0,18}$")]
+    pub workflow_id: Option<String>,
     /// 0-based page (default 0).
     #[param(minimum = 0, maximum = 92_233_720_368_547_758_i64)]
     pub page: Option<i64>,
@@ -40,11 +53,19 @@ pub struct JobQuery {
     pub per_page: Option<i64>,
 }
 
-/// Paging parameters of the log list.
+/// `GET /job/{jobID}/logs` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// Only entries after this sequence number (default 0: from the first),
+    /// to resume reading.
+    #[param(minimum = 0, maximum = 2_147_483_647)]
+    pub after: Option<i64>,
+    /// `true`: answer `text/event-stream` and follow the log live (old
+    /// entries first, then new ones as they are written; `event: status`
+    /// with the job once it is finished). `Last-Event-ID` resumes.
+    pub follow: Option<bool>,
     /// 0-based page (default 0).
     #[param(minimum = 0, maximum = 9_223_372_036_854_775_i64)]
     pub page: Option<i64>,
@@ -59,9 +80,21 @@ pub struct LogQuery {
 pub struct JobListMeta {
     pub page: i64,
     pub per_page: i64,
+    /// Jobs matching, over all pages: exact up to 10 000, beyond that the
+    /// planner's estimate (see `countIsEstimate`).
     pub count: i64,
+    /// Present (true) when `count` is an estimate.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub count_is_estimate: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<JobStatus>,
+    #[serde(rename = "workflowID", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub workflow_id: Option<Id>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
 }
 
 /// A page of jobs.
@@ -87,7 +120,8 @@ pub struct LogList {
     pub logs: Vec<LogEntry>,
 }
 
-/// List jobs, newest first.
+/// Search jobs: `filter` and `sort` in the query language, `status` and
+/// `workflowID` shorthands ANDed with the filter; newest first by default.
 #[utoipa::path(get, path = "/job/", tag = "jobs", params(JobQuery),
     responses((status = 200, body = inline(crate::extract::Envelope<JobList>)), (status = 400, body = super::ErrorBody)))]
 pub async fn list_jobs(
@@ -105,25 +139,23 @@ pub async fn list_jobs(
                 .map_err(|reason| ApiError::bad_request(format!("status: {reason}")))
         })
         .transpose()?;
+    let workflow_id = query
+        .workflow_id
+        .as_deref()
+        .map(|id| {
+            Id::parse(id).map_err(|reason| ApiError::bad_request(format!("workflowID: {reason}")))
+        })
+        .transpose()?;
     // Only the jobs of workflows the caller may read.
-    let readable = if access
-        .permissions
-        .is_uniform(Resource::Workflow(None), Operation::Read)
-    {
-        None
-    } else {
-        let mut ids = crust_store::workflows::ids(&state.pool).await?;
-        ids.retain(|id| access.allows(Resource::Workflow(Some(*id)), Operation::Read));
-        Some(ids)
-    };
-    let (jobs, count) = jobs::api::list(
-        &state.pool,
+    let readable = allowed_workflows(&state, &access, Operation::Read).await?;
+    let search = JobSearch {
+        filter: query.filter.as_deref().unwrap_or_default(),
+        sort: query.sort.as_deref().unwrap_or_default(),
         status,
-        readable.as_deref(),
-        paging,
-        &state.queries,
-    )
-    .await?;
+        workflow_id,
+        workflows: readable.as_deref(),
+    };
+    let (jobs, count) = jobs::search::search(&state.pool, &search, paging, &state.queries).await?;
     let trace_url = state.trace_url.as_deref();
     let jobs: Vec<Job> = jobs
         .into_iter()
@@ -133,10 +165,107 @@ pub async fn list_jobs(
         meta: JobListMeta {
             page: paging.page,
             per_page: paging.per_page,
-            count,
+            count: count.value,
+            count_is_estimate: !count.exact,
             status,
+            workflow_id,
+            filter: query.filter,
+            sort: query.sort,
         },
         jobs,
+    }))
+}
+
+/// The body of `POST /job/cancel` and `POST /job/rerun`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    /// Which jobs, in the query language of `GET /job/?filter=` (blank: all).
+    pub filter: String,
+}
+
+/// The workflows whose jobs the caller may `operation`: `None` when a rule
+/// on `workflow:*` decides for every workflow alike.
+async fn allowed_workflows(
+    state: &AppState,
+    access: &Access,
+    operation: Operation,
+) -> Result<Option<Vec<Id>>, ApiError> {
+    if access
+        .permissions
+        .is_uniform(Resource::Workflow(None), operation)
+    {
+        return Ok(None);
+    }
+    let mut ids = crust_store::workflows::ids(&state.pool).await?;
+    ids.retain(|id| access.allows(Resource::Workflow(Some(*id)), operation));
+    Ok(Some(ids))
+}
+
+/// How many jobs a bulk action touched.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkCount {
+    pub count: i64,
+}
+
+/// Cancel every queued, waiting or running job the filter matches (at most
+/// 10 000, else 400 and nothing changes): queued and waiting ones end
+/// `cancelled` at once, running ones are stopped.
+#[utoipa::path(post, path = "/job/cancel", tag = "jobs", request_body = BulkFilter,
+    responses((status = 200, body = inline(crate::extract::Envelope<BulkCount>)), (status = 400, body = super::ErrorBody)))]
+pub async fn cancel_jobs(
+    State(state): State<AppState>,
+    access: Access,
+    Body(input): Body<BulkFilter>,
+) -> ApiResult<impl IntoResponse> {
+    // Only jobs of workflows the caller may run (cancel is `run`).
+    let runnable = allowed_workflows(&state, &access, Operation::Run).await?;
+    let cancelled = jobs::search::cancel_matching(
+        &state.pool,
+        &input.filter,
+        runnable.as_deref(),
+        &state.queries,
+    )
+    .await?;
+    for id in cancelled.running {
+        state.queue.cancel(id);
+    }
+    Ok(ok(BulkCount {
+        count: cancelled.count,
+    }))
+}
+
+/// Rerun every finished job the filter matches as a new job each, like
+/// `POST /job/{jobID}/rerun` (at most 10 000, else 400 and nothing is
+/// created); all in one transaction.
+#[utoipa::path(post, path = "/job/rerun", tag = "jobs", request_body = BulkFilter,
+    responses((status = 200, body = inline(crate::extract::Envelope<BulkCount>)), (status = 400, body = super::ErrorBody)))]
+pub async fn rerun_jobs(
+    State(state): State<AppState>,
+    access: Access,
+    Body(input): Body<BulkFilter>,
+) -> ApiResult<impl IntoResponse> {
+    let trace_parent = crust_runtime::telemetry::current_traceparent();
+    let runnable = allowed_workflows(&state, &access, Operation::Run).await?;
+    let created_jobs = jobs::search::rerun_matching(
+        &state.pool,
+        &input.filter,
+        runnable.as_deref(),
+        &access.actor(),
+        trace_parent.as_deref(),
+        &state.queries,
+    )
+    .await?;
+    for created_job in &created_jobs {
+        crust_runtime::metrics::metrics().jobs_created.inc();
+        state.queue.run(
+            created_job.job.id,
+            &created_job.job.queue,
+            trace_parent.clone(),
+        );
+    }
+    Ok(ok(BulkCount {
+        count: created_jobs.len() as i64,
     }))
 }
 
@@ -196,7 +325,9 @@ pub async fn create_job(
     }
     crust_runtime::metrics::metrics().jobs_created.inc();
     if created_job.due_now {
-        state.queue.run(created_job.job.id, trace_parent);
+        state
+            .queue
+            .run(created_job.job.id, &created_job.job.queue, trace_parent);
     }
     Ok(created(job).into_response())
 }
@@ -250,7 +381,11 @@ pub async fn create_jobs(
         if created_job.new {
             crust_runtime::metrics::metrics().jobs_created.inc();
             if created_job.due_now {
-                state.queue.run(created_job.job.id, trace_parent.clone());
+                state.queue.run(
+                    created_job.job.id,
+                    &created_job.job.queue,
+                    trace_parent.clone(),
+                );
             }
         }
         answer.push(created_job.job.link_trace(state.trace_url.as_deref()));
@@ -289,7 +424,7 @@ pub async fn update_job(
     }
     let updated = jobs::api::update(&state.pool, id, input).await?;
     if updated.publish {
-        state.queue.run(id, None);
+        state.queue.run(id, &updated.job.queue, None);
     }
     if updated.cancel {
         state.queue.cancel(id);
@@ -313,17 +448,40 @@ pub async fn cancel_job(
     Ok(super::success())
 }
 
-/// A job's log entries, in order.
+/// A job's log entries, in order; with `follow=true` a live
+/// `text/event-stream` of them instead.
 #[utoipa::path(get, path = "/job/{jobID}/logs", tag = "jobs",
-    params(("jobID" = String, Path, description = "Job ID"), LogQuery),
-    responses((status = 200, body = inline(crate::extract::Envelope<LogList>)), (status = 404, body = super::ErrorBody)))]
+    params(("jobID" = String, Path, description = "Job ID"), LogQuery,
+           ("Last-Event-ID" = Option<String>, Header, description = "With follow: resume after this seq")),
+    responses((status = 200, content((inline(crate::extract::Envelope<LogList>) = "application/json"),
+                                     (String = "text/event-stream"))),
+              (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn job_logs(
     State(state): State<AppState>,
     Ids([id]): Ids<1>,
+    headers: HeaderMap,
     Query(query): Query<LogQuery>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
+    let after = i32::try_from(query.after.unwrap_or(0))
+        .ok()
+        .filter(|after| *after >= 0)
+        .ok_or_else(|| ApiError::bad_request("after: must be 0 to 2147483647"))?;
+    if query.follow == Some(true) {
+        let after = match headers.get("last-event-id") {
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<i32>().ok())
+                .filter(|seq| *seq >= 0)
+                .ok_or_else(|| {
+                    ApiError::bad_request("Last-Event-ID: must be a log sequence number")
+                })?,
+            None => after,
+        };
+        return crate::follow::follow(state, id, after).await;
+    }
     let paging = Paging::new(query.page, query.per_page, MAX_LOGS_PER_PAGE)?;
-    let (logs, count) = jobs::api::logs(&state.pool, id, paging).await?;
+    let (logs, count) = jobs::api::logs(&state.pool, id, after, paging).await?;
     Ok(ok(LogList {
         meta: LogListMeta {
             page: paging.page,
@@ -331,7 +489,8 @@ pub async fn job_logs(
             count,
         },
         logs,
-    }))
+    })
+    .into_response())
 }
 
 /// A job's steps in workflow order: each task (`pending` until it starts)
@@ -368,7 +527,7 @@ pub async fn signal_job(
     let input = input.validate()?;
     let signalled = jobs::api::signal(&state.pool, id, &input.event, input.data.as_ref()).await?;
     if signalled.woke {
-        state.queue.run(id, None);
+        state.queue.run(id, &signalled.queue, None);
     }
     Ok(super::success())
 }
@@ -396,7 +555,9 @@ pub async fn rerun_job(
     )
     .await?;
     crust_runtime::metrics::metrics().jobs_created.inc();
-    state.queue.run(created_job.job.id, trace_parent);
+    state
+        .queue
+        .run(created_job.job.id, &created_job.job.queue, trace_parent);
     Ok(created(
         created_job.job.link_trace(state.trace_url.as_deref()),
     ))
@@ -407,6 +568,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/job", get(list_jobs).post(create_job))
         .route("/job/bulk", post(create_jobs))
+        .route("/job/cancel", post(cancel_jobs))
+        .route("/job/rerun", post(rerun_jobs))
         .route(
             "/job/{jobID}",
             get(read_job).post(update_job).delete(cancel_job),

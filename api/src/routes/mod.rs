@@ -9,10 +9,13 @@ pub mod hook;
 pub mod job;
 pub mod module;
 pub mod page;
+pub mod queue;
 pub mod record;
 pub mod report;
 pub mod role;
 pub mod secret;
+pub mod ui;
+pub mod worker;
 pub mod workflow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +45,9 @@ pub fn router(state: AppState) -> Router {
         .merge(chart::router())
         .merge(workflow::router())
         .merge(job::router())
+        .merge(worker::router())
         .merge(secret::router())
+        .merge(queue::router())
         .merge(role::router())
         .merge(audit::router())
         // Outermost last: the token is checked, then the permission.
@@ -59,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .merge(health::router())
         .merge(hook::router())
+        .merge(ui::router())
         .merge(crate::openapi::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
@@ -67,6 +73,7 @@ pub fn router(state: AppState) -> Router {
                 Json(json!({"error": {"message": "method not allowed on this endpoint"}})),
             )
         })
+        .layer(middleware::from_fn(crate::query_params::refuse_unknown))
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(middleware::from_fn(crate::extract::refuse_nul_in_url));
     let router = match cors {
@@ -119,6 +126,7 @@ pub struct ErrorMessage {
 
 /// `?force=true` on deletes.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct Force {
     /// Also delete what depends on the resource.

@@ -15,6 +15,7 @@ use crust_model::access::{Operation, Resource};
 
 /// `GET /module/` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ModuleQuery {
     /// Keep modules whose name contains this (case-insensitive).

@@ -15,6 +15,7 @@ use crate::AppState;
 
 /// `GET /page/` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// List the children of this page ("0" = top level); every page if absent.

@@ -22,7 +22,7 @@ pub const MAX_PER_PAGE: i64 = 100;
 
 /// `GET /module/{moduleID}/record` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RecordQuery {
     /// Filter expression, e.g. `amount > 100 AND status = 'won'`.
@@ -117,7 +117,7 @@ pub async fn create_record(
         values,
     )
     .await?;
-    Ok(created(publish(&state, written)))
+    Ok(created(publish(&state, written).await?))
 }
 
 /// Read a record.
@@ -154,7 +154,7 @@ pub async fn update_record(
         values,
     )
     .await?;
-    Ok(ok(publish(&state, written)))
+    Ok(ok(publish(&state, written).await?))
 }
 
 /// Delete a record (soft: it disappears from lists, reports and references).
@@ -174,7 +174,7 @@ pub async fn delete_record(
         &Actor::User(user),
     )
     .await?;
-    publish(&state, written);
+    publish(&state, written).await?;
     Ok(success())
 }
 
@@ -195,11 +195,16 @@ pub async fn record_revisions(
 /// Hands the jobs a write triggered to the publisher (they are committed;
 /// the scheduler publishes them if this process cannot) and returns the
 /// record.
-fn publish(state: &AppState, written: Written) -> crust_model::record::Record {
-    for job in written.due {
-        state.queue.run(job, None);
+async fn publish(
+    state: &AppState,
+    written: Written,
+) -> Result<crust_model::record::Record, crate::error::ApiError> {
+    if !written.due.is_empty() {
+        for (job, queue) in crust_store::jobs::api::queues_of(&state.pool, &written.due).await? {
+            state.queue.run(job, &queue, None);
+        }
     }
-    written.record
+    Ok(written.record)
 }
 
 /// Record routes.

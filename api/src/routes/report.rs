@@ -13,6 +13,7 @@ use crate::AppState;
 
 /// `GET /module/{moduleID}/report` parameters, in the query language.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// Aggregates with optional aliases, e.g. `COUNT(*) AS count, SUM(money)`.

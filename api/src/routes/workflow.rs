@@ -113,7 +113,7 @@ pub const MAX_VERSIONS_PER_PAGE: i64 = 100;
 
 /// Paging parameters of the version list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct VersionQuery {
     /// 0-based page (default 0).

@@ -41,6 +41,12 @@ const MATRIX: &[(&str, &str, &str, bool)] = &[
     ("DELETE", "/module/{moduleID}/record/{recordID}", "ad", true),
     ("GET", "/module/{moduleID}/report", "adev", false),
     ("GET", "/module/{moduleID}/record/export", "adev", false),
+    (
+        "GET",
+        "/module/{moduleID}/record/{recordID}/revisions",
+        "adev",
+        false,
+    ),
     // Sent as text/csv (see `send`).
     ("POST", "/module/{moduleID}/record/import", "ade", false),
     ("GET", "/page/", "adev", false),
@@ -79,6 +85,20 @@ const MATRIX: &[(&str, &str, &str, bool)] = &[
     ("PUT", "/role/{name}", "a", false),
     ("DELETE", "/role/{name}", "a", true),
     ("GET", "/audit", "a", false),
+    // Bulk actions answer everyone; they act only on the jobs of workflows
+    // the caller may run (a viewer's count is 0).
+    ("POST", "/job/cancel", "adeov", false),
+    ("POST", "/job/rerun", "adeov", false),
+    ("GET", "/worker/", "adeov", false),
+    ("GET", "/queue/", "adeov", false),
+    ("GET", "/chart/{chartID}/render.svg", "adev", false),
+    // The web UI's pages take no token (sign-in sets a cookie; see `send`).
+    ("GET", "/ui/", "adeov", false),
+    ("GET", "/ui/app.css", "adeov", false),
+    ("GET", "/ui/app.js", "adeov", false),
+    ("GET", "/ui/login", "adeov", false),
+    ("POST", "/ui/login", "adeov", false),
+    ("POST", "/ui/logout", "adeov", false),
     // Secrets: the admin's alone (a viewer reads everything but these).
     ("GET", "/secret/", "a", false),
     ("PUT", "/secret/{name}", "a", false),
@@ -205,6 +225,16 @@ async fn send(
             .unwrap();
         return crate::helpers::read(response).await;
     }
+    if path.starts_with("/ui/") {
+        let request = app.client.request(method, format!("{}{path}", app.base));
+        let request = if path == "/ui/login" && body.is_some() {
+            request.form(&[("token", token)])
+        } else {
+            request
+        };
+        let response = request.send().await.unwrap();
+        return (response.status(), Value::Null);
+    }
     if path.starts_with("/hook/") {
         let body = body.unwrap_or_default().to_string();
         let now = chrono::Utc::now().timestamp();
@@ -279,6 +309,7 @@ fn request(method: &str, route: &str, f: &Fixtures, n: usize) -> (String, Option
             json!({"rules": [{"resource": "chart:*", "operations": ["read"], "allow": true}]})
         }
         ("PUT", "/secret/{name}") => json!({"value": "another-secret-value"}),
+        ("POST", "/job/cancel" | "/job/rerun") => json!({"filter": "jobID = 0"}),
         // Each delivery differs, so none is taken for a replay.
         ("POST", "/hook/{workflowID}") => json!({"delivery": n}),
         ("POST" | "PUT", _) => json!({}),

@@ -178,6 +178,9 @@ pub struct Job {
     /// the job was created (or its `workflowID` last changed).
     pub workflow_version: i32,
     pub status: JobStatus,
+    /// The queue it goes to: its workflow's `queue` when it was created.
+    #[schema(example = "default")]
+    pub queue: String,
     /// The job's parameters: a JSON object (any values), its workflow's
     /// `parameters` merged under those it was created with.
     #[schema(value_type = Object)]

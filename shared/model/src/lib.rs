@@ -31,6 +31,7 @@ pub mod task;
 pub mod template;
 pub mod trigger;
 pub mod webhook;
+pub mod worker;
 pub mod workflow;
 
 pub use error::{Error, Result};

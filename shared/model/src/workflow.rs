@@ -122,6 +122,10 @@ pub struct Workflow {
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// The queue its jobs go to (broker queue `<prefix>.jobs.<queue>`);
+    /// workers consume the queues they are told to.
+    #[schema(example = "default")]
+    pub queue: String,
     /// Paused (`POST /workflow/{id}/pause`): its jobs stay queued and are
     /// not started, and its cron slots are skipped, until it is resumed.
     pub paused: bool,
@@ -203,6 +207,15 @@ pub struct WorkflowInput {
     #[serde(default)]
     #[schema(max_items = 20)]
     pub triggers: Vec<Trigger>,
+    /// The queue its jobs go to (default `default`): letters, digits, `_`
+    /// and `-`, starting with a letter or digit, at most 64 characters.
+    #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+    )]
+    pub queue: Option<String>,
 }
 
 /// The body of a workflow edit: every key is optional and an absent one
@@ -240,6 +253,13 @@ pub struct WorkflowPatch {
     pub rate_limit: Option<Option<RateLimit>>,
     /// Record-event triggers, replaced whole when given (`[]` removes them).
     pub triggers: Option<Vec<Trigger>>,
+    /// The queue its new jobs go to (jobs created earlier keep theirs).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+    )]
+    pub queue: Option<String>,
 }
 
 impl WorkflowPatch {
@@ -257,6 +277,7 @@ impl WorkflowPatch {
             concurrency: self.concurrency.unwrap_or(current.concurrency),
             rate_limit: self.rate_limit.unwrap_or(current.rate_limit),
             triggers: self.triggers.unwrap_or(current.triggers),
+            queue: Some(self.queue.unwrap_or(current.queue)),
         }
     }
 }
@@ -278,6 +299,8 @@ pub struct ValidWorkflow {
     /// Checked here for shape only; the store checks modules, fields and
     /// filters in the saving transaction.
     pub triggers: Vec<Trigger>,
+    /// A valid queue name ([`check_queue`]).
+    pub queue: String,
 }
 
 impl ValidWorkflow {
@@ -441,7 +464,15 @@ impl WorkflowInput {
             }
             None => None,
         };
+        let queue = match self.queue {
+            None => DEFAULT_QUEUE.to_owned(),
+            Some(queue) => {
+                check_queue(&queue).map_err(|reason| Error::invalid(format!("queue: {reason}")))?;
+                queue
+            }
+        };
         Ok(ValidWorkflow {
+            queue,
             webhook,
             concurrency,
             rate_limit,
@@ -454,6 +485,32 @@ impl WorkflowInput {
             schedule,
             triggers: self.triggers,
         })
+    }
+}
+
+/// The queue of a workflow that names none.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Longest queue name.
+pub const MAX_QUEUE_LEN: usize = 64;
+
+/// Checks a queue name: 1 to 64 ASCII letters, digits, `_` or `-`, the
+/// first a letter or digit. It becomes part of a broker queue name and a
+/// metric label, so nothing else is allowed (no `.`, which would let one
+/// name look like another's dead-letter queue).
+pub fn check_queue(name: &str) -> std::result::Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_QUEUE_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a queue name (1 to {MAX_QUEUE_LEN} letters, digits, '_' or '-', \
+             starting with a letter or digit)"
+        ))
     }
 }
 

@@ -96,6 +96,9 @@ pub enum Ty {
     Date,
     Id,
     Interval,
+    /// A JSON value (a job's `parameters.<name>`): compared with literals
+    /// as JSON, so `parameters.n = 5` and `parameters.s = 'x'` both work.
+    Json,
     Null,
 }
 
@@ -109,6 +112,7 @@ impl fmt::Display for Ty {
             Ty::Date => "Date",
             Ty::Id => "Id",
             Ty::Interval => "Interval",
+            Ty::Json => "Json",
             Ty::Null => "Null",
         })
     }
@@ -124,6 +128,7 @@ impl Ty {
             Ty::Date => "date",
             Ty::Id => "bigint",
             Ty::Interval => "interval",
+            Ty::Json => "jsonb",
             Ty::Null => return None,
         })
     }
@@ -213,6 +218,54 @@ fn system_column(name: &str) -> Option<(&'static str, Ty)> {
         "userid" | "user_id" => ("r.user_id", Ty::Id),
         _ => return None,
     })
+}
+
+/// What a query runs over: a module's records (`r`) or the jobs table (`j`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Records,
+    Jobs,
+}
+
+impl Table {
+    /// The primary key, the sort's tie-breaker.
+    fn id(self) -> &'static str {
+        match self {
+            Table::Records => "r.id",
+            Table::Jobs => "j.id",
+        }
+    }
+}
+
+/// The columns of the jobs table a job search may name, case-insensitively.
+/// (A `queue` column, once jobs have one, belongs here: `"queue" =>
+/// ("j.queue", Ty::Text)`.)
+fn job_column(name: &str) -> Option<(&'static str, Ty)> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "jobid" | "id" => ("j.id", Ty::Id),
+        "workflowid" => ("j.workflow_id", Ty::Id),
+        "status" => ("j.status", Ty::Text),
+        "attempt" => ("j.attempt", Ty::Number),
+        "key" => ("j.idempotency_key", Ty::Text),
+        "worker" => ("j.worker", Ty::Text),
+        "error" => ("j.error", Ty::Text),
+        "createdat" => ("j.created_at", Ty::Timestamp),
+        "startat" => ("j.start_at", Ty::Timestamp),
+        "startedat" => ("j.started_at", Ty::Timestamp),
+        "finishedat" => ("j.finished_at", Ty::Timestamp),
+        "parentjobid" => ("j.parent_job_id", Ty::Id),
+        _ => return None,
+    })
+}
+
+/// The names a job search knows, for the "unknown field" message.
+pub const JOB_FIELDS: &str = "jobID, workflowID, status, attempt, key, worker, error, \
+     createdAt, startAt, startedAt, finishedAt, parentJobID, parameters.<name>";
+
+/// `parameters.<name>` → `<name>` when it is a name that may be queried.
+fn job_parameter(name: &str) -> Option<&str> {
+    let (head, rest) = name.split_once('.')?;
+    (head.eq_ignore_ascii_case("parameters") && is_safe_field_name(rest)).then_some(rest)
 }
 
 fn digits(b: &[u8]) -> Option<u32> {
@@ -376,6 +429,7 @@ struct Compiler<'a> {
     params: &'a mut Params,
     ctx: Ctx,
     in_aggregate: bool,
+    table: Table,
 }
 
 impl<'a> Compiler<'a> {
@@ -385,7 +439,34 @@ impl<'a> Compiler<'a> {
             params,
             ctx,
             in_aggregate: false,
+            table: Table::Records,
         }
+    }
+
+    /// `parameters.<name> = literal` as containment, which the jobs'
+    /// GIN index (`jsonb_path_ops`) answers; `None` when the comparison
+    /// has another shape.
+    fn parameter_equality(&mut self, lhs: &Expr, rhs: &Expr) -> Result<Option<String>> {
+        if self.table != Table::Jobs {
+            return Ok(None);
+        }
+        let (field, literal) = match (&lhs.kind, &rhs.kind) {
+            (ExprKind::Field(name), _) => (name, rhs),
+            (_, ExprKind::Field(name)) => (name, lhs),
+            _ => return Ok(None),
+        };
+        let Some(name) = job_parameter(field) else {
+            return Ok(None);
+        };
+        let value = match &literal.kind {
+            ExprKind::Str(s) => self.params.bind(s.clone(), "text"),
+            ExprKind::Number(n) => self.params.bind(n.clone(), "numeric"),
+            ExprKind::Bool(b) => self.params.bind(b.to_string(), "boolean"),
+            _ => return Ok(None),
+        };
+        Ok(Some(format!(
+            "(j.parameters @> jsonb_build_object('{name}', {value}))"
+        )))
     }
 
     fn lit(&self, lit: Lit, col: usize) -> Result<Val> {
@@ -439,6 +520,14 @@ impl<'a> Compiler<'a> {
             (Lit::Num(n), None | Some(Ty::Number)) => (p.bind(n, "numeric"), Ty::Number),
             (Lit::Bool(b), None | Some(Ty::Bool)) => (p.bind(b.to_string(), "boolean"), Ty::Bool),
             (Lit::Interval(s), None | Some(Ty::Interval)) => (p.bind(s, "interval"), Ty::Interval),
+            (Lit::Str(s), Some(Ty::Json)) => (format!("to_jsonb({})", p.bind(s, "text")), Ty::Json),
+            (Lit::Num(n), Some(Ty::Json)) => {
+                (format!("to_jsonb({})", p.bind(n, "numeric")), Ty::Json)
+            }
+            (Lit::Bool(b), Some(Ty::Json)) => (
+                format!("to_jsonb({})", p.bind(b.to_string(), "boolean")),
+                Ty::Json,
+            ),
             _ => return Ok(None),
         }))
     }
@@ -534,6 +623,15 @@ impl<'a> Compiler<'a> {
     }
 
     fn resolve(&self, name: &str, col: usize) -> Result<(String, Ty, bool)> {
+        if self.table == Table::Jobs {
+            if let Some((sql, ty)) = job_column(name) {
+                return Ok((sql.to_string(), ty, false));
+            }
+            if let Some(parameter) = job_parameter(name) {
+                return Ok((format!("(j.parameters->'{parameter}')"), Ty::Json, false));
+            }
+            return Err(QueryError::at(format!("unknown field \"{name}\""), col));
+        }
         if let Some((sql, ty)) = system_column(name) {
             return Ok((sql.to_string(), ty, false));
         }
@@ -637,6 +735,11 @@ impl<'a> Compiler<'a> {
                 ))
             }
             ExprKind::Compare { op, lhs, rhs } => {
+                if *op == CmpOp::Eq {
+                    if let Some(sql) = self.parameter_equality(lhs, rhs)? {
+                        return Ok(Val::Sql(sql, Ty::Bool));
+                    }
+                }
                 let l = self.expr(lhs)?;
                 let r = self.expr(rhs)?;
                 let ops = self.operands(vec![l, r], col)?;
@@ -989,16 +1092,37 @@ fn check_params(params: &Params) -> Result<()> {
 /// Compiles a filter to a SQL boolean expression (for WHERE, without a leading AND), or
 /// `None` when it is blank. Literals are appended to `params`.
 pub fn compile_filter(src: &str, schema: &Schema, params: &mut Params) -> Result<Option<String>> {
-    let sql = compile_condition(src, schema, params)?;
+    let sql = compile_condition(src, schema, params, Table::Records)?;
     check_params(params)?;
     Ok(sql)
 }
 
-fn compile_condition(src: &str, schema: &Schema, params: &mut Params) -> Result<Option<String>> {
+/// Compiles a job search filter over the jobs table aliased `j`: the
+/// columns of [`JOB_FIELDS`] and `parameters.<name>` (JSON values; `=`
+/// against a literal compiles to `@>` so the GIN index serves it).
+pub fn compile_job_filter(src: &str, params: &mut Params) -> Result<Option<String>> {
+    let schema = Schema::default();
+    let sql = compile_condition(src, &schema, params, Table::Jobs)?;
+    check_params(params)?;
+    Ok(sql)
+}
+
+/// Compiles a job search sort (blank: newest first, `j.id DESC`).
+pub fn compile_job_sort(src: &str) -> Result<String> {
+    compile_sort_over(src, &Schema::default(), Table::Jobs)
+}
+
+fn compile_condition(
+    src: &str,
+    schema: &Schema,
+    params: &mut Params,
+    table: Table,
+) -> Result<Option<String>> {
     let Some(expr) = parse_filter(src)? else {
         return Ok(None);
     };
     let mut c = Compiler::new(schema, params, Ctx::Filter);
+    c.table = table;
     let v = c.expr(&expr)?;
     let ty = v.ty();
     match v {
@@ -1018,9 +1142,15 @@ fn compile_condition(src: &str, schema: &Schema, params: &mut Params) -> Result<
 /// index per field serves both directions), and `r.id` is appended as a tie-breaker in the
 /// last item's direction unless the sort already orders by `r.id`. Literals are not allowed.
 pub fn compile_sort(src: &str, schema: &Schema) -> Result<String> {
+    compile_sort_over(src, schema, Table::Records)
+}
+
+fn compile_sort_over(src: &str, schema: &Schema, table: Table) -> Result<String> {
+    let id = table.id();
     let items = parse_sort(src)?;
     let mut params = Params::new();
     let mut c = Compiler::new(schema, &mut params, Ctx::Sort);
+    c.table = table;
     let mut parts = Vec::with_capacity(items.len() + 1);
     let mut has_id = false;
     let mut last_descending = true;
@@ -1031,7 +1161,7 @@ pub fn compile_sort(src: &str, schema: &Schema) -> Result<String> {
                 return Err(QueryError::at("literals are not allowed in a sort", lcol))
             }
         };
-        has_id |= s == "r.id";
+        has_id |= s == id;
         last_descending = item.descending;
         let dir = if item.descending { "DESC" } else { "ASC" };
         // Postgres's own null order (last ascending, first descending), so
@@ -1045,7 +1175,7 @@ pub fn compile_sort(src: &str, schema: &Schema) -> Result<String> {
         // The tie-breaker follows the last key's direction, which is what
         // an index on (field, id) delivers by scanning one way.
         parts.push(format!(
-            "r.id {}",
+            "{id} {}",
             if last_descending { "DESC" } else { "ASC" }
         ));
     }
@@ -1944,5 +2074,77 @@ mod tests {
             err("", "", &"a".repeat(5000)),
             "filter: input is too long (max 4096 characters)"
         );
+    }
+}
+
+#[cfg(test)]
+mod job_tests {
+    use super::*;
+
+    fn job(src: &str) -> (String, Vec<String>) {
+        let mut params = Params::new();
+        let sql = compile_job_filter(src, &mut params).unwrap().unwrap();
+        (sql, params.values)
+    }
+
+    #[test]
+    fn job_columns_compile_to_the_jobs_table() {
+        let (sql, values) = job("status = 'error' AND workflowID = 3 AND attempt > 1");
+        assert_eq!(
+            sql,
+            "((j.status = $1::text) AND (j.workflow_id = $2::bigint) AND (j.attempt > $3::numeric))"
+        );
+        assert_eq!(values, ["error", "3", "1"]);
+        let (sql, _) = job("finishedAt >= '2026-01-01' AND parentJobID IS NULL AND key = 'k'");
+        assert!(sql.contains("j.finished_at >= $1::timestamptz"), "{sql}");
+        assert!(sql.contains("j.parent_job_id IS NULL"), "{sql}");
+        assert!(sql.contains("j.idempotency_key = $2::text"), "{sql}");
+    }
+
+    #[test]
+    fn parameter_equality_is_containment_so_the_gin_index_serves_it() {
+        let (sql, values) = job("parameters.customer = 'x'");
+        assert_eq!(
+            sql,
+            "(j.parameters @> jsonb_build_object('customer', $1::text))"
+        );
+        assert_eq!(values, ["x"]);
+        let (sql, _) = job("7 = parameters.n");
+        assert_eq!(
+            sql,
+            "(j.parameters @> jsonb_build_object('n', $1::numeric))"
+        );
+        let (sql, _) = job("parameters.n > 5");
+        assert_eq!(sql, "((j.parameters->'n') > to_jsonb($1::numeric))");
+        let (sql, _) = job("parameters.s IN ('a', 'b')");
+        assert_eq!(
+            sql,
+            "((j.parameters->'s') IN (to_jsonb($1::text), to_jsonb($2::text)))"
+        );
+    }
+
+    #[test]
+    fn unknown_job_fields_name_the_column() {
+        let mut params = Params::new();
+        let err = compile_job_filter("stauts = 'error'", &mut params).unwrap_err();
+        assert_eq!(err.to_string(), "unknown field \"stauts\" at column 1");
+        let err = compile_job_filter("status = 'x' AND values.a = 1", &mut params).unwrap_err();
+        assert_eq!(err.to_string(), "unknown field \"values.a\" at column 18");
+        // Record columns are not job columns.
+        assert!(compile_job_filter("updatedAt > '2020-01-01'", &mut params).is_err());
+    }
+
+    #[test]
+    fn job_sorts_break_ties_by_job_id() {
+        assert_eq!(compile_job_sort("").unwrap(), "j.id DESC");
+        assert_eq!(
+            compile_job_sort("createdAt ASC").unwrap(),
+            "j.created_at ASC, j.id ASC"
+        );
+        assert_eq!(
+            compile_job_sort("parameters.customer DESC").unwrap(),
+            "(j.parameters->'customer') DESC, j.id DESC"
+        );
+        assert!(compile_job_sort("nope").is_err());
     }
 }

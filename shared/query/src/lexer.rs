@@ -180,6 +180,15 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, QueryError> {
                 while chars.get(j).is_some_and(|&ch| is_ident_char(ch)) {
                     j += 1;
                 }
+                // A dotted name (`parameters.customer`): each part an identifier.
+                while chars.get(j) == Some(&'.')
+                    && chars.get(j + 1).is_some_and(|&ch| is_ident_start(ch))
+                {
+                    j += 1;
+                    while chars.get(j).is_some_and(|&ch| is_ident_char(ch)) {
+                        j += 1;
+                    }
+                }
                 (Tok::Ident(chars[i..j].iter().collect()), j - i)
             }
             other => {

@@ -21,7 +21,7 @@ mod fuzz_tests;
 
 pub use ast::{Expr, ExprKind, QueryError, SelectItem, SortItem};
 pub use compile::{
-    compile_filter, compile_report, compile_sort, FieldSpec, FieldType, Params, Report,
-    ReportColumn, Schema, Ty,
+    compile_filter, compile_job_filter, compile_job_sort, compile_report, compile_sort, FieldSpec,
+    FieldType, Params, Report, ReportColumn, Schema, Ty, JOB_FIELDS,
 };
 pub use parser::{parse_filter, parse_select_list, parse_sort};

@@ -10,6 +10,7 @@
 //! Depends on `crust-model` for [`Id`] and the settings vocabulary only: it
 //! knows no SQL; Postgres, not the broker, holds the truth about jobs.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -84,13 +85,10 @@ pub async fn close_connection(connection: Connection, reason: &str, timeout: Dur
 /// The names derived from the prefix.
 #[derive(Debug, Clone)]
 pub struct Names {
-    /// Direct exchange jobs are published to.
+    prefix: String,
+    /// Direct exchange jobs are published to, with their queue's name as
+    /// the routing key.
     pub jobs_exchange: String,
-    /// The durable quorum queue workers consume.
-    pub jobs_queue: String,
-    /// Where messages go that were rejected or redelivered too often.
-    pub dead_exchange: String,
-    pub dead_queue: String,
     /// Fanout exchange of cancel requests; each worker binds its own queue.
     pub cancel_exchange: String,
 }
@@ -99,17 +97,24 @@ impl Names {
     /// The names for `prefix`.
     pub fn new(prefix: &str) -> Self {
         Self {
+            prefix: prefix.to_owned(),
             jobs_exchange: format!("{prefix}.jobs"),
-            jobs_queue: format!("{prefix}.jobs"),
-            dead_exchange: format!("{prefix}.dead"),
-            dead_queue: format!("{prefix}.jobs.dead"),
             cancel_exchange: format!("{prefix}.cancel"),
         }
     }
-}
 
-/// How often a message may be redelivered before it is dead-lettered.
-const DELIVERY_LIMIT: i64 = 20;
+    /// The broker queue of the named queue `queue`: `<prefix>.jobs.<queue>`.
+    pub fn jobs_queue(&self, queue: &str) -> String {
+        format!("{}.jobs.{queue}", self.prefix)
+    }
+
+    /// Where `queue`'s rejected messages go: `<prefix>.dead.<queue>`. (Not
+    /// `<prefix>.jobs.<queue>.dead`: queue names may contain no `.`, and
+    /// this keeps every dead-letter queue out of the jobs' namespace.)
+    pub fn dead_queue(&self, queue: &str) -> String {
+        format!("{}.dead.{queue}", self.prefix)
+    }
+}
 
 /// A message on the broker. Versioned and tagged; receiving one twice is
 /// harmless (a run message for a job that is not queued is dropped).
@@ -179,7 +184,9 @@ pub async fn connect(url: &str) -> Result<Connection, QueueError> {
         .map_err(QueueError::from)
 }
 
-/// Declares the exchanges and queues (idempotent).
+/// Declares the exchanges every process uses (idempotent): the direct jobs
+/// exchange and the cancel fanout. Each named queue is declared by
+/// [`declare_queue`].
 pub async fn declare(channel: &Channel, names: &Names) -> Result<(), QueueError> {
     let durable = ExchangeDeclareOptions {
         durable: true,
@@ -187,45 +194,9 @@ pub async fn declare(channel: &Channel, names: &Names) -> Result<(), QueueError>
     };
     channel
         .exchange_declare(
-            &names.dead_exchange,
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(&names.dead_queue, durable_queue(), quorum(None))
-        .await?;
-    channel
-        .queue_bind(
-            &names.dead_queue,
-            &names.dead_exchange,
-            "",
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
             &names.jobs_exchange,
             ExchangeKind::Direct,
             durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(
-            &names.jobs_queue,
-            durable_queue(),
-            quorum(Some(&names.dead_exchange)),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            &names.jobs_queue,
-            &names.jobs_exchange,
-            "run",
-            QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await?;
@@ -240,6 +211,64 @@ pub async fn declare(channel: &Channel, names: &Names) -> Result<(), QueueError>
     Ok(())
 }
 
+/// Declares the named queue `queue` (idempotent): the hint queue
+/// `<prefix>.jobs.<queue>`, bound to the jobs exchange with the routing key
+/// `queue`, and its dead-letter queue.
+///
+/// The hint queue is a *classic* queue (declared durable, so it and its
+/// binding survive a broker restart) and its messages are transient: the
+/// broker delivers a hint as soon as it has it, without first writing it
+/// to disk and, for a quorum queue, to a majority of nodes. That commit was
+/// the floor of a job's start latency. Postgres holds the job; a hint lost
+/// with a broker restart (or dropped) is found and sent again by the
+/// scheduler (see ARCHITECTURE.md, "Hints, not copies").
+///
+/// A message a worker rejects (malformed) goes through the default exchange
+/// to the queue's dead-letter queue, a durable quorum queue, because what
+/// lands there is kept for a human to read.
+pub async fn declare_queue(
+    channel: &Channel,
+    names: &Names,
+    queue: &str,
+) -> Result<(), QueueError> {
+    let jobs_queue = names.jobs_queue(queue);
+    let dead_queue = names.dead_queue(queue);
+    let mut quorum = FieldTable::default();
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    channel
+        .queue_declare(&dead_queue, durable_queue(), quorum)
+        .await?;
+    let mut classic = FieldTable::default();
+    classic.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("classic")),
+    );
+    classic.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from("")),
+    );
+    classic.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(LongString::from(dead_queue.as_str())),
+    );
+    channel
+        .queue_declare(&jobs_queue, durable_queue(), classic)
+        .await?;
+    channel
+        .queue_bind(
+            &jobs_queue,
+            &names.jobs_exchange,
+            queue,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
 fn durable_queue() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
@@ -247,38 +276,21 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-fn quorum(dead_letter: Option<&str>) -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from("quorum")),
-    );
-    if let Some(exchange) = dead_letter {
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(LongString::from(exchange)),
-        );
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(DELIVERY_LIMIT),
-        );
+/// Deletes everything [`declare`] and [`declare_queue`] made for `queues`
+/// (for tests, which must leave the broker as they found it).
+pub async fn delete_topology(
+    channel: &Channel,
+    names: &Names,
+    queues: &[&str],
+) -> Result<(), QueueError> {
+    for queue in queues {
+        for name in [names.jobs_queue(queue), names.dead_queue(queue)] {
+            channel
+                .queue_delete(&name, QueueDeleteOptions::default())
+                .await?;
+        }
     }
-    args
-}
-
-/// Deletes everything [`declare`] made (for tests, which must leave the
-/// broker as they found it).
-pub async fn delete_topology(channel: &Channel, names: &Names) -> Result<(), QueueError> {
-    for queue in [&names.jobs_queue, &names.dead_queue] {
-        channel
-            .queue_delete(queue, QueueDeleteOptions::default())
-            .await?;
-    }
-    for exchange in [
-        &names.jobs_exchange,
-        &names.dead_exchange,
-        &names.cancel_exchange,
-    ] {
+    for exchange in [&names.jobs_exchange, &names.cancel_exchange] {
         channel
             .exchange_delete(exchange, ExchangeDeleteOptions::default())
             .await?;
@@ -286,28 +298,76 @@ pub async fn delete_topology(channel: &Channel, names: &Names) -> Result<(), Que
     Ok(())
 }
 
-/// Sets how many unacknowledged deliveries a channel may hold.
+/// Sets how many unacknowledged deliveries a channel may hold, across all
+/// its consumers (RabbitMQ's `global` prefetch, which classic queues honour).
 pub async fn set_prefetch(channel: &Channel, prefetch: u16) -> Result<(), QueueError> {
     channel
-        .basic_qos(prefetch, BasicQosOptions::default())
+        .basic_qos(prefetch, BasicQosOptions { global: true })
         .await?;
     Ok(())
 }
 
-/// An outgoing message and its trace context.
+/// An outgoing message, its trace context and, for a run message, the
+/// named queue it goes to.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub message: Message,
     pub trace_parent: Option<String>,
+    /// The named queue of a [`Message::RunJob`]; unused for a cancel.
+    pub queue: String,
 }
 
-/// Publishes persistent messages and waits for the broker's confirms. Holds
-/// one connection, made on first use and remade after any failure, so a
-/// broker restart heals by itself.
+impl Outgoing {
+    /// "Run job `job_id`", to the named queue `queue`.
+    pub fn run(job_id: Id, queue: impl Into<String>, trace_parent: Option<String>) -> Self {
+        Self {
+            message: Message::RunJob { job_id },
+            trace_parent,
+            queue: queue.into(),
+        }
+    }
+
+    /// "Stop job `job_id`", to every worker.
+    pub fn cancel(job_id: Id) -> Self {
+        Self {
+            message: Message::CancelJob { job_id },
+            trace_parent: None,
+            queue: String::new(),
+        }
+    }
+}
+
+/// What the broker says of one named queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages ready for delivery (not those delivered and unacknowledged).
+    pub ready: u32,
+    pub consumers: u32,
+}
+
+/// The publisher's connection, its confirming channel and the named queues
+/// declared on it.
+struct Link {
+    connection: Connection,
+    channel: Channel,
+    declared: HashSet<String>,
+}
+
+impl Link {
+    fn is_live(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+}
+
+/// Publishes messages and waits for the broker's confirms. Holds one
+/// connection, made on first use and remade after any failure, so a
+/// broker restart heals by itself. Run messages are transient (see
+/// [`declare_queue`]): a confirm means the broker has routed the hint to
+/// its queue, not that it wrote it to disk.
 pub struct Publisher {
     url: String,
     names: Names,
-    channel: Mutex<Option<(Connection, Channel)>>,
+    link: Mutex<Option<Link>>,
     timeout: Duration,
 }
 
@@ -317,7 +377,7 @@ impl Publisher {
         Self {
             url: config.amqp_url.clone(),
             names: Names::new(&config.queue_prefix),
-            channel: Mutex::new(None),
+            link: Mutex::new(None),
             timeout: Duration::from_secs(5),
         }
     }
@@ -329,36 +389,62 @@ impl Publisher {
 
     /// Whether it currently holds a live connection.
     pub async fn is_connected(&self) -> bool {
-        let guard = self.channel.lock().await;
-        guard.as_ref().is_some_and(|(connection, channel)| {
-            connection.status().connected() && channel.status().connected()
-        })
+        self.link.lock().await.as_ref().is_some_and(Link::is_live)
     }
 
-    /// Ready messages and consumers of `queue`, as the broker counts them.
-    pub async fn queue_stats(&self, queue: &str) -> Result<(u32, u32), QueueError> {
-        let mut slot = self.channel.lock().await;
+    /// What the broker says of each named queue in `queues` (in order):
+    /// `None` for one the broker does not have. A passive declare of a
+    /// missing queue closes the channel it was asked on, so these go over
+    /// a channel of their own, remade after each miss, never over the
+    /// publishing one.
+    pub async fn queue_stats(
+        &self,
+        queues: &[String],
+    ) -> Result<Vec<Option<QueueStats>>, QueueError> {
         let work = async {
-            let channel = self.channel(&mut slot).await?;
-            let declared = channel
-                .queue_declare(
-                    queue,
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
-            Ok::<_, QueueError>((declared.message_count(), declared.consumer_count()))
+            let mut channel = self.side_channel().await?;
+            let mut answers = Vec::with_capacity(queues.len());
+            for queue in queues {
+                let declared = channel
+                    .queue_declare(
+                        &self.names.jobs_queue(queue),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await;
+                match declared {
+                    Ok(declared) => answers.push(Some(QueueStats {
+                        ready: declared.message_count(),
+                        consumers: declared.consumer_count(),
+                    })),
+                    Err(lapin::Error::ProtocolError(_)) => {
+                        answers.push(None);
+                        channel = self.side_channel().await?;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            let _ = channel.close(200, "done").await;
+            Ok::<_, QueueError>(answers)
         };
         let result = tokio::time::timeout(self.timeout, work)
             .await
             .unwrap_or(Err(QueueError::Timeout(self.timeout)));
         if result.is_err() {
-            *slot = None;
+            *self.link.lock().await = None;
         }
         result
+    }
+
+    /// A new channel on the publisher's connection (connecting if need be).
+    async fn side_channel(&self) -> Result<Channel, QueueError> {
+        let mut slot = self.link.lock().await;
+        self.connected(&mut slot).await?;
+        let link = slot.as_ref().ok_or(QueueError::Timeout(self.timeout))?;
+        Ok(link.connection.create_channel().await?)
     }
 
     /// Closes the connection, if any, so the broker sees a clean goodbye and
@@ -366,19 +452,19 @@ impl Publisher {
     /// errors about a runtime shutting down). Call it last; a later use
     /// would connect again.
     pub async fn close(&self) {
-        let Some((connection, channel)) = self.channel.lock().await.take() else {
+        let Some(link) = self.link.lock().await.take() else {
             return;
         };
-        let _ = tokio::time::timeout(self.timeout, channel.close(200, "closing")).await;
-        close_connection(connection, "closing", self.timeout).await;
+        let _ = tokio::time::timeout(self.timeout, link.channel.close(200, "closing")).await;
+        close_connection(link.connection, "closing", self.timeout).await;
     }
 
     /// Connects if not connected; for readiness probes.
     pub async fn check(&self) -> Result<(), QueueError> {
-        let mut slot = self.channel.lock().await;
-        let result = tokio::time::timeout(self.timeout, self.channel(&mut slot)).await;
+        let mut slot = self.link.lock().await;
+        let result = tokio::time::timeout(self.timeout, self.connected(&mut slot)).await;
         match result {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
                 *slot = None;
                 Err(err)
@@ -390,14 +476,9 @@ impl Publisher {
         }
     }
 
-    async fn channel(
-        &self,
-        slot: &mut Option<(Connection, Channel)>,
-    ) -> Result<Channel, QueueError> {
-        if let Some((connection, channel)) = slot.as_ref() {
-            if connection.status().connected() && channel.status().connected() {
-                return Ok(channel.clone());
-            }
+    async fn connected(&self, slot: &mut Option<Link>) -> Result<(), QueueError> {
+        if slot.as_ref().is_some_and(Link::is_live) {
+            return Ok(());
         }
         *slot = None;
         let connection = connect(&self.url).await?;
@@ -406,18 +487,24 @@ impl Publisher {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         declare(&channel, &self.names).await?;
-        *slot = Some((connection, channel.clone()));
-        Ok(channel)
+        *slot = Some(Link {
+            connection,
+            channel,
+            declared: HashSet::new(),
+        });
+        Ok(())
     }
 
     /// Publishes all messages (pipelined) and returns once every one is
     /// confirmed; any failure fails the whole batch (callers retry or leave
-    /// the rest to the scheduler: duplicates are harmless).
+    /// the rest to the scheduler: duplicates are harmless). Each named queue
+    /// is declared before its first message on a connection, so a hint is
+    /// never dropped for want of a queue.
     pub async fn publish(&self, batch: &[Outgoing]) -> Result<(), QueueError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut slot = self.channel.lock().await;
+        let mut slot = self.link.lock().await;
         let result = tokio::time::timeout(self.timeout, self.publish_on(&mut slot, batch)).await;
         let result = result.unwrap_or(Err(QueueError::Timeout(self.timeout)));
         if result.is_err() {
@@ -429,14 +516,27 @@ impl Publisher {
 
     async fn publish_on(
         &self,
-        slot: &mut Option<(Connection, Channel)>,
+        slot: &mut Option<Link>,
         batch: &[Outgoing],
     ) -> Result<(), QueueError> {
-        let channel = self.channel(slot).await?;
+        self.connected(slot).await?;
+        let Some(link) = slot.as_mut() else {
+            return Err(QueueError::Timeout(self.timeout));
+        };
+        for outgoing in batch {
+            if matches!(outgoing.message, Message::RunJob { .. })
+                && !link.declared.contains(&outgoing.queue)
+            {
+                declare_queue(&link.channel, &self.names, &outgoing.queue).await?;
+                link.declared.insert(outgoing.queue.clone());
+            }
+        }
         let mut confirms = Vec::with_capacity(batch.len());
         for outgoing in batch {
             let (exchange, routing_key) = match outgoing.message {
-                Message::RunJob { .. } => (self.names.jobs_exchange.as_str(), "run"),
+                Message::RunJob { .. } => {
+                    (self.names.jobs_exchange.as_str(), outgoing.queue.as_str())
+                }
                 Message::CancelJob { .. } => (self.names.cancel_exchange.as_str(), ""),
             };
             let mut headers = FieldTable::default();
@@ -446,11 +546,13 @@ impl Publisher {
                     AMQPValue::LongString(LongString::from(trace_parent.as_str())),
                 );
             }
+            // Transient: Postgres holds the job; the message is only a hint.
             let properties = BasicProperties::default()
-                .with_delivery_mode(2)
+                .with_delivery_mode(1)
                 .with_content_type(ShortString::from("application/json"))
                 .with_headers(headers);
-            let confirm = channel
+            let confirm = link
+                .channel
                 .basic_publish(
                     exchange,
                     routing_key,

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -23,6 +23,12 @@ pub struct Metrics {
     pub job_start_lateness: Histogram,
     pub queue_messages: IntGaugeVec,
     pub queue_consumers: IntGaugeVec,
+    pub queue_ready: IntGaugeVec,
+    pub queue_running: IntGaugeVec,
+    pub queue_waiting: IntGaugeVec,
+    pub queue_delayed: IntGaugeVec,
+    pub queue_oldest_ready_age: GaugeVec,
+    pub queue_hints_republished: IntCounterVec,
     pub log_lines: IntCounter,
     pub jobs_rescued: IntCounter,
     pub running_jobs: IntGauge,
@@ -88,14 +94,56 @@ fn build() -> Result<Metrics, prometheus::Error> {
         queue_messages: IntGaugeVec::new(
             Opts::new(
                 "crust_queue_messages",
-                "Messages ready in a queue (read from RabbitMQ).",
+                "Hints ready in a named queue's broker queue (read from RabbitMQ).",
             ),
             &["queue"],
         )?,
         queue_consumers: IntGaugeVec::new(
             Opts::new(
                 "crust_queue_consumers",
-                "Consumers of a queue (read from RabbitMQ).",
+                "Consumers of a named queue (read from RabbitMQ).",
+            ),
+            &["queue"],
+        )?,
+        queue_ready: IntGaugeVec::new(
+            Opts::new(
+                "crust_queue_ready",
+                "Queued jobs that are due, per named queue (from Postgres).",
+            ),
+            &["queue"],
+        )?,
+        queue_running: IntGaugeVec::new(
+            Opts::new(
+                "crust_queue_running",
+                "Running jobs, per named queue (from Postgres).",
+            ),
+            &["queue"],
+        )?,
+        queue_waiting: IntGaugeVec::new(
+            Opts::new(
+                "crust_queue_waiting",
+                "Waiting (parked) jobs, per named queue (from Postgres).",
+            ),
+            &["queue"],
+        )?,
+        queue_delayed: IntGaugeVec::new(
+            Opts::new(
+                "crust_queue_delayed",
+                "Queued jobs whose startAt is ahead, per named queue (from Postgres).",
+            ),
+            &["queue"],
+        )?,
+        queue_oldest_ready_age: GaugeVec::new(
+            Opts::new(
+                "crust_queue_oldest_ready_age_seconds",
+                "Seconds since the oldest ready job of a named queue became due (0 if none).",
+            ),
+            &["queue"],
+        )?,
+        queue_hints_republished: IntCounterVec::new(
+            Opts::new(
+                "crust_queue_hints_republished_total",
+                "Run hints the scheduler published again because the broker had fewer than Postgres expected.",
             ),
             &["queue"],
         )?,
@@ -124,6 +172,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
         Box::new(metrics.job_start_lateness.clone()),
         Box::new(metrics.queue_messages.clone()),
         Box::new(metrics.queue_consumers.clone()),
+        Box::new(metrics.queue_ready.clone()),
+        Box::new(metrics.queue_running.clone()),
+        Box::new(metrics.queue_waiting.clone()),
+        Box::new(metrics.queue_delayed.clone()),
+        Box::new(metrics.queue_oldest_ready_age.clone()),
+        Box::new(metrics.queue_hints_republished.clone()),
         Box::new(metrics.log_lines.clone()),
         Box::new(metrics.jobs_rescued.clone()),
         Box::new(metrics.running_jobs.clone()),

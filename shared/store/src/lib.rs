@@ -18,12 +18,14 @@ pub mod jobs;
 pub mod modules;
 pub mod pages;
 pub mod partitions;
+pub mod queues;
 pub mod records;
 pub mod reports;
 pub mod roles;
 pub mod secrets;
 pub mod steps;
 pub mod triggers;
+pub mod workers;
 pub mod workflows;
 
 pub use error::{Error, Result};

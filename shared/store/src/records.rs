@@ -105,40 +105,15 @@ pub async fn list(
     // Count only what the meta block needs: nothing when the page itself
     // tells the total; the planner's estimate when that is large (planning
     // only, no scan); else an exact count, capped.
-    let count = if paging.page == 0 && (rows.len() as i64) < paging.per_page {
-        Count {
-            value: rows.len() as i64,
-            exact: true,
-        }
-    } else {
-        let explain_sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 {scope}");
-        let mut explaining = sqlx::query_scalar::<_, Json<Value>>(&explain_sql);
-        for value in &params.values {
-            explaining = explaining.bind(value);
-        }
-        let plan = explaining.fetch_one(&mut *tx).await.map_err(&failure)?;
-        let estimate = plan.0[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
-        if estimate > EXACT_COUNT_LIMIT {
-            Count {
-                value: estimate,
-                exact: false,
-            }
-        } else {
-            let capped_sql = format!(
-                "SELECT count(*) FROM (SELECT 1 {scope} LIMIT {}) capped",
-                EXACT_COUNT_LIMIT + 1
-            );
-            let mut counting = sqlx::query_scalar::<_, i64>(&capped_sql);
-            for value in &params.values {
-                counting = counting.bind(value);
-            }
-            let counted = counting.fetch_one(&mut *tx).await.map_err(&failure)?;
-            Count {
-                value: counted,
-                exact: counted <= EXACT_COUNT_LIMIT,
-            }
-        }
-    };
+    let count = count_matching(
+        &mut tx,
+        &scope,
+        &params.values,
+        rows.len(),
+        paging,
+        &failure,
+    )
+    .await?;
     tx.commit().await?;
     Ok((
         rows.into_iter()
@@ -230,7 +205,53 @@ pub async fn live_ids(
     Ok(found.into_iter().collect())
 }
 
-fn bind_all<'q, O>(
+/// How many rows `scope` (`FROM … WHERE …`, with `values` bound) holds,
+/// counting only what a list's meta block needs: nothing when the page
+/// itself tells the total; the planner's estimate when that is large
+/// (planning only, no scan); else an exact count, capped.
+pub(crate) async fn count_matching(
+    tx: &mut sqlx::PgConnection,
+    scope: &str,
+    values: &[String],
+    page_rows: usize,
+    paging: Paging,
+    failure: &(dyn Fn(sqlx::Error) -> Error + Sync),
+) -> Result<Count> {
+    if paging.page == 0 && (page_rows as i64) < paging.per_page {
+        return Ok(Count {
+            value: page_rows as i64,
+            exact: true,
+        });
+    }
+    let explain_sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 {scope}");
+    let mut explaining = sqlx::query_scalar::<_, Json<Value>>(&explain_sql);
+    for value in values {
+        explaining = explaining.bind(value);
+    }
+    let plan = explaining.fetch_one(&mut *tx).await.map_err(failure)?;
+    let estimate = plan.0[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64;
+    if estimate > EXACT_COUNT_LIMIT {
+        return Ok(Count {
+            value: estimate,
+            exact: false,
+        });
+    }
+    let capped_sql = format!(
+        "SELECT count(*) FROM (SELECT 1 {scope} LIMIT {}) capped",
+        EXACT_COUNT_LIMIT + 1
+    );
+    let mut counting = sqlx::query_scalar::<_, i64>(&capped_sql);
+    for value in values {
+        counting = counting.bind(value);
+    }
+    let counted = counting.fetch_one(&mut *tx).await.map_err(failure)?;
+    Ok(Count {
+        value: counted,
+        exact: counted <= EXACT_COUNT_LIMIT,
+    })
+}
+
+pub(crate) fn bind_all<'q, O>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     values: &'q [String],
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {

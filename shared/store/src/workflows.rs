@@ -35,6 +35,7 @@ struct WorkflowRow {
     has_webhook: bool,
     concurrency: Option<Json<Concurrency>>,
     rate_limit: Option<Json<RateLimit>>,
+    queue: String,
 }
 
 impl From<WorkflowRow> for Workflow {
@@ -59,6 +60,7 @@ impl From<WorkflowRow> for Workflow {
             }),
             concurrency: row.concurrency.map(|json| json.0),
             rate_limit: row.rate_limit.map(|json| json.0),
+            queue: row.queue,
         }
     }
 }
@@ -66,7 +68,7 @@ impl From<WorkflowRow> for Workflow {
 const COLUMNS: &str =
     "id, name, tasks, on_error, timeout_secs, parallelism, parameters, schedule, triggers, \
      version, created_at, updated_at, paused_at, webhook_secret IS NOT NULL AS has_webhook, \
-     concurrency, rate_limit";
+     concurrency, rate_limit, queue";
 
 /// A 409 for a workflow Crust defines itself (the CSV import): it may be
 /// run and paused, not edited or deleted.
@@ -180,8 +182,9 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
         "WITH w AS (INSERT INTO workflows (name, tasks, on_error, timeout_secs, schedule, next_fire_at,
                                            parameters, version, parallelism, concurrency,
                                            concurrency_limit, concurrency_key_spec, rate_limit,
-                                           rate_step_us, rate_key_spec, triggers)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13, $14, $15)
+                                           rate_step_us, rate_key_spec, triggers, queue)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13, $14, $15,
+                            $16)
                     RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -200,6 +203,7 @@ pub async fn create(pool: &PgPool, input: ValidWorkflow) -> Result<Workflow> {
     .bind(input.rate_limit.as_ref().map(|(_, valid)| valid.step_us))
     .bind(input.rate_limit.as_ref().map(|(_, valid)| Json(&valid.key.0)))
     .bind(Json(&input.triggers))
+    .bind(&input.queue)
     .fetch_one(&mut *tx)
     .await?;
     crate::triggers::save(&mut tx, row.id, &input.triggers).await?;
@@ -262,7 +266,8 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
                            schedule = $6, next_fire_at = $7, parameters = $8,
                            version = version + 1, parallelism = $9, updated_at = now(),
                            concurrency = $10, concurrency_limit = $11, concurrency_key_spec = $12,
-                           rate_limit = $13, rate_step_us = $14, rate_key_spec = $15, triggers = $16
+                           rate_limit = $13, rate_step_us = $14, rate_key_spec = $15, triggers = $16,
+                           queue = $17
                     WHERE id = $1 RETURNING *)
          SELECT {COLUMNS}, {WAKE_SCHEDULER} AS notified FROM w"
     ))
@@ -292,6 +297,7 @@ pub async fn update(pool: &PgPool, id: Id, patch: WorkflowPatch) -> Result<Workf
             .map(|(_, valid)| Json(&valid.key.0)),
     )
     .bind(Json(&input.triggers))
+    .bind(&input.queue)
     .fetch_one(&mut *tx)
     .await?;
     crate::triggers::save(&mut tx, id, &input.triggers).await?;

@@ -153,7 +153,20 @@ impl Drop for TestDb {
                 return;
             };
             runtime.block_on(async {
-                delete_queues(&name).await;
+                // The named queues are those of the test's workflows.
+                let mut queues = vec![crust_model::workflow::DEFAULT_QUEUE.to_owned()];
+                if let Ok(mut db) = PgConnection::connect(&database_url(&name)).await {
+                    let named: Vec<String> =
+                        sqlx::query_scalar("SELECT DISTINCT queue FROM workflows")
+                            .fetch_all(&mut db)
+                            .await
+                            .unwrap_or_default();
+                    queues.extend(named);
+                    let _ = db.close().await;
+                }
+                queues.sort();
+                queues.dedup();
+                delete_queues(&name, &queues).await;
                 let mut admin = admin().await;
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut admin)
@@ -164,11 +177,13 @@ impl Drop for TestDb {
     }
 }
 
-/// Deletes every exchange and queue under `prefix`.
-pub async fn delete_queues(prefix: &str) {
+/// Deletes the exchanges under `prefix` and the named queues `queues`
+/// (with their dead-letter queues).
+pub async fn delete_queues(prefix: &str, queues: &[String]) {
     if let Ok(connection) = queue::connect(&amqp_url()).await {
         if let Ok(channel) = connection.create_channel().await {
-            let _ = queue::delete_topology(&channel, &Names::new(prefix)).await;
+            let queues: Vec<&str> = queues.iter().map(String::as_str).collect();
+            let _ = queue::delete_topology(&channel, &Names::new(prefix), &queues).await;
         }
         let _ = connection.close(200, "test done").await;
     }

@@ -190,11 +190,24 @@ impl System {
 
     /// Starts one more in-process worker; returns its index.
     pub async fn start_worker(&mut self, lease_ms: u64, drain_secs: u64) -> usize {
+        self.start_worker_on(lease_ms, drain_secs, &["default"])
+            .await
+    }
+
+    /// Starts one more in-process worker consuming the named `queues`;
+    /// returns its index.
+    pub async fn start_worker_on(
+        &mut self,
+        lease_ms: u64,
+        drain_secs: u64,
+        queues: &[&str],
+    ) -> usize {
         let config = crust_worker::Config {
             db: self.db_config(),
             amqp: self.amqp_config(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             concurrency: 8,
+            queues: queues.iter().map(|queue| (*queue).to_owned()).collect(),
             lease_ms,
             drain_secs,
             name: Some(format!("test-worker-{}", self.workers.len())),
@@ -288,6 +301,18 @@ impl System {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// Starts a GET whose body the test reads as it arrives (a stream).
+    pub async fn open(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request sent")
     }
 
     /// Creates a workflow and returns its ID.

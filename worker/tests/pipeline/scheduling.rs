@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use crust_model::Id;
-use crust_queue::{AmqpConfig, Message, Outgoing, Publisher};
+use crust_queue::{AmqpConfig, Outgoing, Publisher};
 use crust_testing::{amqp_url, Proxy};
 use serde_json::json;
 
@@ -85,7 +85,7 @@ async fn two_schedulers_release_each_delayed_job_exactly_once() {
     for _ in 0..40 {
         jobs.push(system.job(&workflow, json!({"startAt": start_at})).await);
     }
-    let queue = system.names().jobs_queue;
+    let queue = system.names().jobs_queue("default");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let mut db = system.db.connect().await;
@@ -171,19 +171,14 @@ async fn a_duplicate_message_runs_the_job_once() {
         amqp_url: amqp_url(),
         queue_prefix: system.db.name.clone(),
     });
-    let duplicate = Outgoing {
-        message: Message::RunJob {
-            job_id: Id(job.parse().unwrap()),
-        },
-        trace_parent: None,
-    };
+    let duplicate = Outgoing::run(Id(job.parse().unwrap()), "default", None);
     publisher
         .publish(&[duplicate.clone(), duplicate])
         .await
         .unwrap();
     system.start_worker(1_000, 10).await;
     system.wait_status(&job, "ok").await;
-    let queue = system.names().jobs_queue;
+    let queue = system.names().jobs_queue("default");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while ready_messages(&system.amqp_url, &queue).await > 0 {
         assert!(
@@ -229,4 +224,56 @@ async fn jobs_created_while_the_broker_is_down_all_run_after_it_returns() {
         let done = system.wait_status(job, "ok").await;
         assert_eq!(done["attempt"], 1);
     }
+}
+
+#[tokio::test]
+async fn a_job_whose_hint_was_purged_from_the_broker_still_runs_once() {
+    // No worker yet: the api publishes the hint, then it is dropped on
+    // purpose (as a broker restart drops transient hints).
+    let system = start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let workflow = system
+        .workflow(json!({"name": "lost", "queue": "lost_hints",
+                         "tasks": [{"name": "hi", "kind": "log", "params": {"message": "ran"}}]}))
+        .await;
+    let job = system.job(&workflow, json!({})).await;
+    let queue = system.names().jobs_queue("lost_hints");
+    let publisher = Publisher::new(&AmqpConfig {
+        amqp_url: amqp_url(),
+        queue_prefix: system.db.name.clone(),
+    });
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    // The api publishes after it answers, declaring the queue first.
+    while publisher
+        .queue_stats(&["lost_hints".to_owned()])
+        .await
+        .unwrap()[0]
+        .is_none_or(|stats| stats.ready < 1)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hint never published"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let connection = crust_queue::connect(&system.amqp_url).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_purge(&queue, lapin::options::QueuePurgeOptions::default())
+        .await
+        .unwrap();
+    let _ = connection.close(200, "purged").await;
+    assert_eq!(ready_messages(&system.amqp_url, &queue).await, 0);
+    publisher.close().await;
+    // A worker of that queue: it gets no hint until the scheduler sees the
+    // broker hold fewer hints than Postgres has published jobs.
+    let mut system = system;
+    system.start_worker_on(1_000, 10, &["lost_hints"]).await;
+    system.wait_status(&job, "ok").await;
+    let done = system.get_job(&job).await;
+    assert_eq!(done["attempt"], 1, "{done}");
+    assert_eq!(done["queue"], "lost_hints", "{done}");
 }

@@ -621,7 +621,7 @@ pub async fn cancel(pool: &PgPool, id: Id) -> Result<Cancelled> {
 }
 
 #[derive(sqlx::FromRow)]
-struct LogRow {
+pub(crate) struct LogRow {
     seq: i32,
     ts: DateTime<Utc>,
     level: String,
@@ -630,8 +630,25 @@ struct LogRow {
     data: Option<Json<Value>>,
 }
 
+/// The highest log sequence number a job has handed out (404 if there is
+/// no such job).
+pub async fn get_log_seq(pool: &PgPool, id: Id) -> Result<i32> {
+    sqlx::query_scalar("SELECT log_seq FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| missing(id))
+}
+
 /// A page of a job's log entries in order, and how many there are.
-pub async fn logs(pool: &PgPool, id: Id, paging: Paging) -> Result<(Vec<LogEntry>, i64)> {
+/// `after` skips the entries up to that sequence number (0: none), so a
+/// reader resumes where it stopped.
+pub async fn logs(
+    pool: &PgPool,
+    id: Id,
+    after: i32,
+    paging: Paging,
+) -> Result<(Vec<LogEntry>, i64)> {
     let total: Option<i32> = sqlx::query_scalar("SELECT log_seq FROM jobs WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
@@ -639,11 +656,12 @@ pub async fn logs(pool: &PgPool, id: Id, paging: Paging) -> Result<(Vec<LogEntry
     let total = total.ok_or_else(|| missing(id))?;
     let rows: Vec<LogRow> = sqlx::query_as(
         "SELECT seq, ts, level, task, message, data FROM job_logs WHERE job_id = $1
-             ORDER BY seq LIMIT $2 OFFSET $3",
+             AND seq > $4 ORDER BY seq LIMIT $2 OFFSET $3",
     )
     .bind(id)
     .bind(paging.per_page)
     .bind(paging.offset())
+    .bind(after)
     .fetch_all(pool)
     .await?;
     let entries = rows
@@ -715,10 +733,12 @@ pub async fn steps(pool: &PgPool, id: Id) -> Result<Vec<crust_model::step::Step>
 }
 
 /// What a signal did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signalled {
     /// The job was waiting and is queued again: publish it.
     pub woke: bool,
+    /// The job's queue.
+    pub queue: String,
 }
 
 /// Sends a signal to a job: kept until a `wait` step for `event` takes it
@@ -726,7 +746,8 @@ pub struct Signalled {
 /// the queue to look. A finished job takes no signals (409).
 pub async fn signal(pool: &PgPool, id: Id, event: &str, data: Option<&Value>) -> Result<Signalled> {
     let mut tx = pool.begin().await?;
-    let status = lock(&mut tx, id).await?.status;
+    let row = lock(&mut tx, id).await?;
+    let status = row.status;
     if status.is_final() {
         return Err(Error::conflict(format!(
             "job {id} is {status}; a finished job takes no signals"
@@ -751,7 +772,21 @@ pub async fn signal(pool: &PgPool, id: Id, event: &str, data: Option<&Value>) ->
         .await?;
     }
     crate::audit::commit(tx).await?;
-    Ok(Signalled { woke })
+    Ok(Signalled {
+        woke,
+        queue: row.queue,
+    })
+}
+
+/// The queue of each of `ids` (jobs a record write triggered, for the api
+/// to publish).
+pub async fn queues_of(pool: &PgPool, ids: &[Id]) -> Result<Vec<(Id, String)>> {
+    Ok(
+        sqlx::query_as("SELECT id, queue FROM jobs WHERE id = ANY($1) ORDER BY id")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// Reruns a finished job as a new job (`rerunOf` = `id`) of the same
@@ -768,16 +803,30 @@ pub async fn rerun(
 ) -> Result<Created> {
     let creator = creator.into();
     let mut tx = pool.begin().await?;
-    let job = lock(&mut tx, id).await?;
+    let created = rerun_in(&mut tx, id, from, &creator, trace_parent).await?;
+    crate::audit::commit(tx).await?;
+    Ok(created)
+}
+
+/// [`rerun`] within the caller's transaction (a bulk rerun reruns many in
+/// one).
+pub(crate) async fn rerun_in(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Id,
+    from: Option<&str>,
+    creator: &Actor,
+    trace_parent: Option<&str>,
+) -> Result<Created> {
+    let job = lock(tx, id).await?;
     if !job.status.is_final() {
         return Err(Error::conflict(format!(
             "job {id} is {}; only a finished job can be rerun",
             job.status
         )));
     }
-    let tasks = tasks_of(&mut *tx, id).await?;
+    let tasks = tasks_of(&mut **tx, id).await?;
     let graph = crust_model::workflow::graph("tasks", &tasks).map_err(Error::invalid)?;
-    let done: std::collections::HashSet<String> = crate::steps::list(&mut *tx, id)
+    let done: std::collections::HashSet<String> = crate::steps::list(&mut **tx, id)
         .await?
         .into_iter()
         .filter(|step| step.item == crate::steps::TASK_ITEM && step.status().is_done())
@@ -813,10 +862,9 @@ pub async fn rerun(
     .bind(creator.user)
     .bind(trace_parent)
     .bind(creator.roles.as_deref())
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
-    crate::steps::copy_done(&mut *tx, id, row.id, &kept).await?;
-    crate::audit::commit(tx).await?;
+    crate::steps::copy_done(&mut **tx, id, row.id, &kept).await?;
     Ok(Created {
         job: row.into(),
         due_now: true,

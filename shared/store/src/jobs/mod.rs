@@ -31,9 +31,11 @@ use crust_model::job::{Job, JobStatus, Parameters};
 use crust_model::Id;
 
 pub mod api;
+pub mod follow;
 pub mod retention;
 pub mod run;
 pub mod schedule;
+pub mod search;
 
 /// The channel the api notifies when a job's release time may have moved
 /// earlier, so the scheduler re-arms its timer at once.
@@ -70,6 +72,7 @@ struct JobRow {
     idempotency_key: Option<String>,
     concurrency_key: Option<String>,
     rate_key: Option<String>,
+    queue: String,
 }
 
 impl From<JobRow> for Job {
@@ -80,6 +83,7 @@ impl From<JobRow> for Job {
             // Every job has one since migration 0003 (earlier ones got 1).
             workflow_version: row.workflow_version.unwrap_or(1),
             status: row.status,
+            queue: row.queue,
             parameters: row.parameters.0,
             start_at: row.start_at,
             attempt: row.attempt,
@@ -108,7 +112,7 @@ impl From<JobRow> for Job {
 const COLUMNS: &str =
     "id, workflow_id, workflow_version, status, parameters, start_at, attempt, created_at, \
      started_at, finished_at, error, cron_slot, trace_parent, parent_job_id, rerun_of, \
-     idempotency_key, concurrency_key, rate_key";
+     idempotency_key, concurrency_key, rate_key, queue";
 
 /// The 404 for a job that does not exist.
 fn missing(id: Id) -> Error {

@@ -3,19 +3,23 @@
 //! lost and fire cron slots (pruning is in
 //! [`super::retention`]).
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use super::millis;
 use crate::Result;
 use crust_model::job::JobStatus;
 use crust_model::workflow::Schedule;
 use crust_model::Id;
 
-/// A job to publish.
+/// A job to publish, to its named queue.
 #[derive(Debug, Clone)]
 pub struct ToPublish {
     pub id: Id,
     pub trace_parent: Option<String>,
+    pub queue: String,
 }
 
 /// Locks up to `limit` queued, unpublished jobs whose release time has
@@ -24,8 +28,8 @@ pub struct ToPublish {
 /// and then calls [`mark_released`] in the same transaction, so a crash in
 /// between only leads to a duplicate message, which workers drop.
 pub async fn lock_releasable(tx: &mut PgConnection, limit: i64) -> Result<Vec<ToPublish>> {
-    let rows: Vec<(Id, Option<String>)> = sqlx::query_as(
-        "SELECT id, trace_parent FROM jobs
+    let rows: Vec<(Id, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, trace_parent, queue FROM jobs
          WHERE status = 'queued' AND published_at IS NULL AND release_at <= now()
            AND workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
            AND (concurrency_key IS NULL OR holds_slot)
@@ -34,10 +38,48 @@ pub async fn lock_releasable(tx: &mut PgConnection, limit: i64) -> Result<Vec<To
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, trace_parent)| ToPublish { id, trace_parent })
-        .collect())
+    Ok(to_publish(rows))
+}
+
+fn to_publish(rows: Vec<(Id, Option<String>, String)>) -> Vec<ToPublish> {
+    rows.into_iter()
+        .map(|(id, trace_parent, queue)| ToPublish {
+            id,
+            trace_parent,
+            queue,
+        })
+        .collect()
+}
+
+/// How long a published job may stay queued before the scheduler counts
+/// its hint as possibly lost ([`lock_unhinted`]): a hint reaches a worker,
+/// which claims the job, within milliseconds unless the queue has a
+/// backlog, and a backlog's hints are still counted by the broker.
+pub const HINT_GRACE: Duration = Duration::from_secs(3);
+
+/// Locks up to `limit` jobs of the named queue `queue` that are queued and
+/// were published more than [`HINT_GRACE`] ago, oldest publish first, for
+/// the caller to publish again and mark with [`mark_released`] (which
+/// restarts their grace). The caller decides how many hints are missing
+/// (see the scheduler); which ones are is unknowable, and a duplicate is
+/// harmless, so the oldest go first.
+pub async fn lock_unhinted(
+    tx: &mut PgConnection,
+    queue: &str,
+    limit: i64,
+) -> Result<Vec<ToPublish>> {
+    let rows: Vec<(Id, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, trace_parent, queue FROM jobs
+         WHERE queue = $1 AND status = 'queued'
+           AND published_at < now() - $2 * interval '1 millisecond'
+         ORDER BY published_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(queue)
+    .bind(millis(HINT_GRACE))
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(to_publish(rows))
 }
 
 /// The fallback of concurrency slots (migration 0008): a slot is handed

@@ -380,9 +380,10 @@ async fn log_seq_is_gap_free_with_the_api_and_a_worker_appending_at_once() {
         writer.await.unwrap();
     }
     assert_eq!(s.seqs(id).await, (1..=80).collect::<Vec<i32>>());
-    let (entries, total) = jobs::api::logs(&s.pool, id, Paging::new(None, Some(100), 100).unwrap())
-        .await
-        .unwrap();
+    let (entries, total) =
+        jobs::api::logs(&s.pool, id, 0, Paging::new(None, Some(100), 100).unwrap())
+            .await
+            .unwrap();
     assert_eq!((entries.len(), total), (80, 80));
 }
 
