@@ -7,20 +7,22 @@
 CREATE INDEX jobs_parameters ON jobs USING gin (parameters jsonb_path_ops);
 CREATE INDEX jobs_by_workflow ON jobs (workflow_id, id DESC);
 
--- Live logs: each insert statement into job_logs notifies once per job with
--- the highest seq it wrote; a job reaching a final status notifies its ID.
--- pg_notify is transactional: the api's listener hears it at the writer's
--- commit, when the lines (and the status) are visible, whichever process
--- wrote them (worker, api, scheduler).
+-- Live logs: every writer of log lines (worker, api, scheduler) hands out
+-- their seq numbers by bumping jobs.log_seq in the same statement or
+-- transaction as the insert, so a trigger on that bump notifies
+-- `<jobID>:<new log_seq>` (on jobs, not job_logs: migration 0010 rebuilds
+-- job_logs as a partitioned table after this one). A job reaching a final
+-- status notifies its ID. pg_notify is transactional: the api's listener
+-- hears it at the writer's commit, when the lines (and the status) are
+-- visible.
 CREATE FUNCTION crust_notify_job_logs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('crust_job_logs', job_id::text || ':' || max(seq)::text)
-    FROM new_lines GROUP BY job_id;
+    PERFORM pg_notify('crust_job_logs', NEW.id::text || ':' || NEW.log_seq::text);
     RETURN NULL;
 END $$;
-CREATE TRIGGER job_logs_notify AFTER INSERT ON job_logs
-    REFERENCING NEW TABLE AS new_lines
-    FOR EACH STATEMENT EXECUTE FUNCTION crust_notify_job_logs();
+CREATE TRIGGER jobs_notify_logs AFTER UPDATE OF log_seq ON jobs FOR EACH ROW
+    WHEN (NEW.log_seq > OLD.log_seq)
+    EXECUTE FUNCTION crust_notify_job_logs();
 
 CREATE FUNCTION crust_notify_job_status() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

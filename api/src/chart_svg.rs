@@ -158,13 +158,14 @@ fn ticks(low: f64, high: f64) -> Vec<f64> {
         .unwrap_or(10.0 * magnitude);
     let start = (low / step).floor() * step;
     let mut out = Vec::new();
-    let mut value = start;
-    while value <= high + step * 0.5 && out.len() < 50 {
+    // Up to the first tick at or above `high` (multiples, not sums, so no
+    // drift), at most 50.
+    for index in 0..50 {
+        let value = start + f64::from(index) * step;
         out.push(value);
-        if value >= high {
+        if value >= high - step * 1e-9 {
             break;
         }
-        value += step;
     }
     out
 }
@@ -427,12 +428,11 @@ mod tests {
     #[test]
     fn ticks_are_nice_and_cover_the_range() {
         assert_eq!(ticks(0.0, 9.0), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        assert_eq!(
-            ticks(0.0, 0.0),
-            [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
-        );
-        let t = ticks(-30.0, 120.0);
-        assert!(t[0] <= -30.0 && *t.last().unwrap() >= 120.0, "{t:?}");
+        let flat = ticks(0.0, 0.0);
+        assert_eq!(flat.len(), 6, "{flat:?}");
+        assert!(flat[0] == 0.0 && flat[5] >= 1.0, "{flat:?}");
+        assert_eq!(ticks(-30.0, 120.0), [-50.0, 0.0, 50.0, 100.0, 150.0]);
+        assert_eq!(ticks(0.0, 2000.0), [0.0, 500.0, 1000.0, 1500.0, 2000.0]);
         assert_eq!(number(12_500.0), "12.5k");
         assert_eq!(number(0.25), "0.25");
     }

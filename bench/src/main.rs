@@ -12,6 +12,8 @@ mod client;
 mod csv;
 mod engine;
 mod jobs;
+mod jobs_follow;
+mod jobs_search;
 mod memory;
 mod procfs;
 mod prune;
@@ -40,6 +42,12 @@ enum Command {
     /// latency and worker memory, against the same row work done directly
     /// in Postgres.
     Jobs(jobs::Args),
+    /// Job search (`GET /job/?filter=`) over a million jobs, against the
+    /// same page and count in plain SQL.
+    JobsSearch(jobs_search::Args),
+    /// Live logs: delivery delay to many SSE followers, and the api's CPU
+    /// while they idle.
+    JobsFollow(jobs_follow::Args),
     /// What the workflow engine costs over plain jobs: a `forEach` fan-out
     /// (items/s), 10 parallel tasks against 10 in sequence, and the two
     /// statements of a durable step, against plain jobs of the same run.
@@ -61,6 +69,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Records(args) => records::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
+        Command::JobsSearch(args) => jobs_search::run(args).await,
+        Command::JobsFollow(args) => jobs_follow::run(args).await,
         Command::Engine(args) => engine::run(args).await,
         Command::Memory(args) => memory::run(args).await,
         Command::Prune(args) => prune::run(args).await,

@@ -290,7 +290,7 @@ async fn get(api: &Api, path: &str) -> anyhow::Result<Value> {
 }
 
 /// Percent-encodes a query-string value.
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

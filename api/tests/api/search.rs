@@ -221,9 +221,9 @@ async fn every_endpoint_refuses_an_unknown_query_parameter() {
     let (status, document) = app.get("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     let mut checked = 0;
-    let placeholder = regex::Regex::new(r"\{[^}]+\}").unwrap();
+    let path_parameter = regex::Regex::new(r"\{[^}]+\}").unwrap();
     for (path, item) in document["paths"].as_object().unwrap() {
-        let concrete = placeholder.replace_all(path, "1").into_owned();
+        let concrete = path_parameter.replace_all(path, "1").into_owned();
         for method in item.as_object().unwrap().keys() {
             let method =
                 reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();

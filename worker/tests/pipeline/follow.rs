@@ -14,6 +14,8 @@ struct Sse {
     id: Option<String>,
     event: String,
     data: Value,
+    /// When the client read it.
+    at: tokio::time::Instant,
 }
 
 /// Reads events until the stream ends (or the deadline passes).
@@ -50,6 +52,7 @@ async fn read_events(mut response: reqwest::Response) -> Vec<Sse> {
                 id,
                 event,
                 data: serde_json::from_str(&data).unwrap(),
+                at: tokio::time::Instant::now(),
             });
         }
     }
@@ -74,7 +77,8 @@ async fn a_follower_sees_old_lines_then_new_ones_then_the_status() {
         .workflow(json!({"name": "talks", "tasks": [
             {"name": "first", "kind": "log", "params": {"message": "first"}},
             {"name": "nap", "kind": "sleep", "params": {"seconds": 2}, "needs": ["first"]},
-            {"name": "second", "kind": "log", "params": {"message": "second"}, "needs": ["nap"]}
+            {"name": "second", "kind": "log", "params": {"message": "second"}, "needs": ["nap"]},
+            {"name": "rest", "kind": "sleep", "params": {"seconds": 2}, "needs": ["second"]}
         ]}))
         .await;
     let job = system.job(&workflow, json!({})).await;
@@ -88,7 +92,21 @@ async fn a_follower_sees_old_lines_then_new_ones_then_the_status() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let response = follow(&system, &job, &[]).await;
-    let events = read_events(response).await;
+    // Read the stream while watching for the job's end: a line must reach
+    // the follower while the job still runs (the job sleeps 2 s after
+    // "second"), not only with the final catch-up.
+    let (events, ended) = tokio::join!(read_events(response), async {
+        system.wait_status(&job, "ok").await;
+        tokio::time::Instant::now()
+    });
+    let second = events
+        .iter()
+        .find(|event| event.data["message"] == "second")
+        .expect("the line written while following arrives");
+    assert!(
+        second.at + Duration::from_secs(1) < ended,
+        "\"second\" arrived only as the job ended"
+    );
 
     let (logs, last) = events.split_at(events.len() - 1);
     assert_eq!(last[0].event, "status");

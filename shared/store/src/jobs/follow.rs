@@ -1,9 +1,10 @@
 //! What live log followers need from Postgres: the channels triggers notify
 //! (migration 0009) and how their payloads read.
 //!
-//! `job_logs` notifies [`LOG_CHANNEL`] once per job per insert statement
-//! with `<jobID>:<highest seq written>`; `jobs` notifies [`STATUS_CHANNEL`]
-//! with `<jobID>` when a job reaches a final status. Both are sent in the
+//! A bump of `jobs.log_seq` (every log writer hands out seq numbers that
+//! way, in the transaction that inserts the lines) notifies [`LOG_CHANNEL`]
+//! with `<jobID>:<new log_seq>`; a job reaching a final status notifies
+//! [`STATUS_CHANNEL`] with `<jobID>`. Both are sent in the
 //! writer's transaction, so Postgres delivers them at its commit, when the
 //! lines and status are visible, to every api process listening.
 
