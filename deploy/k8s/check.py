@@ -201,11 +201,15 @@ def rules(rendered):
                 errors.append(f"ScaledObject/{name}: no TriggerAuthentication {ref['name']}")
             if trigger["type"] == "rabbitmq" and target is not None:
                 env = env_of(pod_spec(target)["containers"][0], config)
-                queue = env.get("CRUST_QUEUE_PREFIX", "crust") + ".jobs"
-                if trigger["metadata"].get("queueName") != queue:
+                prefix = env.get("CRUST_QUEUE_PREFIX", "crust")
+                queues = [
+                    f"{prefix}.jobs.{queue.strip()}"
+                    for queue in env.get("CRUST_WORKER_QUEUES", "default").split(",")
+                ]
+                if trigger["metadata"].get("queueName") not in queues:
                     errors.append(
                         f"ScaledObject/{name}: queueName {trigger['metadata'].get('queueName')!r} "
-                        f"is not the workers' queue {queue!r}"
+                        f"is none of the workers' queues {queues!r}"
                     )
 
     for error in errors:

@@ -588,3 +588,18 @@ pub fn graph(list: &str, tasks: &[Task]) -> std::result::Result<Graph, String> {
     let needs: Vec<Option<&[String]>> = tasks.iter().map(|task| task.needs.as_deref()).collect();
     Graph::resolve(list, &names, &needs)
 }
+
+#[cfg(test)]
+mod queue_tests {
+    use super::check_queue;
+
+    #[test]
+    fn queue_names_are_short_identifiers_without_dots() {
+        for good in ["default", "mail", "bulk_2", "A-b", &"q".repeat(64)] {
+            assert!(check_queue(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "_x", "a.b", "a b", "é", &"q".repeat(65)] {
+            assert!(check_queue(bad).is_err(), "{bad}");
+        }
+    }
+}

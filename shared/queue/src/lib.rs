@@ -230,7 +230,7 @@ pub async fn declare_queue(
     channel: &Channel,
     names: &Names,
     queue: &str,
-) -> Result<(), QueueError> {
+) -> Result<QueueStats, QueueError> {
     let jobs_queue = names.jobs_queue(queue);
     let dead_queue = names.dead_queue(queue);
     let mut quorum = FieldTable::default();
@@ -254,7 +254,7 @@ pub async fn declare_queue(
         "x-dead-letter-routing-key".into(),
         AMQPValue::LongString(LongString::from(dead_queue.as_str())),
     );
-    channel
+    let declared = channel
         .queue_declare(&jobs_queue, durable_queue(), classic)
         .await?;
     channel
@@ -266,7 +266,10 @@ pub async fn declare_queue(
             FieldTable::default(),
         )
         .await?;
-    Ok(())
+    Ok(QueueStats {
+        ready: declared.message_count(),
+        consumers: declared.consumer_count(),
+    })
 }
 
 fn durable_queue() -> QueueDeclareOptions {
@@ -392,59 +395,37 @@ impl Publisher {
         self.link.lock().await.as_ref().is_some_and(Link::is_live)
     }
 
-    /// What the broker says of each named queue in `queues` (in order):
-    /// `None` for one the broker does not have. A passive declare of a
-    /// missing queue closes the channel it was asked on, so these go over
-    /// a channel of their own, remade after each miss, never over the
-    /// publishing one.
+    /// What the broker says of each named queue in `queues` (in order).
+    /// Each is declared (idempotent; a queue a workflow names is where its
+    /// hints will go anyway) rather than passively declared: a passive
+    /// declare of a missing queue closes the channel and lapin logs it as
+    /// an error. Always `Some` (the type leaves room for a passive mode).
     pub async fn queue_stats(
         &self,
         queues: &[String],
     ) -> Result<Vec<Option<QueueStats>>, QueueError> {
+        let mut slot = self.link.lock().await;
         let work = async {
-            let mut channel = self.side_channel().await?;
+            self.connected(&mut slot).await?;
+            let Some(link) = slot.as_mut() else {
+                return Err(QueueError::Timeout(self.timeout));
+            };
             let mut answers = Vec::with_capacity(queues.len());
             for queue in queues {
-                let declared = channel
-                    .queue_declare(
-                        &self.names.jobs_queue(queue),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..Default::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await;
-                match declared {
-                    Ok(declared) => answers.push(Some(QueueStats {
-                        ready: declared.message_count(),
-                        consumers: declared.consumer_count(),
-                    })),
-                    Err(lapin::Error::ProtocolError(_)) => {
-                        answers.push(None);
-                        channel = self.side_channel().await?;
-                    }
-                    Err(err) => return Err(err.into()),
-                }
+                answers.push(Some(
+                    declare_queue(&link.channel, &self.names, queue).await?,
+                ));
+                link.declared.insert(queue.clone());
             }
-            let _ = channel.close(200, "done").await;
             Ok::<_, QueueError>(answers)
         };
         let result = tokio::time::timeout(self.timeout, work)
             .await
             .unwrap_or(Err(QueueError::Timeout(self.timeout)));
         if result.is_err() {
-            *self.link.lock().await = None;
+            *slot = None;
         }
         result
-    }
-
-    /// A new channel on the publisher's connection (connecting if need be).
-    async fn side_channel(&self) -> Result<Channel, QueueError> {
-        let mut slot = self.link.lock().await;
-        self.connected(&mut slot).await?;
-        let link = slot.as_ref().ok_or(QueueError::Timeout(self.timeout))?;
-        Ok(link.connection.create_channel().await?)
     }
 
     /// Closes the connection, if any, so the broker sees a clean goodbye and
