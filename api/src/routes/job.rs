@@ -448,13 +448,25 @@ pub async fn cancel_job(
     Ok(super::success())
 }
 
+/// One Server-Sent Event of a followed log, as a client parses it: `event`
+/// is `log` (then `data` is the entry as JSON and `id` its `seq`) or
+/// `status` (then `data` is the finished job as JSON).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LogEvent {
+    #[schema(example = "log")]
+    pub event: String,
+    /// JSON text.
+    pub data: String,
+    pub id: Option<String>,
+}
+
 /// A job's log entries, in order; with `follow=true` a live
 /// `text/event-stream` of them instead.
 #[utoipa::path(get, path = "/job/{jobID}/logs", tag = "jobs",
     params(("jobID" = String, Path, description = "Job ID"), LogQuery,
            ("Last-Event-ID" = Option<String>, Header, description = "With follow: resume after this seq")),
     responses((status = 200, content((inline(crate::extract::Envelope<LogList>) = "application/json"),
-                                     (String = "text/event-stream"))),
+                                     (LogEvent = "text/event-stream"))),
               (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
 pub async fn job_logs(
     State(state): State<AppState>,
@@ -466,18 +478,25 @@ pub async fn job_logs(
         .ok()
         .filter(|after| *after >= 0)
         .ok_or_else(|| ApiError::bad_request("after: must be 0 to 2147483647"))?;
-    if query.follow == Some(true) {
-        let after = match headers.get("last-event-id") {
-            Some(value) => value
+    // Checked whether or not the log is followed: a bad header is a 400.
+    let resume = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
                 .to_str()
                 .ok()
-                .and_then(|text| text.trim().parse::<i32>().ok())
+                // Any ID (the document's schema for it): a seq past the
+                // last line just resumes at the end.
+                .and_then(|text| text.trim().parse::<i64>().ok())
                 .filter(|seq| *seq >= 0)
+                .map(|seq| i32::try_from(seq).unwrap_or(i32::MAX))
                 .ok_or_else(|| {
                     ApiError::bad_request("Last-Event-ID: must be a log sequence number")
                 })?,
-            None => after,
-        };
+        ),
+        None => None,
+    };
+    if query.follow == Some(true) {
+        let after = resume.unwrap_or(after);
         return crate::follow::follow(state, id, after).await;
     }
     let paging = Paging::new(query.page, query.per_page, MAX_LOGS_PER_PAGE)?;
