@@ -165,6 +165,17 @@ def rules(rendered):
     if len(images) != 1 or any(image is None or ":" not in image for image in images):
         errors.append(f"containers must share one tagged image (kustomize images:), got {sorted(map(str, images))}")
 
+    # Worker pools (and every other Deployment) must own their pods alone:
+    # a selector that also matches another Deployment's pods makes the two
+    # fight over them, and a topology spread must count its own pods.
+    for name, doc in deployments.items():
+        selector = doc["spec"]["selector"].get("matchLabels")
+        for other, other_doc in deployments.items():
+            if other != name and selects(selector, template_labels(other_doc)):
+                errors.append(f"Deployment/{name}: selector also matches the pods of Deployment/{other}")
+        for spread in pod_spec(doc).get("topologySpreadConstraints", []):
+            if not selects(spread.get("labelSelector", {}).get("matchLabels"), template_labels(doc)):
+                errors.append(f"Deployment/{name}: a topologySpreadConstraint does not select its own pods")
     pods = [template_labels(doc) for doc in deployments.values()]
     for kind in ("Service", "PodDisruptionBudget"):
         for name, doc in by_kind.get(kind, {}).items():
@@ -258,6 +269,14 @@ def negatives(rendered, outdir):
     broken("HorizontalPodAutoscaler", "crust-api",
            lambda d: d["spec"]["scaleTargetRef"].__setitem__("name", "crust-worker"),
            "rules", "-", "an HPA on the KEDA-scaled worker")
+    if any(doc["kind"] == "Deployment" and doc["metadata"]["name"] == "crust-worker-bulk" for doc in docs):
+        broken("Deployment", "crust-worker-bulk",
+               lambda d: [labels.__setitem__("app.kubernetes.io/component", "worker")
+                          for labels in (d["spec"]["selector"]["matchLabels"], template_labels(d))],
+               "rules", "-", "a queue's pool selecting the default pool's pods")
+        broken("ScaledObject", "crust-worker-bulk",
+               lambda d: d["spec"]["triggers"][0]["metadata"].__setitem__("queueName", "crust.jobs.default"),
+               "rules", "-", "a queue's pool scaled on another queue")
     return 0
 
 

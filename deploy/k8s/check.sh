@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks deploy/k8s without a cluster, from any directory:
-#   1. renders it with `kubectl kustomize` (must succeed);
+#   1. renders it with `kubectl kustomize` (must succeed), as it is and with
+#      the example pool of the named queue `bulk` (queues/bulk) enabled;
+#      steps 2-4 check both renderings;
 #   2. validates every built-in object with kubernetes-validate --strict (unknown
 #      fields fail) for each Kubernetes version in K8S_VERSIONS;
 #   3. validates the KEDA ScaledObject and TriggerAuthentication with
@@ -88,15 +90,6 @@ latest=$("$PY" -c 'import kubernetes_validate.utils as u; print(u.latest_version
 versions=${K8S_VERSIONS//latest/$latest}
 echo "tools: $("$KUBECTL" version --client 2>/dev/null | tr '\n' ' ')| kubernetes-validate $validator_version | $("$PY" -m check_jsonschema --version | sed 's/.*version //') check-jsonschema | $("$PY" --version)"
 
-step "1. render: kubectl kustomize $here"
-rendered=$tmp/rendered.yaml
-if ! "$KUBECTL" kustomize "$here" >"$rendered"; then
-  echo "FAIL kustomize could not render $here"
-  exit 1
-fi
-mkdir "$tmp/split"
-"$PY" "$here/check.py" split "$rendered" "$tmp/split" || fail "objects without a schema"
-
 validate_core() { # VERSION FILE
   "$PY" -m kubernetes_validate --strict --quiet -k "$1" "$2"
 }
@@ -104,31 +97,58 @@ validate_keda() { # SCHEMA FILE
   "$PY" -m check_jsonschema --output-format text --schemafile "$here/schemas/$1" "$2"
 }
 
-core_count=$("$PY" -c 'import sys, yaml; print(sum(1 for d in yaml.safe_load_all(open(sys.argv[1])) if d))' "$tmp/split/core.yaml")
-for version in $versions; do
-  step "2. kubernetes-validate --strict -k $version: $core_count built-in objects"
-  if validate_core "$version" "$tmp/split/core.yaml"; then
-    echo "   ok"
-  else
-    fail "built-in objects do not validate against Kubernetes $version"
-  fi
-done
+# Steps 1-4 run on two renderings: deploy/k8s as it is, and deploy/k8s with
+# the example pool of the named queue `bulk` enabled (queues/bulk, the line
+# README → Scaling tells operators to uncomment).
+mkdir "$tmp/queues"
+cp -R "$here/." "$tmp/queues/"
+sed -i 's|^  # - queues/bulk|  - queues/bulk|' "$tmp/queues/kustomization.yaml"
+grep -q '^  - queues/bulk' "$tmp/queues/kustomization.yaml" || fail "kustomization.yaml lacks the '# - queues/bulk' line to enable"
 
-step "3. check-jsonschema: KEDA objects against deploy/k8s/schemas/"
-keda_count=0
-while IFS=$'\t' read -r schema file; do
-  keda_count=$((keda_count + 1))
-  if out=$(validate_keda "$schema" "$file" 2>&1); then
-    echo "   ok $(basename "$file" .yaml | cut -d- -f2-) ($schema)"
-  else
-    echo "$out"
-    fail "$(basename "$file") does not match $schema"
+check_rendering() { # NAME DIR OUT
+  local name=$1 dir=$2 rendered=$3 split
+  split=$(mktemp -d "$tmp/split.XXXX")
+  step "1. render ($name): kubectl kustomize"
+  if ! "$KUBECTL" kustomize "$dir" >"$rendered"; then
+    fail "kustomize could not render $name"
+    return
   fi
-done <"$tmp/split/keda.list"
-[ "$keda_count" -gt 0 ] || fail "no KEDA objects rendered (worker-keda.yaml missing from kustomization?)"
+  "$PY" "$here/check.py" split "$rendered" "$split" || fail "objects without a schema ($name)"
 
-step "4. rules (check.py rules)"
-if "$PY" "$here/check.py" rules "$rendered"; then echo "   ok"; else fail "rules"; fi
+  local core_count version
+  core_count=$("$PY" -c 'import sys, yaml; print(sum(1 for d in yaml.safe_load_all(open(sys.argv[1])) if d))' "$split/core.yaml")
+  for version in $versions; do
+    step "2. kubernetes-validate --strict -k $version ($name): $core_count built-in objects"
+    if validate_core "$version" "$split/core.yaml"; then
+      echo "   ok"
+    else
+      fail "built-in objects do not validate against Kubernetes $version ($name)"
+    fi
+  done
+
+  step "3. check-jsonschema ($name): KEDA objects against deploy/k8s/schemas/"
+  local keda_count=0 schema file out
+  while IFS=$'\t' read -r schema file; do
+    keda_count=$((keda_count + 1))
+    if out=$(validate_keda "$schema" "$file" 2>&1); then
+      echo "   ok $(basename "$file" .yaml | cut -d- -f2-) ($schema)"
+    else
+      echo "$out"
+      fail "$(basename "$file") does not match $schema ($name)"
+    fi
+  done <"$split/keda.list"
+  [ "$keda_count" -gt 0 ] || fail "no KEDA objects rendered ($name; worker/keda.yaml missing from worker/kustomization.yaml?)"
+
+  step "4. rules (check.py rules, $name)"
+  if "$PY" "$here/check.py" rules "$rendered"; then echo "   ok"; else fail "rules ($name)"; fi
+}
+
+rendered=$tmp/rendered.yaml
+check_rendering deploy/k8s "$here" "$rendered"
+[ -s "$rendered" ] || { echo "FAIL nothing rendered"; exit 1; }
+with_queues=$tmp/rendered-queues.yaml
+check_rendering "deploy/k8s + queues/bulk" "$tmp/queues" "$with_queues"
+grep -q 'name: crust-worker-bulk' "$with_queues" || fail "queues/bulk rendered no crust-worker-bulk"
 
 step "5. negative controls: each broken copy must be rejected"
 mkdir "$tmp/neg"
@@ -140,8 +160,8 @@ else
   echo "   rejected by render: kustomization naming a missing file"
 fi
 mkdir "$tmp/neg/files"
-"$PY" "$here/check.py" negatives "$rendered" "$tmp/neg/files" >"$tmp/neg/list" || fail "could not write the broken copies"
-[ "$(wc -l <"$tmp/neg/list")" -ge 5 ] || fail "too few broken copies"
+"$PY" "$here/check.py" negatives "$with_queues" "$tmp/neg/files" >"$tmp/neg/list" || fail "could not write the broken copies"
+[ "$(wc -l <"$tmp/neg/list")" -ge 9 ] || fail "too few broken copies"
 while IFS=$'\t' read -r stage schema file what; do
   case $stage in
     core)
