@@ -1,8 +1,13 @@
 //! Hands jobs to RabbitMQ off the request path: handlers enqueue job IDs
 //! here after their transaction commits, and one task publishes them in
-//! batches with confirms, then marks them published. If the broker is down
-//! the jobs simply stay unpublished and the scheduler publishes them later,
-//! so a broker outage never fails a request and never loses a job.
+//! batches with confirms. A job created by `POST /job/` (bulk, webhook) is
+//! stored as published by its insert ([`JobQueue::run_created`]), so its
+//! hint goes out with no write after it and no row lock a worker's claim
+//! could wait on; other jobs ([`JobQueue::run`]) are marked published once
+//! the broker confirmed. If the broker is down the jobs are not lost: the
+//! scheduler publishes the unmarked ones after their grace and finds the
+//! missing hints of the marked ones (ARCHITECTURE.md, "Hints, not
+//! copies"), so a broker outage never fails a request.
 
 use std::sync::Arc;
 
@@ -22,7 +27,7 @@ const BACKLOG: usize = 10_000;
 /// The sending side, kept in the app state.
 #[derive(Clone)]
 pub struct JobQueue {
-    sender: mpsc::Sender<Outgoing>,
+    sender: mpsc::Sender<(Outgoing, bool)>,
     publisher: Arc<Publisher>,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -50,19 +55,26 @@ impl JobQueue {
         self.publisher.close().await;
     }
 
-    /// Queues a run message for a committed job of the named queue `queue`.
+    /// Queues a run message for a committed job of the named queue `queue`,
+    /// to be marked published once the broker confirmed it.
     pub fn run(&self, job_id: Id, queue: &str, trace_parent: Option<String>) {
-        self.send(Outgoing::run(job_id, queue, trace_parent));
+        self.send(Outgoing::run(job_id, queue, trace_parent), true);
+    }
+
+    /// Queues a run message for a job its insert already stored as
+    /// published (`jobs::api::Created::due_now`): nothing is written after.
+    pub fn run_created(&self, job_id: Id, queue: &str, trace_parent: Option<String>) {
+        self.send(Outgoing::run(job_id, queue, trace_parent), false);
     }
 
     /// Tells every worker to stop `job_id` (best effort: workers also see
     /// the request on their next heartbeat).
     pub fn cancel(&self, job_id: Id) {
-        self.send(Outgoing::cancel(job_id));
+        self.send(Outgoing::cancel(job_id), false);
     }
 
-    fn send(&self, outgoing: Outgoing) {
-        if self.sender.try_send(outgoing).is_err() {
+    fn send(&self, outgoing: Outgoing, mark: bool) {
+        if self.sender.try_send((outgoing, mark)).is_err() {
             tracing::warn!("publish backlog full; the scheduler will publish this job");
         }
     }
@@ -85,10 +97,11 @@ impl JobQueue {
 async fn publish_loop(
     publisher: Arc<Publisher>,
     pool: PgPool,
-    mut receiver: mpsc::Receiver<Outgoing>,
+    mut receiver: mpsc::Receiver<(Outgoing, bool)>,
     shutdown: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut to_mark = Vec::with_capacity(BATCH);
     loop {
         let first = tokio::select! {
             next = receiver.recv() => next,
@@ -98,32 +111,32 @@ async fn publish_loop(
             }
         };
         let Some(first) = first else { break };
-        batch.push(first);
-        while batch.len() < BATCH {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some((outgoing, mark)) = next {
+            if let (true, Message::RunJob { job_id }) = (mark, &outgoing.message) {
+                to_mark.push(*job_id);
             }
+            batch.push(outgoing);
+            next = if batch.len() < BATCH {
+                receiver.try_recv().ok()
+            } else {
+                None
+            };
         }
         match publisher.publish(&batch).await {
-            Ok(()) => {
-                let ids: Vec<Id> = batch
-                    .iter()
-                    .filter_map(|outgoing| match outgoing.message {
-                        Message::RunJob { job_id } => Some(job_id),
-                        Message::CancelJob { .. } => None,
-                    })
-                    .collect();
-                if let Err(err) = jobs::api::mark_published(&pool, &ids).await {
+            Ok(()) if !to_mark.is_empty() => {
+                if let Err(err) = jobs::api::mark_published(&pool, &to_mark).await {
                     // Unmarked jobs get published again by the scheduler;
                     // the duplicate message is dropped by the worker.
                     tracing::warn!(error = %err, "cannot mark jobs published");
                 }
             }
+            Ok(()) => {}
             Err(err) => {
                 tracing::warn!(error = %err, jobs = batch.len(), "publish failed; the scheduler will retry");
             }
         }
         batch.clear();
+        to_mark.clear();
     }
 }

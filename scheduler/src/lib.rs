@@ -94,7 +94,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let pool = config.db.pool()?;
+    let pool = config.db.pool_by_key()?;
     let publisher = Arc::new(Publisher::new(&config.amqp));
     tracing::info!(addr = %listener.local_addr()?, "crust-scheduler started");
     let health = tokio::spawn(crust_runtime::health::serve(
@@ -362,27 +362,37 @@ fn missing_hints(hinted: i64, ready: u32) -> i64 {
 
 /// Publishes `count` hints again, for the jobs of `queue` published
 /// longest ago, and restarts their grace (in the transaction that locked
-/// them, as [`release`] does). Returns how many were sent.
+/// them, as [`release`] does), [`RELEASE_BATCH`] at a time. Returns how
+/// many were sent. After a broker outage every job created meanwhile is
+/// here (the api stores a job as published when it creates it).
 async fn rehint(
     pool: &PgPool,
     publisher: &Publisher,
     queue: &str,
     count: i64,
 ) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await?;
-    let due = jobs::schedule::lock_unhinted(&mut tx, queue, count.min(RELEASE_BATCH)).await?;
-    if due.is_empty() {
-        return Ok(0);
+    let mut sent = 0;
+    while (sent as i64) < count {
+        let mut tx = pool.begin().await?;
+        let want = (count - sent as i64).min(RELEASE_BATCH);
+        let due = jobs::schedule::lock_unhinted(&mut tx, queue, want).await?;
+        if due.is_empty() {
+            break;
+        }
+        let batch: Vec<Outgoing> = due
+            .iter()
+            .map(|job| Outgoing::run(job.id, job.queue.clone(), job.trace_parent.clone()))
+            .collect();
+        publisher.publish(&batch).await?;
+        let ids: Vec<_> = due.iter().map(|job| job.id).collect();
+        jobs::schedule::mark_released(&mut tx, &ids).await?;
+        tx.commit().await?;
+        sent += ids.len();
+        if (ids.len() as i64) < want {
+            break;
+        }
     }
-    let batch: Vec<Outgoing> = due
-        .iter()
-        .map(|job| Outgoing::run(job.id, job.queue.clone(), job.trace_parent.clone()))
-        .collect();
-    publisher.publish(&batch).await?;
-    let ids: Vec<_> = due.iter().map(|job| job.id).collect();
-    jobs::schedule::mark_released(&mut tx, &ids).await?;
-    tx.commit().await?;
-    Ok(ids.len())
+    Ok(sent)
 }
 
 /// Publishes every job whose release time has come, inside the transaction

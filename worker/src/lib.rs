@@ -61,7 +61,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let pool = config.db.pool()?;
+    let pool = config.db.pool_by_key()?;
     let log_pool = log_pool(&config.db)?;
     let (writer, writer_task) = Writer::start(pool.clone(), log_pool);
     let http = HttpClient::new(config.http_allow.clone(), config.http_timeout)
@@ -119,8 +119,14 @@ pub async fn run(
 /// connections keep log writes from queueing behind claims, heartbeats and
 /// task queries on the sqlx pool (and vice versa).
 fn log_pool(db: &DbConfig) -> anyhow::Result<deadpool_postgres::Pool> {
-    let config = tokio_postgres::Config::from_str(&db.database_url)
+    let mut config = tokio_postgres::Config::from_str(&db.database_url)
         .context("DATABASE_URL is not a valid Postgres URL")?;
+    // As on the worker's other pool (`DbConfig::pool_by_key`).
+    let options: Vec<String> = crust_store::config::BY_KEY
+        .iter()
+        .map(|(name, value)| format!("-c {name}={value}"))
+        .collect();
+    config.options(options.join(" "));
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tokio_postgres::NoTls,

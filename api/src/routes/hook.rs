@@ -105,7 +105,7 @@ pub async fn deliver(
     if created.due_now {
         state
             .queue
-            .run(created.job.id, &created.job.queue, trace_parent);
+            .run_created(created.job.id, &created.job.queue, trace_parent);
     }
     Ok((
         StatusCode::ACCEPTED,

@@ -327,7 +327,7 @@ pub async fn create_job(
     if created_job.due_now {
         state
             .queue
-            .run(created_job.job.id, &created_job.job.queue, trace_parent);
+            .run_created(created_job.job.id, &created_job.job.queue, trace_parent);
     }
     Ok(created(job).into_response())
 }
@@ -381,7 +381,7 @@ pub async fn create_jobs(
         if created_job.new {
             crust_runtime::metrics::metrics().jobs_created.inc();
             if created_job.due_now {
-                state.queue.run(
+                state.queue.run_created(
                     created_job.job.id,
                     &created_job.job.queue,
                     trace_parent.clone(),

@@ -40,7 +40,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 /// A transaction whose statements Postgres itself stops after `timeout`
 /// (`SET LOCAL statement_timeout`), for queries a client drives: the backend
-/// ends the query even when the client has gone away.
+/// ends the query even when the client has gone away. The planner is free
+/// to scan (`enable_seqscan`, off on [`config::DbConfig::pool_by_key`]'s
+/// sessions): a client's filter may well need a scan.
 pub(crate) async fn bounded(
     pool: &PgPool,
     timeout: Duration,
@@ -48,7 +50,7 @@ pub(crate) async fn bounded(
     // One round trip; the number is ours, not client text.
     Ok(pool
         .begin_with(format!(
-            "BEGIN; SET LOCAL statement_timeout = {}",
+            "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL enable_seqscan = on",
             timeout.as_millis()
         ))
         .await?)

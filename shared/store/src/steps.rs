@@ -214,6 +214,8 @@ pub async fn start_many(
          run AS (
              SELECT i.* FROM input i JOIN jobs j
                  ON j.id = i.job_id AND j.attempt = i.attempt AND j.status = 'running'
+             -- By primary key, whatever the statistics say (see run::claim).
+             WHERE j.id = ANY($1)
              ORDER BY j.id FOR SHARE OF j)
          INSERT INTO job_steps (job_id, task, item, status, tries, attempt, started_at, until_at)
          SELECT job_id, task, item, 'running', 1, attempt, now(), until_at FROM run
@@ -261,6 +263,8 @@ pub async fn record_many(pool: &PgPool, records: &[Record]) -> Result<Vec<bool>>
          run AS (
              SELECT i.* FROM input i JOIN jobs j
                  ON j.id = i.job_id AND j.attempt = i.attempt AND j.status = 'running'
+             -- By primary key, whatever the statistics say (see run::claim).
+             WHERE j.id = ANY($1)
              ORDER BY j.id FOR SHARE OF j)
          INSERT INTO job_steps (job_id, task, item, status, tries, attempt, finished_at, output, error)
          SELECT job_id, task, item, status, 0, attempt,

@@ -34,7 +34,11 @@ pub struct Created {
     pub job: Job,
     /// False for a delayed job: the scheduler releases it at `startAt`.
     /// Always false for a job found by its key (it was published when it
-    /// was created).
+    /// was created). A job due now is stored as published already: the
+    /// caller must publish its hint after the commit (there is no later
+    /// write to mark it). If the hint never arrives (the api died, the
+    /// broker was down), the scheduler finds it missing and publishes it
+    /// again (`HINT_GRACE`, ARCHITECTURE.md "Hints, not copies").
     pub due_now: bool,
     /// True when the job was created by this call; false when its workflow
     /// and key matched a job created within the key's TTL, which is
@@ -152,8 +156,9 @@ pub(crate) async fn insert(
                         WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
                   j AS (INSERT INTO jobs (workflow_id, workflow_version, parameters, start_at,
                                           release_at, created_by, trace_parent, idempotency_key,
-                                          creator_roles)
-                        SELECT w.id, w.version, w.parameters || $2, $3, $4, $5, $6, $8, $9 FROM w
+                                          creator_roles, published_at)
+                        SELECT w.id, w.version, w.parameters || $2, $3, $4, $5, $6, $8, $9,
+                               CASE WHEN NOT $7 THEN now() END FROM w
                         ON CONFLICT (workflow_id, idempotency_key)
                             WHERE idempotency_key IS NOT NULL DO NOTHING
                         RETURNING {COLUMNS})
@@ -181,7 +186,9 @@ pub(crate) async fn insert(
                 Some(_) => {
                     sqlx::query_scalar(
                         "UPDATE jobs SET release_at = CASE WHEN $2 THEN now() + $3 * interval '1 millisecond'
-                                                           ELSE release_at END
+                                                           ELSE release_at END,
+                                         published_at = CASE WHEN $2 AND holds_slot THEN now()
+                                                             ELSE published_at END
                          WHERE id = $1 RETURNING holds_slot AND $2",
                     )
                     .bind(row.id)

@@ -124,6 +124,65 @@ impl ClaimedRow {
     }
 }
 
+/// The statement of [`claim`]: `$1` job IDs, `$2` the worker, `$3` the lease
+/// in ms.
+///
+/// Every step reaches jobs by primary key (`id = ANY($1)`): a join
+/// the planner turned into a scan of every queued job, when the
+/// table's statistics lagged a burst of inserts, cost 1 s a claim.
+pub const CLAIM_SQL: &str = "WITH locked AS MATERIALIZED (
+             -- FOR UPDATE yields each row as it is once locked (after any
+             -- wait), so `ready` filters current values.
+             SELECT id, workflow_id, rate_key, rate_at, started_at, status, cancel_requested,
+                    start_at, concurrency_key, holds_slot
+             FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+         ready AS MATERIALIZED (
+             SELECT l.id, l.workflow_id, l.rate_key, l.rate_at, l.started_at FROM locked l
+             WHERE l.status = 'queued' AND NOT l.cancel_requested
+               AND (l.start_at IS NULL OR l.start_at <= now())
+               AND l.workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
+               AND (l.concurrency_key IS NULL OR l.holds_slot)),
+         tokens AS MATERIALIZED (
+             SELECT id, crust_rate_take(workflow_id, rate_key) AS at
+             FROM (SELECT id, workflow_id, rate_key FROM ready
+                   WHERE rate_key IS NOT NULL
+                     AND (rate_at IS NULL OR rate_at <= coalesce(started_at, '-infinity'))
+                   ORDER BY id OFFSET 0) needing),
+         go AS (
+             SELECT r.id, coalesce(t.at, r.rate_at) AS rate_at FROM ready r
+             LEFT JOIN tokens t ON t.id = r.id
+             WHERE r.rate_key IS NULL OR coalesce(t.at, r.rate_at) <= now()),
+         c AS (
+             UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
+                    lease_until = now() + $3 * interval '1 millisecond', worker = $2, updated_at = now(),
+                    rate_at = go.rate_at
+             FROM go WHERE jobs.id = go.id AND jobs.id = ANY($1)
+               -- Checked again on the row as this statement updates it.
+               AND jobs.status = 'queued' AND NOT jobs.cancel_requested
+               AND (jobs.concurrency_key IS NULL OR jobs.holds_slot)
+             RETURNING jobs.id, attempt, workflow_id, workflow_version, rerun_of, parameters, created_by,
+                       creator_roles, trace_parent,
+                       extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
+                       CASE WHEN start_at > created_at
+                            THEN extract(epoch from clock_timestamp() - start_at)::float8 END AS late),
+         deferred AS (
+             UPDATE jobs SET published_at = NULL, release_at = t.at, rate_at = t.at
+             FROM tokens t WHERE jobs.id = t.id AND jobs.id = ANY($1) AND t.at > now()
+               AND jobs.status = 'queued'),
+         early AS (
+             UPDATE jobs SET published_at = NULL
+             FROM locked l
+             WHERE jobs.id = l.id AND l.status = 'queued'
+               AND (l.start_at > now()
+                    OR l.workflow_id IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)))
+         SELECT c.id, c.attempt, c.workflow_id, c.workflow_version, c.rerun_of,
+                c.parameters::text AS parameters, c.created_by, c.creator_roles, c.trace_parent,
+                v.definition::text AS definition, c.waited, c.late
+         FROM c LEFT JOIN workflow_versions v
+                ON v.workflow_id = c.workflow_id
+               AND v.version = coalesce(c.workflow_version,
+                                        (SELECT version FROM workflows WHERE id = c.workflow_id))";
+
 /// Claims the given jobs that are queued and due, for `worker`, with a
 /// lease of `lease`: each claim bumps `attempt`. A job with a concurrency
 /// key is claimed only while it holds a slot (migration 0008); a job with a
@@ -140,61 +199,12 @@ impl ClaimedRow {
 /// be decoded comes back in [`Claims::unreadable`], still claimed, for the
 /// worker to end.
 pub async fn claim(pool: &PgPool, ids: &[Id], worker: &str, lease: Duration) -> Result<Claims> {
-    let rows: Vec<ClaimedRow> = sqlx::query_as(
-        "WITH locked AS MATERIALIZED (
-             SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE),
-         ready AS MATERIALIZED (
-             SELECT j.id, j.workflow_id, j.rate_key, j.rate_at, j.started_at FROM jobs j
-             WHERE j.id IN (SELECT id FROM locked)
-               AND j.status = 'queued' AND NOT j.cancel_requested
-               AND (j.start_at IS NULL OR j.start_at <= now())
-               AND j.workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
-               AND (j.concurrency_key IS NULL OR j.holds_slot)),
-         tokens AS MATERIALIZED (
-             SELECT id, crust_rate_take(workflow_id, rate_key) AS at
-             FROM (SELECT id, workflow_id, rate_key FROM ready
-                   WHERE rate_key IS NOT NULL
-                     AND (rate_at IS NULL OR rate_at <= coalesce(started_at, '-infinity'))
-                   ORDER BY id OFFSET 0) needing),
-         go AS (
-             SELECT r.id, coalesce(t.at, r.rate_at) AS rate_at FROM ready r
-             LEFT JOIN tokens t ON t.id = r.id
-             WHERE r.rate_key IS NULL OR coalesce(t.at, r.rate_at) <= now()),
-         c AS (
-             UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
-                    lease_until = now() + $3 * interval '1 millisecond', worker = $2, updated_at = now(),
-                    rate_at = go.rate_at
-             FROM go WHERE jobs.id = go.id
-               -- Checked again on the row as locked: `ready` read the
-               -- statement's snapshot, taken before a lock wait.
-               AND jobs.status = 'queued' AND NOT jobs.cancel_requested
-               AND (jobs.concurrency_key IS NULL OR jobs.holds_slot)
-             RETURNING jobs.id, attempt, workflow_id, workflow_version, rerun_of, parameters, created_by,
-                       creator_roles, trace_parent,
-                       extract(epoch from clock_timestamp() - created_at)::float8 AS waited,
-                       CASE WHEN start_at > created_at
-                            THEN extract(epoch from clock_timestamp() - start_at)::float8 END AS late),
-         deferred AS (
-             UPDATE jobs SET published_at = NULL, release_at = t.at, rate_at = t.at
-             FROM tokens t WHERE jobs.id = t.id AND t.at > now() AND jobs.status = 'queued'),
-         early AS (
-             UPDATE jobs SET published_at = NULL
-             WHERE id = ANY($1) AND status = 'queued'
-               AND (start_at > now()
-                    OR workflow_id IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)))
-         SELECT c.id, c.attempt, c.workflow_id, c.workflow_version, c.rerun_of,
-                c.parameters::text AS parameters, c.created_by, c.creator_roles, c.trace_parent,
-                v.definition::text AS definition, c.waited, c.late
-         FROM c LEFT JOIN workflow_versions v
-                ON v.workflow_id = c.workflow_id
-               AND v.version = coalesce(c.workflow_version,
-                                        (SELECT version FROM workflows WHERE id = c.workflow_id))",
-    )
-    .bind(ids)
-    .bind(worker)
-    .bind(millis(lease))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<ClaimedRow> = sqlx::query_as(CLAIM_SQL)
+        .bind(ids)
+        .bind(worker)
+        .bind(millis(lease))
+        .fetch_all(pool)
+        .await?;
     let mut claims = Claims::default();
     for row in rows {
         match row.decode() {
@@ -223,7 +233,7 @@ pub async fn heartbeat(
     let rows: Vec<(Id, bool)> = sqlx::query_as(
         "UPDATE jobs j SET lease_until = now() + $3 * interval '1 millisecond'
          FROM unnest($1::bigint[], $2::int[]) AS r(id, attempt)
-         WHERE j.id = r.id AND j.attempt = r.attempt AND j.status = 'running'
+         WHERE j.id = r.id AND j.id = ANY($1) AND j.attempt = r.attempt AND j.status = 'running'
            AND j.id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
          RETURNING j.id, j.cancel_requested",
     )
@@ -261,7 +271,7 @@ pub async fn finish(pool: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Id>> {
         "UPDATE jobs j SET status = o.status, error = o.error, finished_at = now(),
                 lease_until = NULL, updated_at = now()
          FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[]) AS o(id, attempt, status, error)
-         WHERE j.id = o.id AND j.attempt = o.attempt AND j.status = 'running'
+         WHERE j.id = o.id AND j.id = ANY($1) AND j.attempt = o.attempt AND j.status = 'running'
            AND j.id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
          RETURNING j.id",
     )
@@ -306,8 +316,8 @@ WITH lines AS (
 ), bumped AS (
     UPDATE jobs j SET log_seq = j.log_seq + c.n
     FROM counts c
-    WHERE j.id = c.job_id AND j.attempt = c.attempt AND j.status = 'running'
-      AND j.id IN (SELECT id FROM jobs WHERE id IN (SELECT job_id FROM counts) ORDER BY id FOR UPDATE)
+    WHERE j.id = c.job_id AND j.id = ANY($1) AND j.attempt = c.attempt AND j.status = 'running'
+      AND j.id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
     RETURNING j.id, c.attempt, j.log_seq - c.n AS base
 )
 INSERT INTO job_logs (job_id, seq, ts, level, task, message, data, attempt)

@@ -241,8 +241,12 @@ async fn rescue_requeues_a_lost_run_then_ends_it_worker_lost_at_the_bound() {
 async fn a_due_job_is_released_once_with_two_schedulers_racing() {
     let s = store().await;
     let id = s.job().await;
-    // Past the api's publish grace, unpublished: the scheduler's to release.
-    sqlx::query("UPDATE jobs SET release_at = now() - interval '1 second' WHERE id = $1")
+    // Due and unpublished (as a delayed job whose time has come, or one
+    // the api queued with `JobQueue::run` and never marked): the
+    // scheduler's to release.
+    sqlx::query(
+        "UPDATE jobs SET release_at = now() - interval '1 second', published_at = NULL WHERE id = $1",
+    )
         .bind(id)
         .execute(&s.pool)
         .await
@@ -607,4 +611,88 @@ async fn a_bulk_create_is_all_or_nothing_and_names_the_failing_item() {
     assert_eq!(news, [true, true, false]);
     assert_eq!(created[2].job.id, created[0].job.id);
     assert!(created[0].job.id < created[1].job.id);
+}
+
+/// The plan a worker's claim runs with on the worst day: prepared once
+/// (generic, reused for the connection's life) while `jobs` is empty and
+/// without statistics (fresh database, autovacuum off). On a plain session
+/// that plan scanned the whole table and tested `id = ANY($1)` on every
+/// row, a cost that grew with the table (1 s a claim at 100 000 jobs); on a
+/// worker's session (`DbConfig::pool_by_key`) it must reach `jobs` by
+/// index only, and must not be JIT-compiled (the disabled scans' costs once
+/// had LLVM compile every claim).
+#[tokio::test]
+async fn a_claim_planned_on_an_empty_table_reaches_jobs_by_index_only() {
+    let s = store().await;
+    let config = crust_store::config::DbConfig {
+        database_url: s._db.url.clone(),
+        db_pool_size: 1,
+    };
+    let pool = config.pool_by_key().unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "PREPARE claim(bigint[], text, bigint) AS {}",
+        jobs::run::CLAIM_SQL
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let plan: Value =
+        sqlx::query_scalar("EXPLAIN (FORMAT JSON, COSTS OFF) EXECUTE claim('{1,2,3}', 'w', 5000)")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    let mut scans = Vec::new();
+    collect_scans(&plan[0]["Plan"], &mut scans);
+    assert!(
+        scans.iter().any(|(node, _)| node.contains("Index")),
+        "no index scan on jobs: {scans:?}"
+    );
+    assert!(
+        !scans.iter().any(|(node, _)| node == "Seq Scan"),
+        "a sequential scan of jobs: {scans:?}"
+    );
+    assert!(plan[0].get("JIT").is_none(), "JIT in the plan: {plan}");
+
+    // The same session on a plain pool does scan: the check can fail.
+    let mut plain = s.pool.acquire().await.unwrap();
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *plain)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "PREPARE claim(bigint[], text, bigint) AS {}",
+        jobs::run::CLAIM_SQL
+    ))
+    .execute(&mut *plain)
+    .await
+    .unwrap();
+    let plan: Value =
+        sqlx::query_scalar("EXPLAIN (FORMAT JSON, COSTS OFF) EXECUTE claim('{1,2,3}', 'w', 5000)")
+            .fetch_one(&mut *plain)
+            .await
+            .unwrap();
+    let mut scans = Vec::new();
+    collect_scans(&plan[0]["Plan"], &mut scans);
+    assert!(
+        scans.iter().any(|(node, _)| node == "Seq Scan"),
+        "a plain session no longer scans an empty jobs table; this test no longer shows the fix: {scans:?}"
+    );
+}
+
+/// The scan nodes on `jobs` in a JSON plan: (node type, index name).
+fn collect_scans(node: &Value, scans: &mut Vec<(String, String)>) {
+    if node["Relation Name"] == "jobs" {
+        scans.push((
+            node["Node Type"].as_str().unwrap_or_default().to_owned(),
+            node["Index Name"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        collect_scans(child, scans);
+    }
 }

@@ -139,9 +139,10 @@ async fn resume_makes_a_handed_back_job_due_at_once() {
     let s = Store::new().await;
     let w = workflow(&s, None).await;
     workflows::pause(&s.pool, w).await.unwrap();
-    // Created due: its release time is the api's publish grace ahead.
+    // Created due: stored as published (the api publishes its hint after
+    // the commit), its release time the api's publish grace ahead.
     let id = job(&s, w).await;
-    assert_eq!(release_state(&s, id).await, (false, false));
+    assert_eq!(release_state(&s, id).await, (true, false));
     assert!(jobs::run::claim(&s.pool, &[id], "w1", LEASE)
         .await
         .unwrap()
