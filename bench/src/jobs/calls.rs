@@ -34,6 +34,33 @@ impl Api {
         response_id(&answer, "jobID")
     }
 
+    /// `POST /job/bulk` of `count` jobs of `workflow_id`, expecting 201;
+    /// yields their IDs.
+    pub async fn create_jobs_bulk(&self, workflow_id: Id, count: usize) -> Result<Vec<Id>, String> {
+        let item = json!({"workflowID": workflow_id.to_string()});
+        let body = json!({"jobs": vec![item; count]});
+        let answer = self
+            .call(
+                self.http
+                    .post(format!("{}/job/bulk", self.base))
+                    .json(&body),
+                StatusCode::CREATED,
+            )
+            .await?;
+        let jobs = answer
+            .pointer("/response")
+            .and_then(Value::as_array)
+            .ok_or_else(|| "answer has no response array".to_owned())?;
+        jobs.iter()
+            .map(|job| {
+                job.get("jobID")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| "a job has no jobID string".to_owned())
+                    .and_then(Id::parse)
+            })
+            .collect()
+    }
+
     /// `DELETE /job/{id}`, expecting 200.
     pub async fn cancel_job(&self, id: Id) -> Result<(), String> {
         self.call(

@@ -13,7 +13,7 @@ use crate::report::Table;
 /// How long memory is sampled while the workers are busy.
 const RSS_WINDOW: Duration = Duration::from_secs(1);
 /// Targets.
-const TARGET_RSS_IDLE_MIB: f64 = 20.0;
+const TARGET_RSS_IDLE_MIB: f64 = 25.0;
 const TARGET_RSS_BUSY_MIB: f64 = 100.0;
 
 /// The busy reading: each worker's highest VmRSS, and the jobs it held.

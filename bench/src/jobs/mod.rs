@@ -4,7 +4,8 @@
 //! machine).
 //!
 //! Phases, in the order [`measure`] runs them, one module each: `warm_up`;
-//! 1 `throughput` (end to end); 1b `keyed` (the same with a concurrency
+//! 1 `throughput` (end to end); 1c `bulk` (the same with `POST /job/bulk`);
+//! 1b `keyed` (the same with a concurrency
 //! key on every job); 2 `start_latency` (create→start at half
 //! that rate); 3 `delayed` (delayed-start lateness); 4 `cancel` (cancel
 //! latency) and 5 `memory` (worker memory idle and busy); 6 `recovery`
@@ -15,6 +16,7 @@
 //! prints the targets at the end.
 
 mod baseline;
+mod bulk;
 // `calls`, `rows`, `throughput`, `warm_up` and `workers` are shared with
 // the engine bench.
 pub(crate) mod calls;
@@ -51,6 +53,8 @@ const WATCH_CONNECTIONS: u32 = 4;
 /// Jobs the cancel phase runs on each worker by default (and the busy
 /// memory target's load).
 const CANCEL_JOBS_PER_WORKER: u32 = 32;
+/// Target of phase 1, jobs/s end to end with one create per job.
+const TARGET_SINGLE_RATE: f64 = 2_000.0;
 /// Pause before the idle memory reading.
 const IDLE_SETTLE: Duration = Duration::from_secs(1);
 
@@ -87,6 +91,12 @@ pub struct Args {
     /// Default: 32 per worker (at most what the workers run at once).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     cancel_jobs: Option<u32>,
+
+    /// Stop after the throughput phases (1 and 1c): for comparing worker
+    /// counts (`--workers 1`, `2`, `4`), where only jobs/s and where the CPU
+    /// went matter.
+    #[arg(long)]
+    throughput_only: bool,
 
     /// Longest wait, in seconds, for any one thing the bench waits on.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -225,6 +235,18 @@ async fn measure(
 
     let throughput_wf = new_workflow(api, plan, workflows, "throughput", &log_tasks).await?;
     let e2e = throughput::throughput(plan, api, db, throughput_wf).await?;
+    goals.add(
+        "one create per job, end to end",
+        format!("≥ {TARGET_SINGLE_RATE:.0} jobs/s"),
+        format!("{:.0} jobs/s", e2e.rate),
+        e2e.rate >= TARGET_SINGLE_RATE,
+    );
+
+    let bulk_wf = new_workflow(api, plan, workflows, "bulk", &log_tasks).await?;
+    bulk::bulk(plan, api, db, bulk_wf, &e2e, goals).await?;
+    if args.throughput_only {
+        return Ok(());
+    }
 
     let distinct_wf = keyed_workflow(api, plan, workflows, "keyed-distinct", &log_tasks, 1).await?;
     let shared_wf = keyed_workflow(api, plan, workflows, "keyed-shared", &log_tasks, 8).await?;

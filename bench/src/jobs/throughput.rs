@@ -30,6 +30,7 @@ pub async fn throughput(
         plan.jobs, plan.clients
     );
     let first_create = db_now(db).await?;
+    let cpu_before = crate::procfs::cpu_by_group();
     let mut create = run_load(
         plan.clients,
         plan.jobs,
@@ -78,6 +79,7 @@ pub async fn throughput(
         "end to end: {:.3} s on the database clock from just before the first create to the last finished_at",
         e2e_seconds
     );
+    crate::procfs::print_cpu("phase 1", &cpu_before, e2e_seconds);
     Ok(EndToEnd {
         jobs: batch.count,
         rate: e2e_rate,
