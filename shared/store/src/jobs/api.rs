@@ -90,18 +90,23 @@ pub async fn create_many(
     sqlx::query("SELECT set_config('crust.defer_grants', 'on', true)")
         .execute(&mut *tx)
         .await?;
-    let mut created = Vec::with_capacity(jobs.len());
-    for (index, job) in jobs.into_iter().enumerate() {
-        let one = insert(&mut tx, job, &creator, trace_parent, key_ttl)
-            .await
-            .map_err(|err| match err {
-                Error::Domain(crust_model::Error::Invalid(message)) => {
-                    Error::invalid(format!("jobs[{index}].{message}"))
-                }
-                other => other,
-            })?;
-        created.push(one);
-    }
+    let created = if jobs.iter().all(|job| job.key.is_none()) {
+        insert_all(&mut tx, &jobs, &creator, trace_parent).await?
+    } else {
+        let mut created = Vec::with_capacity(jobs.len());
+        for (index, job) in jobs.into_iter().enumerate() {
+            let one = insert(&mut tx, job, &creator, trace_parent, key_ttl)
+                .await
+                .map_err(|err| match err {
+                    Error::Domain(crust_model::Error::Invalid(message)) => {
+                        Error::invalid(format!("jobs[{index}].{message}"))
+                    }
+                    other => other,
+                })?;
+            created.push(one);
+        }
+        created
+    };
     sqlx::query("SELECT set_config('crust.defer_grants', 'off', true)")
         .execute(&mut *tx)
         .await?;
@@ -115,6 +120,106 @@ pub async fn create_many(
     }
     crate::audit::commit(tx).await?;
     Ok(created)
+}
+
+/// Inserts jobs without idempotency keys in `tx`, all in one statement, in
+/// order (what [`insert`] does for one, without its key handling): one
+/// round trip for a whole `POST /job/bulk` instead of one per item. A
+/// missing workflow is named as `jobs[i].workflowID`. Jobs with a
+/// concurrency key are left to the scheduler, as [`create_many`] grants
+/// their slots at its end.
+async fn insert_all(
+    tx: &mut PgConnection,
+    jobs: &[NewJob],
+    creator: &Actor,
+    trace_parent: Option<&str>,
+) -> Result<Vec<Created>> {
+    let now = Utc::now();
+    let due: Vec<bool> = jobs
+        .iter()
+        .map(|job| job.start_at.is_none_or(|at| at <= now))
+        .collect();
+    let workflow_ids: Vec<Id> = jobs.iter().map(|job| job.workflow_id).collect();
+    let starts: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|job| job.start_at).collect();
+    let releases: Vec<DateTime<Utc>> = jobs
+        .iter()
+        .zip(&due)
+        .map(|(job, due)| match job.start_at {
+            Some(at) if !due => at,
+            _ => now + PUBLISH_GRACE,
+        })
+        .collect();
+    let parameters: Vec<String> = jobs
+        .iter()
+        .map(|job| serde_json::to_string(&job.parameters))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|err| Error::invalid(format!("parameters: {err}")))?;
+    // Share-locked so none is deleted (or edited) before the commit.
+    let found: Vec<Id> = sqlx::query_scalar(
+        "SELECT id FROM workflows WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR SHARE",
+    )
+    .bind(&workflow_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(index) = workflow_ids.iter().position(|id| !found.contains(id)) {
+        return Err(Error::invalid(format!(
+            "jobs[{index}].workflowID: workflow {} does not exist",
+            workflow_ids[index]
+        )));
+    }
+    // IDs are drawn in the SELECT's order, so sorting by ID gives the
+    // items' order back.
+    let rows: Vec<JobRow> = sqlx::query_as(&format!(
+        "WITH input AS (
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+                                  $5::bool[])
+                           WITH ORDINALITY AS i(workflow_id, parameters, start_at, release_at, due, ord)),
+         j AS (INSERT INTO jobs (workflow_id, workflow_version, parameters, start_at, release_at,
+                                 created_by, trace_parent, creator_roles, published_at)
+               SELECT w.id, w.version, w.parameters || i.parameters::jsonb, i.start_at, i.release_at,
+                      $6, $7, $8, CASE WHEN i.due THEN now() END
+               FROM input i JOIN workflows w ON w.id = i.workflow_id
+               ORDER BY i.ord
+               RETURNING {COLUMNS})
+         SELECT * FROM j ORDER BY id"
+    ))
+    .bind(&workflow_ids)
+    .bind(&parameters)
+    .bind(&starts)
+    .bind(&releases)
+    .bind(&due)
+    .bind(creator.user)
+    .bind(trace_parent)
+    .bind(creator.roles.as_deref())
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.len() != jobs.len() {
+        return Err(Error::Database(sqlx::Error::Protocol(format!(
+            "bulk insert returned {} jobs for {}",
+            rows.len(),
+            jobs.len()
+        ))));
+    }
+    if due.iter().any(|due| !due) {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(RELEASE_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(rows
+        .into_iter()
+        .zip(due)
+        .map(|(row, due)| {
+            // A keyed job's slot comes at the end of `create_many`; the
+            // scheduler publishes it once granted.
+            let due_now = due && row.concurrency_key.is_none();
+            Created {
+                job: row.into(),
+                due_now,
+                new: true,
+            }
+        })
+        .collect())
 }
 
 /// Inserts one job in `tx`, or finds the live job holding its key.

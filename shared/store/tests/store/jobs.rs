@@ -696,3 +696,75 @@ fn collect_scans(node: &Value, scans: &mut Vec<(String, String)>) {
         collect_scans(child, scans);
     }
 }
+
+/// A bulk create without keys is one statement (`insert_all`): it must
+/// still keep the items' order, merge each item's parameters over the
+/// workflow's, store due jobs as published and delayed ones as not, name a
+/// missing workflow by its item, and create nothing then.
+#[tokio::test]
+async fn a_bulk_create_without_keys_keeps_order_parameters_and_publish_state() {
+    let s = store().await;
+    let defaults: WorkflowInput = serde_json::from_value(json!({
+        "name": "w", "parameters": {"currency": "EUR", "n": -1},
+        "tasks": [{"name": "t", "kind": "log", "params": {"message": "hi"}}]}))
+    .unwrap();
+    let workflow = workflows::create(&s.pool, defaults.validate().unwrap())
+        .await
+        .unwrap()
+        .id;
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let items: Vec<NewJob> = (0..5)
+        .map(|n| NewJob {
+            workflow_id: workflow,
+            start_at: (n == 3).then_some(later),
+            parameters: serde_json::from_value(json!({ "n": n })).unwrap(),
+            key: None,
+        })
+        .collect();
+    let created = jobs::api::create_many(&s.pool, items, Id(1), None, DAY)
+        .await
+        .unwrap();
+    let ids: Vec<Id> = created.iter().map(|one| one.job.id).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    for (n, one) in created.iter().enumerate() {
+        assert_eq!(
+            serde_json::to_value(&one.job.parameters).unwrap(),
+            json!({"currency": "EUR", "n": n}),
+            "item {n}"
+        );
+        assert!(one.new);
+        assert_eq!(one.due_now, n != 3, "item {n}");
+    }
+    let published: Vec<bool> = sqlx::query_scalar(
+        "SELECT published_at IS NOT NULL FROM jobs WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(&ids)
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(published, [true, true, true, false, true]);
+
+    let err = jobs::api::create_many(
+        &s.pool,
+        vec![
+            keyed(workflow, None),
+            keyed(workflow, None),
+            keyed(Id(424_242), None),
+        ],
+        Id(1),
+        None,
+        DAY,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("jobs[2].workflowID: workflow 424242 does not exist"),
+        "{err}"
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 5, "nothing of the failed call was created");
+}
