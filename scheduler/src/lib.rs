@@ -379,16 +379,9 @@ async fn rehint(
         if due.is_empty() {
             break;
         }
-        let batch: Vec<Outgoing> = due
-            .iter()
-            .map(|job| Outgoing::run(job.id, job.queue.clone(), job.trace_parent.clone()))
-            .collect();
-        publisher.publish(&batch).await?;
-        let ids: Vec<_> = due.iter().map(|job| job.id).collect();
-        jobs::schedule::mark_released(&mut tx, &ids).await?;
-        tx.commit().await?;
-        sent += ids.len();
-        if (ids.len() as i64) < want {
+        let published = publish_locked(tx, publisher, &due).await?;
+        sent += published;
+        if (published as i64) < want {
             break;
         }
     }
@@ -406,19 +399,31 @@ async fn release(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<()> {
         if due.is_empty() {
             return Ok(());
         }
-        let batch: Vec<Outgoing> = due
-            .iter()
-            .map(|job| Outgoing::run(job.id, job.queue.clone(), job.trace_parent.clone()))
-            .collect();
-        publisher.publish(&batch).await?;
-        let ids: Vec<_> = due.iter().map(|job| job.id).collect();
-        jobs::schedule::mark_released(&mut tx, &ids).await?;
-        tx.commit().await?;
-        tracing::debug!(jobs = ids.len(), "jobs released");
-        if (ids.len() as i64) < RELEASE_BATCH {
+        let published = publish_locked(tx, publisher, &due).await?;
+        tracing::debug!(jobs = published, "jobs released");
+        if (published as i64) < RELEASE_BATCH {
             return Ok(());
         }
     }
+}
+
+/// Publishes the jobs `tx` locked, then marks them published in it and
+/// commits: a crash in between yields a duplicate message, never a lost
+/// job. Returns how many were published.
+async fn publish_locked(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    publisher: &Publisher,
+    due: &[jobs::schedule::ToPublish],
+) -> anyhow::Result<usize> {
+    let batch: Vec<Outgoing> = due
+        .iter()
+        .map(|job| Outgoing::run(job.id, job.queue.clone(), job.trace_parent.clone()))
+        .collect();
+    publisher.publish(&batch).await?;
+    let ids: Vec<_> = due.iter().map(|job| job.id).collect();
+    jobs::schedule::mark_released(&mut tx, &ids).await?;
+    tx.commit().await?;
+    Ok(ids.len())
 }
 
 #[cfg(test)]

@@ -629,6 +629,28 @@ async fn a_claim_planned_on_an_empty_table_reaches_jobs_by_index_only() {
         db_pool_size: 1,
     };
     let pool = config.pool_by_key().unwrap();
+    let (scans, plan) = generic_claim_plan(&pool).await;
+    assert!(
+        scans.iter().any(|(node, _)| node.contains("Index")),
+        "no index scan on jobs: {scans:?}"
+    );
+    assert!(
+        !scans.iter().any(|(node, _)| node == "Seq Scan"),
+        "a sequential scan of jobs: {scans:?}"
+    );
+    assert!(plan[0].get("JIT").is_none(), "JIT in the plan: {plan}");
+
+    // The same on a plain pool does scan: the check can fail.
+    let (scans, _) = generic_claim_plan(&s.pool).await;
+    assert!(
+        scans.iter().any(|(node, _)| node == "Seq Scan"),
+        "a plain session no longer scans an empty jobs table; this test no longer shows the fix: {scans:?}"
+    );
+}
+
+/// The claim prepared on a session of `pool` with a generic plan, and that
+/// plan's scans on `jobs` (see [`collect_scans`]) and its JSON.
+async fn generic_claim_plan(pool: &PgPool) -> (Vec<(String, String)>, Value) {
     let mut conn = pool.acquire().await.unwrap();
     sqlx::query("SET plan_cache_mode = force_generic_plan")
         .execute(&mut *conn)
@@ -646,42 +668,13 @@ async fn a_claim_planned_on_an_empty_table_reaches_jobs_by_index_only() {
             .fetch_one(&mut *conn)
             .await
             .unwrap();
+    // The session goes back to the pool: drop what this set on it.
+    for reset in ["DEALLOCATE claim", "RESET plan_cache_mode"] {
+        sqlx::query(reset).execute(&mut *conn).await.unwrap();
+    }
     let mut scans = Vec::new();
     collect_scans(&plan[0]["Plan"], &mut scans);
-    assert!(
-        scans.iter().any(|(node, _)| node.contains("Index")),
-        "no index scan on jobs: {scans:?}"
-    );
-    assert!(
-        !scans.iter().any(|(node, _)| node == "Seq Scan"),
-        "a sequential scan of jobs: {scans:?}"
-    );
-    assert!(plan[0].get("JIT").is_none(), "JIT in the plan: {plan}");
-
-    // The same session on a plain pool does scan: the check can fail.
-    let mut plain = s.pool.acquire().await.unwrap();
-    sqlx::query("SET plan_cache_mode = force_generic_plan")
-        .execute(&mut *plain)
-        .await
-        .unwrap();
-    sqlx::query(&format!(
-        "PREPARE claim(bigint[], text, bigint) AS {}",
-        jobs::run::CLAIM_SQL
-    ))
-    .execute(&mut *plain)
-    .await
-    .unwrap();
-    let plan: Value =
-        sqlx::query_scalar("EXPLAIN (FORMAT JSON, COSTS OFF) EXECUTE claim('{1,2,3}', 'w', 5000)")
-            .fetch_one(&mut *plain)
-            .await
-            .unwrap();
-    let mut scans = Vec::new();
-    collect_scans(&plan[0]["Plan"], &mut scans);
-    assert!(
-        scans.iter().any(|(node, _)| node == "Seq Scan"),
-        "a plain session no longer scans an empty jobs table; this test no longer shows the fix: {scans:?}"
-    );
+    (scans, plan)
 }
 
 /// The scan nodes on `jobs` in a JSON plan: (node type, index name).
