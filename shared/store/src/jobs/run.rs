@@ -131,22 +131,18 @@ impl ClaimedRow {
 /// the planner turned into a scan of every queued job, when the
 /// table's statistics lagged a burst of inserts, cost 1 s a claim.
 pub const CLAIM_SQL: &str = "WITH locked AS MATERIALIZED (
-             SELECT id, status, start_at, workflow_id
+             -- FOR UPDATE yields each row as it is once locked (after any
+             -- wait), so `ready` filters current values without a join
+             -- back to jobs.
+             SELECT id, workflow_id, rate_key, rate_at, started_at, status, cancel_requested,
+                    start_at, concurrency_key, holds_slot
              FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE),
-         -- The statement's snapshot, taken before any lock wait, so a slot
-         -- freed by a transaction that ended while this one waited is not
-         -- taken here: every claim's `started_at` (its statement's start)
-         -- is then after the end of the run that freed its slot, and the
-         -- recorded running intervals of a key never overlap more than its
-         -- limit. The key (`id = ANY($1)`) keeps the planner on the primary
-         -- key whatever its statistics say.
          ready AS MATERIALIZED (
-             SELECT j.id, j.workflow_id, j.rate_key, j.rate_at, j.started_at FROM jobs j
-             WHERE j.id = ANY($1) AND j.id IN (SELECT id FROM locked)
-               AND j.status = 'queued' AND NOT j.cancel_requested
-               AND (j.start_at IS NULL OR j.start_at <= now())
-               AND j.workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
-               AND (j.concurrency_key IS NULL OR j.holds_slot)),
+             SELECT l.id, l.workflow_id, l.rate_key, l.rate_at, l.started_at FROM locked l
+             WHERE l.status = 'queued' AND NOT l.cancel_requested
+               AND (l.start_at IS NULL OR l.start_at <= now())
+               AND l.workflow_id NOT IN (SELECT id FROM workflows WHERE paused_at IS NOT NULL)
+               AND (l.concurrency_key IS NULL OR l.holds_slot)),
          tokens AS MATERIALIZED (
              SELECT id, crust_rate_take(workflow_id, rate_key) AS at
              FROM (SELECT id, workflow_id, rate_key FROM ready
@@ -158,11 +154,18 @@ pub const CLAIM_SQL: &str = "WITH locked AS MATERIALIZED (
              LEFT JOIN tokens t ON t.id = r.id
              WHERE r.rate_key IS NULL OR coalesce(t.at, r.rate_at) <= now()),
          c AS (
-             UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = now(),
+             -- `started_at` is read when the row is updated, after any lock
+             -- wait: a slot this claim waited for was freed by a run whose
+             -- `finished_at` (its transaction's start) is earlier, so the
+             -- recorded running intervals of a key never overlap more than
+             -- its limit (`now()`, the statement's start, could precede it).
+             -- It is still never before `start_at` or a rate instant, both
+             -- checked against `now()`.
+             UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = clock_timestamp(),
                     lease_until = now() + $3 * interval '1 millisecond', worker = $2, updated_at = now(),
                     rate_at = go.rate_at
              FROM go WHERE jobs.id = go.id AND jobs.id = ANY($1)
-               -- Checked again on the row as locked.
+               -- Checked again on the row as this statement updates it.
                AND jobs.status = 'queued' AND NOT jobs.cancel_requested
                AND (jobs.concurrency_key IS NULL OR jobs.holds_slot)
              RETURNING jobs.id, attempt, workflow_id, workflow_version, rerun_of, parameters, created_by,
