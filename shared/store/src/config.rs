@@ -53,42 +53,31 @@ impl DbConfig {
     /// A pool that connects lazily, so a process starts (and reports
     /// not-ready) while Postgres is still down, and reconnects by itself.
     pub fn pool(&self) -> Result<PgPool, ConfigError> {
-        Ok(PgPoolOptions::new()
-            .max_connections(self.db_pool_size)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(self.connect_options()?))
+        Ok(self.lazy_pool(self.connect_options()?))
     }
 
     /// [`DbConfig::pool`] for a process whose own statements all reach
     /// rows by key or by a partial index (the worker: claims, heartbeats,
     /// log lines, steps, outcomes, each by job ID; the scheduler: due,
-    /// lost and waiting jobs, each by its partial index). Its sessions never plan a sequential scan
-    /// where an index can answer ([`BY_KEY`]): a prepared statement's
-    /// generic plan is made once per connection, and one made while `jobs`
-    /// was nearly empty, or while its statistics lagged (autovacuum off,
-    /// a burst of inserts), scanned the whole table with `id = ANY($1)` on
-    /// every row and cost a claim 20-40 ms at 100 000 jobs. Client-driven
-    /// queries (`bounded`) set the planner back to its default.
+    /// lost and waiting jobs, each by its partial index). Its sessions
+    /// never plan a sequential scan where an index can answer
+    /// ([`BY_KEY`]): a prepared statement's generic plan is made once per
+    /// connection, and one made while `jobs` was nearly empty, or while its
+    /// statistics lagged (autovacuum off, a burst of inserts), scanned the
+    /// whole table with `id = ANY($1)` on every row: up to 1 s a claim at
+    /// 100 000 jobs. Client-driven queries (`bounded`) set the planner back
+    /// to its default.
     pub fn pool_by_key(&self) -> Result<PgPool, ConfigError> {
-        Ok(PgPoolOptions::new()
+        Ok(self.lazy_pool(self.connect_options()?.options(BY_KEY)))
+    }
+
+    fn lazy_pool(&self, options: PgConnectOptions) -> PgPool {
+        PgPoolOptions::new()
             .max_connections(self.db_pool_size)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(self.connect_options()?.options(BY_KEY)))
+            .connect_lazy_with(options)
     }
 }
-
-/// The settings of [`DbConfig::pool_by_key`]'s sessions. `jit` is off with
-/// the scans: a disabled scan that is the only way to a small table (no
-/// index answers `workflows.paused_at IS NOT NULL`) keeps its huge cost,
-/// which crossed `jit_above_cost` and had every claim compiled by LLVM
-/// (~1 s). Short key lookups never gain from JIT anyway.
-pub const BY_KEY: [(&str, &str); 3] = [
-    ("timezone", "UTC"),
-    ("enable_seqscan", "off"),
-    ("jit", "off"),
-];
-
-impl DbConfig {}
 
 /// Bounds on the queries a client drives (record lists, reports, chart data).
 #[derive(Debug, Clone, clap::Args)]
@@ -108,6 +97,13 @@ pub struct QueryLimits {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub report_max_bytes: u64,
 }
+
+/// The settings of [`DbConfig::pool_by_key`]'s sessions. `jit` is off with
+/// the scans: a disabled scan that is the only way to a small table (no
+/// index answers `workflows.paused_at IS NOT NULL`) keeps its huge cost,
+/// which crossed `jit_above_cost` and had every claim compiled by LLVM
+/// (~1 s). Short key lookups never gain from JIT anyway.
+pub const BY_KEY: [(&str, &str); 2] = [("enable_seqscan", "off"), ("jit", "off")];
 
 impl Default for QueryLimits {
     fn default() -> Self {
