@@ -33,6 +33,7 @@ use std::time::Duration;
 use anyhow::Context;
 use crust_queue::Names;
 use crust_store::config::DbConfig;
+use crust_store::jobs::follow::NOTIFY_AFTER;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +62,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let pool = config.db.pool_by_key()?;
+    let pool = config.db.pool_by_key_with(&[NOTIFY_AFTER])?;
     let log_pool = log_pool(&config.db)?;
     let (writer, writer_task) = Writer::start(pool.clone(), log_pool);
     let http = HttpClient::new(config.http_allow.clone(), config.http_timeout)
@@ -121,9 +122,10 @@ pub async fn run(
 fn log_pool(db: &DbConfig) -> anyhow::Result<deadpool_postgres::Pool> {
     let mut config = tokio_postgres::Config::from_str(&db.database_url)
         .context("DATABASE_URL is not a valid Postgres URL")?;
-    // As on the worker's other pool (`DbConfig::pool_by_key`).
+    // As on the worker's other pool (`DbConfig::pool_by_key_with`).
     let options: Vec<String> = crust_store::config::BY_KEY
         .iter()
+        .chain([&NOTIFY_AFTER])
         .map(|(name, value)| format!("-c {name}={value}"))
         .collect();
     config.options(options.join(" "));

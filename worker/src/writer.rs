@@ -9,6 +9,7 @@ use std::time::Duration;
 use crust_model::job::JobStatus;
 use crust_model::Id;
 use crust_store::jobs;
+use crust_store::jobs::follow::{self, Notice, NOTIFY_SQL};
 use crust_store::jobs::run::{Outcome, Park, APPEND_LOGS_SQL};
 use deadpool_postgres::Pool as LogPool;
 use serde_json::value::RawValue;
@@ -167,22 +168,38 @@ async fn write_lines(log_pool: &LogPool, lines: &[LogLine]) {
                 .prepare_cached(APPEND_LOGS_SQL)
                 .await
                 .map_err(|err| err.to_string())?;
-            client
-                .execute(
+            let rows = client
+                .query(
                     &statement,
                     &[
                         &job_ids, &attempts, &stamps, &levels, &tasks, &messages, &data,
                     ],
                 )
                 .await
-                .map_err(|err| err.to_string())
+                .map_err(|err| err.to_string())?;
+            Ok::<_, String>((client, rows))
         }
         .await;
         match result {
-            Ok(_) => {
+            Ok((client, rows)) => {
                 crust_runtime::metrics::metrics()
                     .log_lines
                     .inc_by(lines.len() as u64);
+                let notices: Vec<Notice> = rows
+                    .iter()
+                    .map(|row| Notice::Logged {
+                        job: Id(row.get(0)),
+                        seq: row.get(1),
+                    })
+                    .collect();
+                let (channels, payloads) = follow::notify_params(&notices);
+                let sent = match client.prepare_cached(NOTIFY_SQL).await {
+                    Ok(statement) => client.execute(&statement, &[&channels, &payloads]).await,
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = sent {
+                    tracing::warn!(error = %err, "cannot notify log followers");
+                }
                 return;
             }
             Err(err) => {
@@ -230,6 +247,13 @@ async fn write_finishes(pool: &PgPool, finishes: Vec<Finish>) {
     };
     for finish in finishes {
         let _ = finish.done.send(applied.contains(&finish.outcome.id));
+    }
+    let notices: Vec<Notice> = applied
+        .into_iter()
+        .map(|job| Notice::Finished { job })
+        .collect();
+    if let Err(err) = follow::notify(pool, &notices).await {
+        tracing::warn!(error = %err, "cannot notify log followers");
     }
 }
 

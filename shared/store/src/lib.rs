@@ -42,7 +42,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 /// (`SET LOCAL statement_timeout`), for queries a client drives: the backend
 /// ends the query even when the client has gone away. The planner is free
 /// to scan (`enable_seqscan`, off on [`config::DbConfig::pool_by_key`]'s
-/// sessions): a client's filter may well need a scan.
+/// sessions) and to plan for the values given (`plan_cache_mode`): a
+/// client's filter may well need a scan, or a plan for its skewed value.
 pub(crate) async fn bounded(
     pool: &PgPool,
     timeout: Duration,
@@ -50,7 +51,8 @@ pub(crate) async fn bounded(
     // One round trip; the number is ours, not client text.
     Ok(pool
         .begin_with(format!(
-            "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL enable_seqscan = on",
+            "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL enable_seqscan = on; \
+             SET LOCAL plan_cache_mode = auto",
             timeout.as_millis()
         ))
         .await?)

@@ -313,7 +313,8 @@ pub async fn hand_back(pool: &PgPool, id: Id, attempt: i32) -> Result<bool> {
 /// lines take consecutive numbers after its `log_seq`, and only runs that
 /// still hold their claim get any. Parameters are parallel arrays: job id,
 /// attempt, ts, level, task, message, data (JSON text, kept compact on the
-/// worker and parsed by Postgres).
+/// worker and parsed by Postgres). Returns each job's new `log_seq` (to
+/// notify followers with, see [`super::follow`]).
 pub const APPEND_LOGS_SQL: &str = "
 WITH lines AS (
     SELECT * FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::text[], $5::text[],
@@ -326,12 +327,14 @@ WITH lines AS (
     FROM counts c
     WHERE j.id = c.job_id AND j.id = ANY($1) AND j.attempt = c.attempt AND j.status = 'running'
       AND j.id IN (SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE)
-    RETURNING j.id, c.attempt, j.log_seq - c.n AS base
+    RETURNING j.id, c.attempt, j.log_seq - c.n AS base, j.log_seq AS seq
+), inserted AS (
+    INSERT INTO job_logs (job_id, seq, ts, level, task, message, data, attempt)
+    SELECT l.job_id, b.base + row_number() OVER (PARTITION BY l.job_id ORDER BY l.ord),
+           l.ts, l.level, l.task, l.message, l.data::jsonb, l.attempt
+    FROM lines l JOIN bumped b ON b.id = l.job_id AND b.attempt = l.attempt
 )
-INSERT INTO job_logs (job_id, seq, ts, level, task, message, data, attempt)
-SELECT l.job_id, b.base + row_number() OVER (PARTITION BY l.job_id ORDER BY l.ord),
-       l.ts, l.level, l.task, l.message, l.data::jsonb, l.attempt
-FROM lines l JOIN bumped b ON b.id = l.job_id AND b.attempt = l.attempt";
+SELECT id, seq FROM bumped";
 
 /// What a parked run waits for: any of these ends the wait.
 #[derive(Debug, Clone, Default, PartialEq)]

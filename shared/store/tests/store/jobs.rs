@@ -86,10 +86,11 @@ impl Store {
 }
 
 /// Appends log lines of one run with the worker's statement; returns how
-/// many were written.
+/// many were written (the statement answers the job's new `log_seq` when
+/// its lines went in, nothing when the run no longer held the job).
 async fn append(pool: &PgPool, id: Id, attempt: i32, messages: &[&str]) -> u64 {
     let n = messages.len();
-    sqlx::query(APPEND_LOGS_SQL)
+    let bumped: Vec<(Id, i32)> = sqlx::query_as(APPEND_LOGS_SQL)
         .bind(vec![id; n])
         .bind(vec![attempt; n])
         .bind(vec![Utc::now(); n])
@@ -97,10 +98,23 @@ async fn append(pool: &PgPool, id: Id, attempt: i32, messages: &[&str]) -> u64 {
         .bind(vec![None::<String>; n])
         .bind(messages)
         .bind(vec![None::<Value>; n])
-        .execute(pool)
+        .fetch_all(pool)
         .await
-        .unwrap()
-        .rows_affected()
+        .unwrap();
+    let Some(&(job, seq)) = bumped.first() else {
+        return 0;
+    };
+    assert_eq!((job, bumped.len()), (id, 1), "one row for the one job");
+    let written: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM job_logs WHERE job_id = $1 AND seq > $2 - $3 AND seq <= $2",
+    )
+    .bind(id)
+    .bind(seq)
+    .bind(n as i32)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    written as u64
 }
 
 fn outcome(id: Id, attempt: i32, status: JobStatus) -> Outcome {
