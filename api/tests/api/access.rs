@@ -823,4 +823,41 @@ async fn a_change_and_its_audit_entry_commit_together() {
     .await
     .unwrap();
     assert_eq!(module_entries, 1);
+    // A job without a key is one statement, entry included; with a key it
+    // is a transaction that writes the entry at its commit. Either way the
+    // job and its request's entry share a transaction (no worker runs here,
+    // so the rows are as their create left them).
+    let (status, body) = app
+        .post(
+            "/workflow/",
+            json!({"name": "w", "tasks": [{"name": "t", "kind": "log", "params": {"message": "m"}}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let workflow = body["response"]["workflowID"].as_str().unwrap().to_owned();
+    for key in [None, None, Some("k1"), Some("k2")] {
+        let mut job = json!({"workflowID": workflow});
+        if let Some(key) = key {
+            job["key"] = json!(key);
+        }
+        let (status, body) = app.post("/job/", job).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (jobs, unpaired): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
+                    SELECT 1 FROM audit_log a
+                    WHERE a.xmin::text = j.xmin::text AND a.method = 'POST' AND a.status = 201))
+         FROM jobs j",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!((jobs, unpaired), (4, 0));
+    let entries: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE method = 'POST' AND path LIKE '/job%'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(entries, 4, "one entry per create, not two");
 }

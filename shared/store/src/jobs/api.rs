@@ -65,10 +65,42 @@ pub async fn create(
     key_ttl: Duration,
 ) -> Result<Created> {
     let creator = creator.into();
+    if job.key.is_none() {
+        // Without a key the insert is one statement, which carries the
+        // request's audit entry too: its own transaction, one round trip
+        // instead of four (BEGIN, insert, audit entry, COMMIT).
+        let mut conn = pool.acquire().await?;
+        return insert(
+            &mut conn,
+            job,
+            &creator,
+            trace_parent,
+            key_ttl,
+            Audit::InStatement,
+        )
+        .await;
+    }
     let mut tx = pool.begin().await?;
-    let created = insert(&mut tx, job, &creator, trace_parent, key_ttl).await?;
+    let created = insert(
+        &mut tx,
+        job,
+        &creator,
+        trace_parent,
+        key_ttl,
+        Audit::AtCommit,
+    )
+    .await?;
     crate::audit::commit(tx).await?;
     Ok(created)
+}
+
+/// Who writes the request's audit entry of an [`insert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audit {
+    /// The insert statement itself (run outside a transaction).
+    InStatement,
+    /// The caller, when it commits its transaction.
+    AtCommit,
 }
 
 /// Creates many jobs in one transaction, in order (see [`create`]; keys
@@ -95,14 +127,21 @@ pub async fn create_many(
     } else {
         let mut created = Vec::with_capacity(jobs.len());
         for (index, job) in jobs.into_iter().enumerate() {
-            let one = insert(&mut tx, job, &creator, trace_parent, key_ttl)
-                .await
-                .map_err(|err| match err {
-                    Error::Domain(crust_model::Error::Invalid(message)) => {
-                        Error::invalid(format!("jobs[{index}].{message}"))
-                    }
-                    other => other,
-                })?;
+            let one = insert(
+                &mut tx,
+                job,
+                &creator,
+                trace_parent,
+                key_ttl,
+                Audit::AtCommit,
+            )
+            .await
+            .map_err(|err| match err {
+                Error::Domain(crust_model::Error::Invalid(message)) => {
+                    Error::invalid(format!("jobs[{index}].{message}"))
+                }
+                other => other,
+            })?;
             created.push(one);
         }
         created
@@ -234,12 +273,19 @@ async fn insert_all(
 /// row holding the key changes in between (another create took an expired
 /// key over, or the first inserter rolled back), the loop simply tries
 /// again; a few rounds always settle it.
+///
+/// With [`Audit::InStatement`] (a job without a key, `tx` a plain
+/// connection) the insert statement also inserts the current request's
+/// audit entry, and a job with a concurrency key is published by a second
+/// statement of its own: until then the scheduler may publish it (a
+/// duplicate hint is harmless, see ARCHITECTURE "Hints, not copies").
 pub(crate) async fn insert(
     tx: &mut PgConnection,
     job: NewJob,
     creator: &Actor,
     trace_parent: Option<&str>,
     key_ttl: Duration,
+    audit: Audit,
 ) -> Result<Created> {
     let NewJob {
         workflow_id,
@@ -255,8 +301,13 @@ pub(crate) async fn insert(
     };
     let missing_workflow =
         || Error::invalid(format!("workflowID: workflow {workflow_id} does not exist"));
+    let entry = match audit {
+        Audit::InStatement => crate::audit::pending(),
+        Audit::AtCommit => None,
+    };
+    let values = entry.as_deref().map(crate::audit::RequestAudit::values);
     for _ in 0..8 {
-        let row: Option<JobRow> = sqlx::query_as(&format!(
+        let row: Option<JobRowAndAudit> = sqlx::query_as(&format!(
             "WITH w AS (SELECT id, version, parameters FROM workflows
                         WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
                   j AS (INSERT INTO jobs (workflow_id, workflow_version, parameters, start_at,
@@ -266,8 +317,12 @@ pub(crate) async fn insert(
                                CASE WHEN NOT $7 THEN now() END FROM w
                         ON CONFLICT (workflow_id, idempotency_key)
                             WHERE idempotency_key IS NOT NULL DO NOTHING
-                        RETURNING {COLUMNS})
-             SELECT j.*, CASE WHEN $7 THEN pg_notify('{RELEASE_CHANNEL}', '') END AS notified
+                        RETURNING {COLUMNS}),
+                  aud AS (INSERT INTO audit_log (user_id, method, path, resource, status)
+                          SELECT $10, $11, $12, $13, $14 FROM j WHERE $10::bigint IS NOT NULL
+                          RETURNING id)
+             SELECT j.*, (SELECT id FROM aud) AS audit_id,
+                    CASE WHEN $7 THEN pg_notify('{RELEASE_CHANNEL}', '') END AS notified
              FROM j"
         ))
         .bind(workflow_id)
@@ -279,29 +334,37 @@ pub(crate) async fn insert(
         .bind(!due_now)
         .bind(key.as_deref())
         .bind(creator.roles.as_deref())
+        .bind(values.as_ref().map(|entry| entry.user))
+        .bind(values.as_ref().map(|entry| entry.method))
+        .bind(values.as_ref().map(|entry| entry.path))
+        .bind(values.as_ref().map(|entry| entry.resource.clone()))
+        .bind(values.as_ref().map(|entry| entry.status))
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(row) = row {
+        if let Some(JobRowAndAudit { row, audit_id }) = row {
+            if let (Some(entry), Some(id)) = (&entry, audit_id) {
+                entry.mark_written(id);
+            }
             // A job with a concurrency key runs only with a slot, which the
             // insert's trigger gave it if one was free: publish it only
             // then, and give the scheduler the same grace as for any job
             // the api publishes (the grant made it due at once).
             let due_now = match row.concurrency_key {
                 None => due_now,
-                Some(_) => {
-                    sqlx::query_scalar(
-                        "UPDATE jobs SET release_at = CASE WHEN $2 THEN now() + $3 * interval '1 millisecond'
-                                                           ELSE release_at END,
-                                         published_at = CASE WHEN $2 AND holds_slot THEN now()
-                                                             ELSE published_at END
-                         WHERE id = $1 RETURNING holds_slot AND $2",
-                    )
-                    .bind(row.id)
-                    .bind(due_now)
-                    .bind(millis(PUBLISH_GRACE))
-                    .fetch_one(&mut *tx)
-                    .await?
-                }
+                Some(_) => sqlx::query_scalar(
+                    "UPDATE jobs SET release_at = CASE WHEN $2 THEN now() + $3 * interval '1 millisecond'
+                                                       ELSE release_at END,
+                                     published_at = CASE WHEN $2 AND holds_slot THEN now()
+                                                         ELSE published_at END
+                     WHERE id = $1 AND status = 'queued' RETURNING holds_slot AND $2",
+                )
+                .bind(row.id)
+                .bind(due_now)
+                .bind(millis(PUBLISH_GRACE))
+                .fetch_optional(&mut *tx)
+                .await?
+                // Claimed already (its insert committed on its own).
+                .unwrap_or(false),
             };
             return Ok(Created {
                 job: row.into(),
@@ -370,6 +433,14 @@ async fn grant_keys_of(tx: &mut PgConnection, jobs: &[Id]) -> Result<()> {
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// A [`JobRow`] and the audit entry its insert wrote, if it wrote one.
+#[derive(sqlx::FromRow)]
+struct JobRowAndAudit {
+    #[sqlx(flatten)]
+    row: JobRow,
+    audit_id: Option<i64>,
 }
 
 /// A [`JobRow`] and whether its key is still within its TTL.
