@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::jobs::api::{insert, Audit, Created};
+use crate::jobs::api::{insert, Created};
 use crate::{modules, Error, Result};
 use crust_model::access::Actor;
 use crust_model::job::NewJob;
@@ -121,7 +121,6 @@ impl Upload {
             &self.creator,
             trace_parent,
             Duration::ZERO,
-            Audit::AtCommit,
         )
         .await?;
         sqlx::query("UPDATE record_imports SET job_id = $2, bytes = $3 WHERE id = $1")

@@ -66,37 +66,33 @@ pub async fn create(
 ) -> Result<Created> {
     let creator = creator.into();
     if job.key.is_none() {
-        // Without a key the insert is one statement, which carries the
-        // request's audit entry too: its own transaction, one round trip
-        // instead of four (BEGIN, insert, audit entry, COMMIT).
+        // Without a key (and without a concurrency key, whose slot grant
+        // needs a second statement) the insert is one statement, which
+        // carries the request's audit entry too: its own transaction, one
+        // round trip instead of four (BEGIN, insert, audit entry, COMMIT).
         let mut conn = pool.acquire().await?;
-        return insert(
+        let alone = insert_row(
             &mut conn,
-            job,
+            job.clone(),
             &creator,
             trace_parent,
             key_ttl,
             Audit::InStatement,
         )
-        .await;
+        .await?;
+        if let Some(created) = alone {
+            return Ok(created);
+        }
     }
     let mut tx = pool.begin().await?;
-    let created = insert(
-        &mut tx,
-        job,
-        &creator,
-        trace_parent,
-        key_ttl,
-        Audit::AtCommit,
-    )
-    .await?;
+    let created = insert(&mut tx, job, &creator, trace_parent, key_ttl).await?;
     crate::audit::commit(tx).await?;
     Ok(created)
 }
 
-/// Who writes the request's audit entry of an [`insert`].
+/// Who writes the request's audit entry of an [`insert_row`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Audit {
+enum Audit {
     /// The insert statement itself (run outside a transaction).
     InStatement,
     /// The caller, when it commits its transaction.
@@ -127,21 +123,14 @@ pub async fn create_many(
     } else {
         let mut created = Vec::with_capacity(jobs.len());
         for (index, job) in jobs.into_iter().enumerate() {
-            let one = insert(
-                &mut tx,
-                job,
-                &creator,
-                trace_parent,
-                key_ttl,
-                Audit::AtCommit,
-            )
-            .await
-            .map_err(|err| match err {
-                Error::Domain(crust_model::Error::Invalid(message)) => {
-                    Error::invalid(format!("jobs[{index}].{message}"))
-                }
-                other => other,
-            })?;
+            let one = insert(&mut tx, job, &creator, trace_parent, key_ttl)
+                .await
+                .map_err(|err| match err {
+                    Error::Domain(crust_model::Error::Invalid(message)) => {
+                        Error::invalid(format!("jobs[{index}].{message}"))
+                    }
+                    other => other,
+                })?;
             created.push(one);
         }
         created
@@ -274,19 +263,32 @@ async fn insert_all(
 /// key over, or the first inserter rolled back), the loop simply tries
 /// again; a few rounds always settle it.
 ///
-/// With [`Audit::InStatement`] (a job without a key, `tx` a plain
-/// connection) the insert statement also inserts the current request's
-/// audit entry, and a job with a concurrency key is published by a second
-/// statement of its own: until then the scheduler may publish it (a
-/// duplicate hint is harmless, see ARCHITECTURE "Hints, not copies").
 pub(crate) async fn insert(
     tx: &mut PgConnection,
     job: NewJob,
     creator: &Actor,
     trace_parent: Option<&str>,
     key_ttl: Duration,
-    audit: Audit,
 ) -> Result<Created> {
+    let workflow_id = job.workflow_id;
+    insert_row(tx, job, creator, trace_parent, key_ttl, Audit::AtCommit)
+        .await?
+        .ok_or_else(|| Error::invalid(format!("workflowID: workflow {workflow_id} does not exist")))
+}
+
+/// [`insert`]; with [`Audit::InStatement`] (a job without a key, `tx` a
+/// plain connection) the insert statement also inserts the current
+/// request's audit entry, and only a workflow without a concurrency key
+/// gets its job this way: `None` leaves the job (or the missing workflow's
+/// error) to a transaction.
+async fn insert_row(
+    tx: &mut PgConnection,
+    job: NewJob,
+    creator: &Actor,
+    trace_parent: Option<&str>,
+    key_ttl: Duration,
+    audit: Audit,
+) -> Result<Option<Created>> {
     let NewJob {
         workflow_id,
         start_at,
@@ -306,10 +308,14 @@ pub(crate) async fn insert(
         Audit::AtCommit => None,
     };
     let values = entry.as_deref().map(crate::audit::RequestAudit::values);
+    let alone = match audit {
+        Audit::InStatement => "AND concurrency_key_spec IS NULL",
+        Audit::AtCommit => "",
+    };
     for _ in 0..8 {
         let row: Option<JobRowAndAudit> = sqlx::query_as(&format!(
             "WITH w AS (SELECT id, version, parameters FROM workflows
-                        WHERE id = $1 AND deleted_at IS NULL FOR SHARE),
+                        WHERE id = $1 AND deleted_at IS NULL {alone} FOR SHARE),
                   j AS (INSERT INTO jobs (workflow_id, workflow_version, parameters, start_at,
                                           release_at, created_by, trace_parent, idempotency_key,
                                           creator_roles, published_at)
@@ -363,19 +369,21 @@ pub(crate) async fn insert(
                 .bind(millis(PUBLISH_GRACE))
                 .fetch_optional(&mut *tx)
                 .await?
-                // Claimed already (its insert committed on its own).
                 .unwrap_or(false),
             };
-            return Ok(Created {
+            return Ok(Some(Created {
                 job: row.into(),
                 due_now,
                 new: true,
-            });
+            }));
         }
         // Nothing inserted: either the workflow does not exist or the key
         // is held.
         let Some(key) = key.as_deref() else {
-            return Err(missing_workflow());
+            return match audit {
+                Audit::InStatement => Ok(None),
+                Audit::AtCommit => Err(missing_workflow()),
+            };
         };
         let held: Option<(JobRow, bool)> = sqlx::query_as::<_, JobRowAndLive>(&format!(
             "SELECT {COLUMNS}, created_at > now() - $3 * interval '1 millisecond' AS live
@@ -389,11 +397,11 @@ pub(crate) async fn insert(
         .map(|both| (both.row, both.live));
         match held {
             Some((row, true)) => {
-                return Ok(Created {
+                return Ok(Some(Created {
                     job: row.into(),
                     due_now: false,
                     new: false,
-                })
+                }));
             }
             Some((row, false)) => {
                 sqlx::query("UPDATE jobs SET idempotency_key = NULL WHERE id = $1")
